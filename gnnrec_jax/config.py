@@ -1,0 +1,162 @@
+"""One flat, typed experiment config, overridable from the CLI with `--set key=value`.
+
+Flat on purpose: every knob is one `--set` away and appears once in the `config.json` a run
+writes. Per-model defaults live in `gnnrec_jax/configs/<model>.py` (each default with its reason).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+from gnnrec_jax.errors import ConfigError
+
+MODELS = ("softmax_gnn", "lightgcn", "ngcf", "gat", "mf", "ease")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Every setting of a run. Field comments give the reason for each default."""
+
+  # --- model ---------------------------------------------------------------------------------
+  model: str = "lightgcn"
+  embed_dim: int = 64            # LightGCN/RecBole default; the published tables use 64
+  num_layers: int = 3            # LightGCN's best depth on Gowalla/ml-100k
+  layer_combine: str = "mean"    # "mean" | "sum" | "last" | "concat": how layer outputs combine
+  init_std: float = 0.1          # LightGCN's normal(0, 0.1) init (RecBole uses xavier; both fine)
+  # softmax_gnn / gat
+  activation: str = "identity"   # sigma in h' = sigma(sum alpha h); identity keeps LightGCN's linearity
+  heads: int = 1
+  scale_logits: bool = True      # divide u.v by sqrt(d) so early logits do not saturate softmax
+  temperature: float = 1.0
+  qk_proj: bool = False          # learned query/key projections before the dot product
+  initial_alpha: str = "weights" # "weights": first layer uses normalised interaction weights; "none"
+  attention_mix: float = 1.0     # 1.0: pure softmax alpha; <1 mixes with LightGCN's fixed norm
+  # ngcf / gat
+  dropout: float = 0.1           # message dropout (NGCF default 0.1)
+  # ease
+  ease_l2: float = 250.0         # RecBole's EASE reg_weight on ml-100k
+  # node inputs (text features, issue 4)
+  text_features: str = ""        # "" (ID only) | "item" | "item+user_profile" | "item+user_history" ...
+  text_model: str = "all-MiniLM-L6-v2"
+  use_id_embedding: bool = True
+  id_dropout: float = 0.0        # DropoutNet-style: drop ID vectors so text alone must carry signal
+  # --- graph -----------------------------------------------------------------------------------
+  self_loops: bool = False
+  weighted_norm: bool = False    # LightGCN normalises the binary adjacency
+  social: bool = False           # add user-user trust edges when the dataset has them
+  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr": see gnnrec_jax/propagate.py
+  # --- loss and sampling -----------------------------------------------------------------------
+  loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE)
+  l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
+  num_negatives: int = 1         # per positive; >1 only used by the softmax loss
+  softmax_temperature: float = 0.1
+  # --- optimisation ----------------------------------------------------------------------------
+  optimizer: str = "adam"
+  lr: float = 1e-3               # LightGCN and RecBole default
+  lr_schedule: str = "constant"  # "constant" | "cosine" | "warmup_cosine"
+  weight_decay: float = 0.0
+  batch_size: int = 2048         # RecBole's train_batch_size; a static shape under jit
+  epochs: int = 300
+  eval_every: int = 1
+  patience: int = 10             # RecBole's stopping_step
+  select_metric: str = "ndcg@20"
+  grad_clip: float = 0.0         # 0 disables
+  # --- evaluation ------------------------------------------------------------------------------
+  topk: tuple = (10, 20, 50)
+  eval_batch_size: int = 512     # users per jitted ranking step
+  # --- data --------------------------------------------------------------------------------------
+  split: str = "random"          # "random" | "loo" | "temporal" | "cold_item" | "predefined"
+  split_ratios: tuple = (0.8, 0.1, 0.1)
+  cold_fraction: float = 0.2
+  seed: int = 2020               # RecBole's default seed
+  # --- runtime -----------------------------------------------------------------------------------
+  checkpoint_every: int = 1      # epochs between crash-safe checkpoints
+
+  def replace(self, **kw) -> "Config":
+    return dataclasses.replace(self, **kw)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _coerce(name: str, raw: str, typ) -> Any:
+  try:
+    if typ is bool:
+      low = raw.strip().lower()
+      if low in ("1", "true", "yes", "on"):
+        return True
+      if low in ("0", "false", "no", "off"):
+        return False
+      raise ValueError
+    if typ is int:
+      return int(raw)
+    if typ is float:
+      return float(raw)
+    if typ is tuple:
+      parts = [p for p in raw.replace("(", "").replace(")", "").split(",") if p.strip()]
+      return tuple(float(p) if "." in p or "e" in p.lower() else int(p) for p in parts)
+    return raw
+  except ValueError:
+    raise ConfigError(f"--set {name}={raw}: expected a value of type {typ.__name__}") from None
+
+
+def apply_overrides(config: Config, overrides: list[str] | None) -> Config:
+  """Applies `key=value` strings; unknown keys and values of the wrong type raise ConfigError."""
+  hints = typing.get_type_hints(Config)
+  updates = {}
+  for item in overrides or ():
+    if "=" not in item:
+      raise ConfigError(f"--set {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if key not in hints:
+      close = [k for k in hints if key.split(".")[-1] in k]
+      hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+      raise ConfigError(f"--set {key}: unknown config key{hint}")
+    updates[key] = _coerce(key, raw, hints[key])
+  return validate(config.replace(**updates))
+
+
+def validate(config: Config) -> Config:
+  """Checks values that would otherwise fail deep inside jit with an opaque message."""
+  c = config
+  if c.model not in MODELS:
+    raise ConfigError(f"unknown model {c.model!r}; choose one of {', '.join(MODELS)}")
+  checks = [
+      (c.embed_dim > 0, "embed_dim must be > 0"),
+      (c.num_layers >= 0, "num_layers must be >= 0"),
+      (c.layer_combine in ("mean", "sum", "last", "concat"), "layer_combine must be mean|sum|last|concat"),
+      (c.heads >= 1, "heads must be >= 1"),
+      (c.temperature > 0, "temperature must be > 0"),
+      (c.initial_alpha in ("weights", "none"), "initial_alpha must be weights|none"),
+      (0.0 <= c.attention_mix <= 1.0, "attention_mix must be in [0, 1]"),
+      (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
+      (0.0 <= c.id_dropout <= 1.0, "id_dropout must be in [0, 1]"),
+      (c.loss in ("bpr", "softmax"), "loss must be bpr|softmax"),
+      (c.l2 >= 0, "l2 must be >= 0"),
+      (c.num_negatives >= 1, "num_negatives must be >= 1"),
+      (c.lr > 0, "lr must be > 0"),
+      (c.lr_schedule in ("constant", "cosine", "warmup_cosine"), "lr_schedule must be constant|cosine|warmup_cosine"),
+      (c.optimizer in ("adam", "adamw", "sgd", "adagrad"), "optimizer must be adam|adamw|sgd|adagrad"),
+      (c.batch_size > 0, "batch_size must be > 0"),
+      (c.epochs >= 0, "epochs must be >= 0"),
+      (c.eval_every >= 1, "eval_every must be >= 1"),
+      (c.patience >= 1, "patience must be >= 1"),
+      (len(c.topk) > 0 and all(int(k) > 0 for k in c.topk), "topk must be positive integers"),
+      (c.split in ("random", "loo", "temporal", "cold_item", "predefined"), "split must be random|loo|temporal|cold_item|predefined"),
+      (len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6, "split_ratios must be three numbers summing to 1"),
+      (0.0 < c.cold_fraction < 1.0, "cold_fraction must be in (0, 1)"),
+      (c.propagation in ("auto", "segment", "dense", "csr"), "propagation must be auto|segment|dense|csr"),
+  ]
+  for ok, msg in checks:
+    if not ok:
+      raise ConfigError(f"invalid config: {msg}")
+  metric = c.select_metric.split("@")
+  if len(metric) != 2 or not metric[1].isdigit() or int(metric[1]) not in [int(k) for k in c.topk]:
+    raise ConfigError(f"select_metric {c.select_metric!r} must be NAME@K with K in topk {c.topk}")
+  return c
