@@ -6,6 +6,7 @@ writes. Per-model defaults live in `gnnrec_jax/configs/<model>.py` (each default
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from typing import Any
@@ -115,7 +116,7 @@ def apply_overrides(config: Config, overrides: list[str] | None) -> Config:
     key, raw = item.split("=", 1)
     key = key.strip()
     if key not in hints:
-      close = [k for k in hints if key.split(".")[-1] in k]
+      close = difflib.get_close_matches(key, list(hints), n=3)
       hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
       raise ConfigError(f"--set {key}: unknown config key{hint}")
     updates[key] = _coerce(key, raw, hints[key])
