@@ -110,11 +110,17 @@ class Interactions:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """Train / valid / test interactions over one catalogue (same vocabularies)."""
+  """Train / valid / test interactions over one catalogue (same vocabularies).
+
+  Attributes:
+    cold_items: for a cold-start split, the sorted [k] int32 indices of the items withheld from
+      train (their interactions are all in valid or test); None otherwise.
+  """
 
   train: Interactions
   valid: Interactions
   test: Interactions
+  cold_items: np.ndarray | None = None
 
   def sizes(self) -> dict[str, int]:
     return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
