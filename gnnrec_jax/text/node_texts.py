@@ -1,0 +1,265 @@
+"""One sentence per item and user, and their vectors laid out in the graph's node order.
+
+Items are described by their metadata ("Toy Story (1995). Genres: Animation, Children's,
+Comedy."), users either by their profile ("A 24-year-old male technician.") or by their history,
+the mean text vector of the items they interacted with in the train split (re-normalised). Nodes
+with no metadata get the empty text, a zero vector and `has_text=False`, so a model can mask them
+or fall back to a learned embedding.
+
+Node order is the one of `gnnrec_jax.graph.build_graph`: users at [0, U), item i at U + i.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from gnnrec_jax.data.types import Dataset, Interactions
+from gnnrec_jax.errors import ConfigError, DataError
+
+USER_MODES = ("history", "profile", "both", "none")
+
+# Column names tried in order, so loaders other than ml-100k's work unchanged.
+_TITLE_KEYS = ("title", "movie_title", "name")
+_YEAR_KEYS = ("year", "release_year")
+_GENRE_KEYS = ("genres", "genre", "class", "categories")
+_DESCRIPTION_KEYS = ("description", "text")
+_GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
+# ml-100k occupations that do not read as a noun after "A 24-year-old male ...".
+_OCCUPATIONS = {
+    "entertainment": "person working in entertainment",
+    "healthcare": "healthcare worker",
+    "marketing": "person working in marketing",
+    "none": "person with no occupation",
+    "other": "person",
+}
+
+
+def _text(value) -> str:
+  """A metadata cell as stripped text; None, NaN and bytes handled."""
+  if value is None:
+    return ""
+  if isinstance(value, bytes):
+    value = value.decode("utf-8", "replace")
+  if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+    return ""
+  return str(value).strip()
+
+
+def _number(value) -> int | None:
+  """A positive whole number from an int, float or string cell (1995, 1995.0, "1995"), else None."""
+  s = _text(value)
+  try:
+    x = float(s)
+  except ValueError:
+    return None
+  return int(x) if math.isfinite(x) and x > 0 and x == int(x) else None
+
+
+def _list(value) -> list[str]:
+  """Genres from a list/array cell or a string joined by "|", "," or spaces (RecBole token_seq)."""
+  if isinstance(value, (list, tuple, np.ndarray)):
+    parts = [_text(v) for v in value]
+  else:
+    s = _text(value)
+    sep = "|" if "|" in s else ("," if "," in s else None)
+    parts = [p.strip() for p in s.split(sep)]
+  return [p for p in parts if p]
+
+
+def _column(meta: Mapping[str, np.ndarray] | None, keys: Sequence[str], n: int, kind: str):
+  if not meta:
+    return None
+  for k in keys:
+    if k in meta:
+      col = meta[k]
+      if len(col) != n:
+        raise DataError(f"{kind} metadata column {k!r} has {len(col)} rows, expected {n}")
+      return col
+  return None
+
+
+def _sentence(s: str) -> str:
+  return s if s.endswith((".", "!", "?")) else s + "."
+
+
+def item_text(title: str, year: int | None, genres: Sequence[str], description: str = "") -> str:
+  """One item sentence, e.g. "Toy Story (1995). Genres: Animation, Children's, Comedy."."""
+  parts = []
+  if title:
+    # ml-100k's u.item titles already end in "(1995)"; RecBole's keep the year apart.
+    if year and not title.endswith(f"({year})"):
+      title = f"{title} ({year})"
+    parts.append(_sentence(title))
+  elif year:
+    parts.append(f"Released in {year}.")
+  if genres:
+    parts.append(f"Genres: {', '.join(genres)}.")
+  if description:
+    parts.append(_sentence(description))
+  return " ".join(parts)
+
+
+def item_texts(dataset: Dataset) -> tuple[list[str], np.ndarray]:
+  """One sentence per item from `dataset.item_meta` (title, year, genres, description if present).
+
+  Returns:
+    texts: I strings in item-index order ("" for items without metadata).
+    has_text: [I] bool, False where the text is empty.
+  """
+  n = dataset.num_items
+  meta = dataset.item_meta
+  titles = _column(meta, _TITLE_KEYS, n, "item")
+  years = _column(meta, _YEAR_KEYS, n, "item")
+  genres = _column(meta, _GENRE_KEYS, n, "item")
+  descriptions = _column(meta, _DESCRIPTION_KEYS, n, "item")
+  texts = [
+      item_text(_text(titles[i]) if titles is not None else "",
+                _number(years[i]) if years is not None else None,
+                _list(genres[i]) if genres is not None else [],
+                _text(descriptions[i]) if descriptions is not None else "")
+      for i in range(n)
+  ]
+  return texts, np.array([bool(t) for t in texts], dtype=bool).reshape(n)
+
+
+def _article(next_word: str) -> str:
+  # "An 18-year-old", "An 8-year-old", "An engineer"; "A 24-year-old", "A user".
+  head = next_word.split("-")[0].lower()
+  vowel_number = head.isdigit() and (head.startswith("8") or head in ("11", "18"))
+  return "An" if vowel_number or head[:1] in tuple("aeio") else "A"
+
+
+def user_text(age: int | None, gender: str, occupation: str) -> str:
+  """One profile sentence, e.g. "A 24-year-old male technician."; "" when nothing is known."""
+  if age is None and not gender and not occupation:
+    return ""
+  words = []
+  if age is not None:
+    words.append(f"{age}-year-old")
+  g = _GENDERS.get(gender.lower(), gender.lower()) if gender else ""
+  if g:
+    words.append(g)
+  occ = occupation.lower()
+  words.append(_OCCUPATIONS.get(occ, occ) if occ else "person")
+  return f"{_article(words[0])} {' '.join(words)}."
+
+
+def user_profile_texts(dataset: Dataset) -> tuple[list[str], np.ndarray]:
+  """One profile sentence per user from `dataset.user_meta` (age, gender, occupation).
+
+  Returns:
+    texts: U strings in user-index order ("" for users without metadata).
+    has_text: [U] bool.
+  """
+  n = dataset.num_users
+  meta = dataset.user_meta
+  ages = _column(meta, ("age",), n, "user")
+  genders = _column(meta, ("gender", "sex"), n, "user")
+  occupations = _column(meta, ("occupation", "job"), n, "user")
+  texts = [
+      user_text(_number(ages[u]) if ages is not None else None,
+                _text(genders[u]) if genders is not None else "",
+                _text(occupations[u]) if occupations is not None else "")
+      for u in range(n)
+  ]
+  return texts, np.array([bool(t) for t in texts], dtype=bool).reshape(n)
+
+
+def _normalize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  norm = np.linalg.norm(x, axis=1, keepdims=True)  # [n, 1]
+  has = norm[:, 0] > 1e-12
+  return np.where(has[:, None], x / np.maximum(norm, 1e-12), 0.0).astype(np.float32), has
+
+
+def user_history_vectors(item_vecs: np.ndarray, train: Interactions,
+                         num_users: int) -> tuple[np.ndarray, np.ndarray]:
+  """Each user's mean train-item text vector, re-L2-normalised.
+
+  Repeated interactions count once per occurrence. Items without text have zero vectors and so do
+  not change the direction; a user whose train items all lack text (or who has none) gets a zero
+  vector and `has=False`.
+
+  Args:
+    item_vecs: [I, D] item text vectors (zero rows for items without text).
+    train: the train interactions (item indices in [0, I)).
+    num_users: U.
+
+  Returns:
+    vectors: [U, D] float32 unit vectors (zero rows where `has` is False).
+    has: [U] bool.
+  """
+  item_vecs = np.asarray(item_vecs, np.float32)
+  num_items = item_vecs.shape[0]
+  if len(train) and (train.user.min() < 0 or train.user.max() >= num_users):
+    raise DataError(f"train user index out of range [0, {num_users}): "
+                    f"{int(train.user.min())}..{int(train.user.max())}")
+  if len(train) and (train.item.min() < 0 or train.item.max() >= num_items):
+    raise DataError(f"train item index out of range [0, {num_items}): "
+                    f"{int(train.item.min())}..{int(train.item.max())}")
+  # The mean and the sum point the same way, and the result is re-normalised: sum is enough.
+  counts = sp.csr_matrix((np.ones(len(train), np.float32), (train.user, train.item)),
+                         shape=(num_users, num_items))  # [U, I], duplicates summed
+  return _normalize_rows(np.asarray(counts @ item_vecs))  # [U, D]
+
+
+EncodeFn = Callable[[Sequence[str]], np.ndarray]
+
+
+def _encode_fn(encoder_or_cache) -> EncodeFn:
+  """Texts -> vectors: a `TextEncoder` or `EncoderSpec` goes through the disk cache."""
+  from gnnrec_jax.text.cache import encode_cached
+  from gnnrec_jax.text.encoder import EncoderSpec, TextEncoder
+  if isinstance(encoder_or_cache, (TextEncoder, EncoderSpec)):
+    return lambda texts: encode_cached(encoder_or_cache, texts)
+  if callable(encoder_or_cache):
+    return encoder_or_cache
+  raise ConfigError(f"expected a TextEncoder, EncoderSpec or a texts->vectors function, got "
+                    f"{type(encoder_or_cache).__name__}")
+
+
+def encode_present(encode: EncodeFn, texts: Sequence[str],
+                   has_text: np.ndarray) -> np.ndarray:
+  """Encodes only the non-empty texts; rows without text stay zero. Returns [n, D] float32."""
+  idx = np.flatnonzero(has_text)
+  vecs = np.asarray(encode([texts[i] for i in idx]), np.float32)  # [len(idx), D]
+  out = np.zeros((len(texts), vecs.shape[1]), np.float32)
+  out[idx] = vecs
+  return out
+
+
+def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
+                  users: str = "history") -> tuple[np.ndarray, np.ndarray]:
+  """Text features of every graph node, users first, then items.
+
+  Args:
+    dataset: the dataset (its `item_meta` / `user_meta` give the texts).
+    train: the train interactions (for `users="history"` / `"both"`).
+    encoder_or_cache: a `TextEncoder` or `EncoderSpec` (vectors cached on disk, see
+      `gnnrec_jax.text.cache`), or any function mapping a list of texts to [n, D] vectors.
+    users: "history" (mean of the user's train-item vectors), "profile" (the profile sentence),
+      "both" (the re-normalised mean of the two unit vectors, keeping D the same as the other
+      modes; a user with only one of them gets that one), or "none" (zero rows, has_text False).
+
+  Returns:
+    features: [U + I, D] float32, unit rows or zero rows.
+    has_text: [U + I] bool.
+  """
+  if users not in USER_MODES:
+    raise ConfigError(f"unknown users mode {users!r}; expected one of {USER_MODES}")
+  encode = _encode_fn(encoder_or_cache)
+  texts, item_has = item_texts(dataset)
+  item_vecs = encode_present(encode, texts, item_has)  # [I, D]
+  num_users, dim = dataset.num_users, item_vecs.shape[1]
+  user_vecs = np.zeros((num_users, dim), np.float32)  # [U, D]
+  user_has = np.zeros(num_users, bool)
+  if users in ("history", "both"):
+    user_vecs, user_has = user_history_vectors(item_vecs, train, num_users)
+  if users in ("profile", "both"):
+    profiles, profile_has = user_profile_texts(dataset)
+    profile_vecs = encode_present(encode, profiles, profile_has)  # [U, D]
+    user_vecs, user_has = _normalize_rows(user_vecs + profile_vecs)
+  return (np.concatenate([user_vecs, item_vecs]).astype(np.float32),
+          np.concatenate([user_has, item_has]))
