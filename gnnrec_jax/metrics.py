@@ -91,7 +91,7 @@ def metrics_from_hits(
 
 def dense_metrics(
     scores: jax.Array, relevant: jax.Array, rankable: jax.Array, ks: Sequence[int]
-) -> tuple[dict[str, jax.Array], jax.Array]:
+) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
   """Per-user metrics from dense scores and dense relevance (jittable, `ks` static).
 
   Args:
@@ -101,12 +101,14 @@ def dense_metrics(
     ks: cut-offs.
 
   Returns:
-    (per-user metrics as in `metrics_from_hits`, top items [B, max(ks)] with -1 padding).
+    (per-user metrics as in `metrics_from_hits`, top items [B, max(ks)] with -1 padding,
+     their scores [B, max(ks)]; a row with a NaN among its rankable scores has NaN first,
+     since `lax.top_k` ranks NaN above everything).
   """
   relevant = relevant & rankable
-  items, _ = rank_topk(scores, rankable, max(ks))
+  items, top_scores = rank_topk(scores, rankable, max(ks))
   hits = jnp.take_along_axis(relevant, jnp.maximum(items, 0), axis=1) & (items >= 0)
-  return metrics_from_hits(hits, relevant.sum(axis=1), ks), items
+  return metrics_from_hits(hits, relevant.sum(axis=1), ks), items, top_scores
 
 
 def coverage_update(covered: jax.Array, items: jax.Array, ks: Sequence[int]) -> jax.Array:
