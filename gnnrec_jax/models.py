@@ -1,0 +1,252 @@
+"""Recommendation models: layer-0 inputs (`NodeInputs`), a stack of layers, a layer combination.
+
+Every model is a Linen module with the same call signature, so the trainer treats them alike:
+
+  final, ego = model.apply({"params": params}, graph, features, feature_mask=..., has_id=...,
+                           train=..., rngs={"dropout": rng})
+
+  final: [N, d_out], the vectors used for scoring: score(u, i) = final[u] . final[U + i].
+  ego:   [N, d], the layer-0 vectors on which the L2 regulariser is computed (LightGCN's rule).
+
+N is the static `num_nodes` attribute (default U + I). Graphs padded by
+`gnnrec_jax.graph.pad_graph` add nodes after U + I; set `num_nodes` to the padded count (it
+cannot be read from `graph.n_node`, which is a traced array under jit). Padding rows of `final`
+and `ego` are zero for the linear models and never read by the trainer.
+
+The SoftmaxGNN and GAT layers `sow` their alphas into the "intermediates" collection
+(`model.apply(..., mutable=["intermediates"])`) for explanations and plots.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+
+from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.layers import GATConv, LightGCNConv, NGCFConv, SoftmaxEdgeConv, activation_fn
+from gnnrec_jax.node_inputs import NodeInputs
+from gnnrec_jax.propagate import resolve_backend
+
+COMBINES = ("mean", "sum", "last", "concat")
+
+
+def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
+  """Combines layer outputs h^0..h^L ([N, d] each): mean | sum | last | concat ([N, d (L+1)])."""
+  if how == "mean":
+    return jnp.mean(jnp.stack(hs), axis=0)
+  if how == "sum":
+    return jnp.sum(jnp.stack(hs), axis=0)
+  if how == "last":
+    return hs[-1]
+  if how == "concat":
+    return jnp.concatenate(hs, axis=-1)
+  raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
+
+
+class _Recommender(nn.Module):
+  """Fields and layer-0 inputs shared by every model (not used on its own)."""
+
+  num_users: int
+  num_items: int
+  embed_dim: int = 64
+  num_nodes: int | None = None   # static N incl. graph padding; None means U + I
+  init_std: float = 0.1
+  use_id_embedding: bool = True
+  id_dropout: float = 0.0
+  backend: str = "auto"          # gnnrec_jax.propagate.weighted_sum backend
+
+  @property
+  def n(self) -> int:
+    return self.num_nodes or self.num_users + self.num_items
+
+  @property
+  def _backend(self) -> str:
+    return resolve_backend(self.backend, self.n)
+
+  def _ego(self, features, feature_mask, has_id, train) -> jax.Array:
+    return NodeInputs(self.num_users, self.num_items, self.embed_dim, num_nodes=self.n,
+                      init_std=self.init_std, use_id_embedding=self.use_id_embedding,
+                      id_dropout=self.id_dropout, name="inputs")(
+                          features, feature_mask, has_id, train=train)
+
+
+class MF(_Recommender):
+  """Matrix factorisation (BPR-MF, Rendle et al. 2009): score = e_u . e_i, no propagation."""
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train)
+    return ego, ego
+
+
+class LightGCN(_Recommender):
+  """LightGCN (He et al., SIGIR 2020).
+
+  E^(k+1) = D^-1/2 A D^-1/2 E^(k) (eq. 3) for k < L, final = sum_k a_k E^(k) with a_k = 1/(L+1)
+  (eq. 4, `layer_combine="mean"`).
+  """
+
+  num_layers: int = 3
+  layer_combine: str = "mean"
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train)
+    hs = [ego]
+    for k in range(self.num_layers):
+      hs.append(LightGCNConv(self.n, backend=self._backend, name=f"conv_{k}")(hs[-1], graph))
+    return combine_layers(hs, self.layer_combine), ego
+
+
+class SoftmaxGNN(_Recommender):
+  """The seed's GNN: `num_layers` SoftmaxEdgeConv layers (see layers/softmax_edge.py).
+
+  Layer k computes alpha_ij = softmax_{j in N(i)}(q(h_i^(k)) . k(h_j^(k)) / tau) and
+  h_i^(k+1) = sigma(sum_j alpha_ij h_j^(k)) (seed §4.1); with `initial_alpha="weights"` layer 0
+  uses the interaction weights normalised per receiver instead. Outputs h^0..h^L are combined
+  by `layer_combine`.
+  """
+
+  num_layers: int = 3
+  layer_combine: str = "mean"
+  heads: int = 1
+  temperature: float = 1.0
+  scale_logits: bool = True
+  qk_proj: bool = False
+  activation: str = "identity"
+  attention_mix: float = 1.0
+  initial_alpha: str = "weights"  # "weights" | "none"
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train)
+    hs = [ego]
+    for k in range(self.num_layers):
+      h, alpha = SoftmaxEdgeConv(
+          self.n, heads=self.heads, temperature=self.temperature,
+          scale_logits=self.scale_logits, qk_proj=self.qk_proj, activation=self.activation,
+          attention_mix=self.attention_mix,
+          alpha_from_weights=(k == 0 and self.initial_alpha == "weights"),
+          backend=self._backend, name=f"conv_{k}")(hs[-1], graph)
+      self.sow("intermediates", f"alpha_{k}", alpha)
+      hs.append(h)
+    return combine_layers(hs, self.layer_combine), ego
+
+
+class NGCF(_Recommender):
+  """NGCF (Wang et al., SIGIR 2019) as RecBole implements it.
+
+  E^(k+1) = normalize(dropout(LeakyReLU(W1^k (L + I) E^(k) + W2^k (L E^(k) ⊙ E^(k))))) (eq. 7),
+  final = E^(0) || E^(1) || ... || E^(L) (eq. 9), so d_out = d (L + 1). `dropout` is the message
+  dropout; RecBole's node dropout (dropping adjacency entries, default 0) is not implemented.
+  """
+
+  num_layers: int = 3
+  dropout: float = 0.1
+  layer_combine: str = "concat"
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train)
+    hs = [ego]
+    for k in range(self.num_layers):
+      hs.append(NGCFConv(self.n, self.embed_dim, dropout=self.dropout, backend=self._backend,
+                         name=f"conv_{k}")(hs[-1], graph, train=train))
+    return combine_layers(hs, self.layer_combine), ego
+
+
+class GAT(_Recommender):
+  """A stack of multi-head GAT layers (Veličković et al., ICLR 2018, eqs. 1-5).
+
+  Each layer keeps width d (heads concatenated, d / heads each), applies `activation` (the paper
+  uses ELU; "identity" keeps the model linear in the propagated vectors like LightGCN), and the
+  outputs h^0..h^L are combined by `layer_combine`.
+  """
+
+  num_layers: int = 3
+  layer_combine: str = "mean"
+  heads: int = 1
+  dropout: float = 0.1
+  activation: str = "identity"
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train)
+    act = activation_fn(self.activation)
+    hs = [ego]
+    for k in range(self.num_layers):
+      h, alpha = GATConv(self.n, self.embed_dim, heads=self.heads, concat_heads=True,
+                         dropout=self.dropout, backend=self._backend,
+                         name=f"conv_{k}")(hs[-1], graph, train=train)
+      self.sow("intermediates", f"alpha_{k}", alpha)
+      hs.append(act(h))
+    return combine_layers(hs, self.layer_combine), ego
+
+
+def create_model(config, *, num_users: int, num_items: int, feature_dim: int | None = None,
+                 num_nodes: int | None = None) -> _Recommender:
+  """Builds the Linen model named by `config.model`.
+
+  Args:
+    config: a `gnnrec_jax.config.Config` (read: model, embed_dim, num_layers, layer_combine,
+      init_std, activation, heads, scale_logits, temperature, qk_proj, initial_alpha,
+      attention_mix, dropout, use_id_embedding, id_dropout, propagation).
+    num_users: U.
+    num_items: I.
+    feature_dim: F when text features are fed to the model, else None (only validated: Dense
+      infers its input width).
+    num_nodes: static node count of a padded graph; None means U + I.
+
+  Returns:
+    The (unbound) module.
+
+  Raises:
+    ConfigError: unknown model, activation, combine or backend; "ease" (closed form, see
+      `gnnrec_jax.ease.fit_ease`); or no input at all (no IDs and no features).
+  """
+  c = config
+  base = num_users + num_items
+  if num_nodes is not None and num_nodes < base:
+    raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
+  if not c.use_id_embedding and feature_dim is None:
+    raise ConfigError("use_id_embedding=False needs text features (set text_features)")
+  backend = c.propagation
+  resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
+  common = dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
+                num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
+                id_dropout=c.id_dropout, backend=backend)
+  if c.model in ("lightgcn", "softmax_gnn", "gat") and c.layer_combine not in COMBINES:
+    raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
+                      f"{', '.join(COMBINES)}")
+  if c.model in ("softmax_gnn", "gat"):
+    activation_fn(c.activation)
+    if c.embed_dim % c.heads:
+      raise ConfigError(f"embed_dim {c.embed_dim} is not divisible by heads {c.heads}")
+  if c.model == "mf":
+    return MF(**common)
+  if c.model == "lightgcn":
+    return LightGCN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine)
+  if c.model == "softmax_gnn":
+    return SoftmaxGNN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
+                      heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
+                      qk_proj=c.qk_proj, activation=c.activation,
+                      attention_mix=c.attention_mix, initial_alpha=c.initial_alpha)
+  if c.model == "ngcf":
+    # NGCF concatenates its layers by definition (eq. 9); layer_combine is not read.
+    return NGCF(**common, num_layers=c.num_layers, dropout=c.dropout)
+  if c.model == "gat":
+    return GAT(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
+               heads=c.heads, dropout=c.dropout, activation=c.activation)
+  if c.model == "ease":
+    raise ConfigError("ease is a closed-form model without parameters to train; "
+                      "fit it with gnnrec_jax.ease.fit_ease")
+  raise ConfigError(f"unknown model {c.model!r}; choose one of "
+                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.ease)")
