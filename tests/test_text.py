@@ -230,11 +230,12 @@ def _dataset(item_meta=None, user_meta=None, num_users=4, num_items=5):
 
 
 def test_item_texts_formats_and_missing_values():
-  ds = _dataset(item_meta={
-      "title": np.array(["Toy Story", "GoldenEye (1995)", "", "Heat", ""], dtype=object),
-      "year": np.array([1995, 1995.0, np.nan, "", np.nan], dtype=object),
+  ds = _dataset(num_items=7, item_meta={
+      "title": np.array(["Toy Story", "GoldenEye (1995)", "", "Heat", "", "unknown",
+                         "Shawshank Redemption, The"], dtype=object),
+      "year": np.array([1995, 1995.0, np.nan, "", np.nan, np.nan, 1994], dtype=object),
       "genres": np.array(["Animation Children's Comedy", "Action|Thriller", "",
-                          ["Crime", "Drama"], ""], dtype=object),
+                          ["Crime", "Drama"], "", "unknown", "Drama"], dtype=object),
   })
   texts, has = item_texts(ds)
   assert texts == [
@@ -243,8 +244,10 @@ def test_item_texts_formats_and_missing_values():
       "",
       "Heat. Genres: Crime, Drama.",
       "",
+      "",  # ml-100k item 267: "unknown" title and genre carry nothing
+      "The Shawshank Redemption (1994). Genres: Drama.",
   ]
-  assert has.tolist() == [True, True, False, True, False]
+  assert has.tolist() == [True, True, False, True, False, False, True]
   texts, has = item_texts(_dataset())  # no metadata at all
   assert texts == [""] * 5 and not has.any() and has.dtype == bool
 
@@ -255,19 +258,20 @@ def test_item_meta_length_mismatch_is_a_data_error():
 
 
 def test_user_profile_texts():
-  ds = _dataset(user_meta={
-      "age": np.array([24, 18, np.nan, 53]),
-      "gender": np.array(["M", "F", "", "F"]),
-      "occupation": np.array(["technician", "none", "educator", ""]),
+  ds = _dataset(num_users=5, user_meta={
+      "age": np.array([24, 18, -1, 53, 40]),  # movielens.py writes -1 for a missing age
+      "gender": np.array(["M", "F", "", "F", "M"]),
+      "occupation": np.array(["technician", "none", "educator", "other", "entertainment"]),
   })
   texts, has = user_profile_texts(ds)
   assert texts == ["A 24-year-old male technician.",
-                   "An 18-year-old female person with no occupation.",
+                   "An 18-year-old woman with no occupation.",
                    "An educator.",
-                   "A 53-year-old female person."]
+                   "A 53-year-old woman.",
+                   "A 40-year-old man working in entertainment."]
   assert has.all()
-  texts, has = user_profile_texts(_dataset(user_meta={"age": np.array([np.nan, 30, 0, 40])}))
-  assert texts == ["", "A 30-year-old person.", "", "A 40-year-old person."]
+  texts, has = user_profile_texts(_dataset(user_meta={"age": np.array([np.nan, 30, 0, 8])}))
+  assert texts == ["", "A 30-year-old person.", "", "An 8-year-old person."]
   assert has.tolist() == [False, True, False, True]
 
 
@@ -346,3 +350,42 @@ def test_node_features_through_cache(fake_spec, tmp_path, monkeypatch):
   assert len(list((tmp_path / "text" / "fake_model").glob("*.npy"))) == 2
   with pytest.raises(ConfigError, match="users mode"):
     node_features(ds, train, fake_spec, users="everything")
+
+
+# --- `gnnrec-jax encode` -----------------------------------------------------------------------
+
+def test_encode_command_encodes_then_hits_cache(tmp_path, monkeypatch, capsys):
+  import argparse
+
+  from gnnrec_jax.commands import encode as encode_cmd
+  (tmp_path / "train.tsv").write_text("user_id\titem_id\nu1\ti1\nu1\ti2\nu2\ti3\n")
+  (tmp_path / "items.tsv").write_text(
+      "item_id\ttitle\tyear\tgenres\ni1\tHeat\t1995\tCrime|Drama\ni2\tHeat 2\t\t\ni3\t\t\t\n")
+  (tmp_path / "users.tsv").write_text("user_id\tage\tgender\toccupation\nu1\t24\tM\twriter\n")
+  fake = _CountingEncoder()
+  loads = []
+  def load(self):
+    loads.append(self)
+    fake.spec = self
+    return fake
+
+  monkeypatch.setattr(EncoderSpec, "load", load)
+  parser = argparse.ArgumentParser()
+  encode_cmd.add_arguments(parser)
+  argv = ["--train", str(tmp_path / "train.tsv"), "--item-meta", str(tmp_path / "items.tsv"),
+          "--user-meta", str(tmp_path / "users.tsv"), "--users", "both", "--batch-size", "2",
+          "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+  assert encode_cmd.run(parser.parse_args(argv)) == 0
+  report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert len(loads) == 1 and loads[0].batch_size == 2  # one model for items and profiles
+  assert fake.calls == [["Heat (1995). Genres: Crime, Drama.", "Heat 2."],
+                        ["A 24-year-old male writer."]]
+  assert report["items"]["count"] == 3 and report["items"]["with_text"] == 2
+  assert report["users"]["count"] == 2 and report["users"]["with_text"] == 1
+  assert not report["items"]["cache_hit"] and report["items"]["dim"] == 4
+  np.testing.assert_array_equal(np.load(report["items"]["cache"]),
+                                [_fake_vector("Heat (1995). Genres: Crime, Drama."),
+                                 _fake_vector("Heat 2.")])
+  assert encode_cmd.run(parser.parse_args(argv)) == 0  # second run: cache only, no model
+  report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert len(loads) == 1 and report["items"]["cache_hit"] and report["users"]["cache_hit"]

@@ -36,7 +36,8 @@ def cache_dir() -> pathlib.Path:
 
 
 def _spec(encoder: TextEncoder | EncoderSpec) -> EncoderSpec:
-  return encoder.spec if isinstance(encoder, TextEncoder) else encoder
+  # Duck-typed (a loaded encoder has `.spec` and `.encode`) so tests and wrappers can stand in.
+  return encoder if isinstance(encoder, EncoderSpec) else encoder.spec
 
 
 def texts_key(spec: EncoderSpec, texts: Sequence[str]) -> str:
@@ -116,7 +117,7 @@ def encode_cached(encoder_factory: TextEncoder | EncoderSpec, texts: Sequence[st
   vecs = _read(path, len(texts))
   if vecs is not None:
     return vecs
-  encoder = encoder_factory if isinstance(encoder_factory, TextEncoder) else encoder_factory.load()
+  encoder = encoder_factory.load() if isinstance(encoder_factory, EncoderSpec) else encoder_factory
   vecs = np.ascontiguousarray(encoder.encode(texts, progress=progress), dtype=np.float32)
   _write_atomic(path, vecs)
   return vecs

@@ -11,6 +11,7 @@ Node order is the one of `gnnrec_jax.graph.build_graph`: users at [0, U), item i
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -27,14 +28,21 @@ _YEAR_KEYS = ("year", "release_year")
 _GENRE_KEYS = ("genres", "genre", "class", "categories")
 _DESCRIPTION_KEYS = ("description", "text")
 _GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
-# ml-100k occupations that do not read as a noun after "A 24-year-old male ...".
+# ml-100k occupations that do not read as a noun after "A 24-year-old male ...": (noun, suffix).
 _OCCUPATIONS = {
-    "entertainment": "person working in entertainment",
-    "healthcare": "healthcare worker",
-    "marketing": "person working in marketing",
-    "none": "person with no occupation",
-    "other": "person",
+    "entertainment": ("person", "working in entertainment"),
+    "healthcare": ("healthcare worker", ""),
+    "marketing": ("person", "working in marketing"),
+    "none": ("person", "with no occupation"),
+    "other": ("person", ""),
 }
+_PERSONS = {"male": "man", "female": "woman"}
+# Placeholders that carry no information (ml-100k item 267 is titled "unknown").
+_UNKNOWN = {"unknown", "(no genres listed)", "n/a", "none"}
+# "Kid in King Arthur's Court, A (1995)" -> "A Kid in King Arthur's Court (1995)".
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<rest>.+), (?P<article>The|A|An|Les|La|Le|Il|Das|Die|Der|El|Los|Las)"
+    r"(?P<year> \(\d{4}\))?$")
 
 
 def _text(value) -> str:
@@ -66,7 +74,18 @@ def _list(value) -> list[str]:
     s = _text(value)
     sep = "|" if "|" in s else ("," if "," in s else None)
     parts = [p.strip() for p in s.split(sep)]
-  return [p for p in parts if p]
+  return [p for p in parts if p and p.lower() not in _UNKNOWN]
+
+
+def _title(value) -> str:
+  """A title with a trailing article moved to the front; "" for placeholders."""
+  title = _text(value)
+  if title.lower() in _UNKNOWN:
+    return ""
+  m = _TRAILING_ARTICLE.match(title)
+  if m:
+    title = f"{m['article']} {m['rest']}{m['year'] or ''}"
+  return title
 
 
 def _column(meta: Mapping[str, np.ndarray] | None, keys: Sequence[str], n: int, kind: str):
@@ -116,7 +135,7 @@ def item_texts(dataset: Dataset) -> tuple[list[str], np.ndarray]:
   genres = _column(meta, _GENRE_KEYS, n, "item")
   descriptions = _column(meta, _DESCRIPTION_KEYS, n, "item")
   texts = [
-      item_text(_text(titles[i]) if titles is not None else "",
+      item_text(_title(titles[i]) if titles is not None else "",
                 _number(years[i]) if years is not None else None,
                 _list(genres[i]) if genres is not None else [],
                 _text(descriptions[i]) if descriptions is not None else "")
@@ -134,16 +153,18 @@ def _article(next_word: str) -> str:
 
 def user_text(age: int | None, gender: str, occupation: str) -> str:
   """One profile sentence, e.g. "A 24-year-old male technician."; "" when nothing is known."""
-  if age is None and not gender and not occupation:
-    return ""
-  words = []
-  if age is not None:
-    words.append(f"{age}-year-old")
   g = _GENDERS.get(gender.lower(), gender.lower()) if gender else ""
-  if g:
-    words.append(g)
   occ = occupation.lower()
-  words.append(_OCCUPATIONS.get(occ, occ) if occ else "person")
+  if age is None and not g and not occ:
+    return ""
+  noun, suffix = _OCCUPATIONS.get(occ, (occ, "")) if occ else ("person", "")
+  words = [f"{age}-year-old"] if age is not None else []
+  if noun == "person" and g in _PERSONS:
+    words.append(_PERSONS[g])  # "a 53-year-old woman", not "a 53-year-old female person"
+  else:
+    words += [g, noun] if g else [noun]
+  if suffix:
+    words.append(suffix)
   return f"{_article(words[0])} {' '.join(words)}."
 
 
