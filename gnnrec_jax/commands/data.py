@@ -115,13 +115,15 @@ def format_statistics(s: dict) -> str:
 
 
 def run(args) -> int:
+  from gnnrec_jax.data.checks import one_line_warnings
   from gnnrec_jax.data.cli_args import dataset_from_args
   from gnnrec_jax.splits import make_split
 
-  dataset = dataset_from_args(args)
-  method = args.split or ("predefined" if dataset.split is not None else "random")
-  split = make_split(dataset, method, ratios=_ratios(args.ratios), seed=args.seed,
-                     cold_fraction=args.cold_fraction)
+  with one_line_warnings("gnnrec-jax data"):
+    dataset = dataset_from_args(args)
+    method = args.split or ("predefined" if dataset.split is not None else "random")
+    split = make_split(dataset, method, ratios=_ratios(args.ratios), seed=args.seed,
+                       cold_fraction=args.cold_fraction)
   stats = statistics(dataset, split)
   stats["split_method"] = method
   stats["seed"] = args.seed

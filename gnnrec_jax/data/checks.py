@@ -7,6 +7,8 @@ much of the file was dropped.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +25,25 @@ class DataWarning(UserWarning):
 
 def warn(message: str) -> None:
   warnings.warn(message, DataWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str):
+  """Shows every `DataWarning` raised inside as one line `PROG: warning: ...` on stderr.
+
+  For command-line tools: Python's default format adds the source line of the warning call, which
+  says nothing to a user about their file.
+  """
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", DataWarning)
+    try:
+      yield
+    finally:
+      for w in caught:
+        if issubclass(w.category, DataWarning):
+          print(f"{prog}: warning: {w.message}", file=sys.stderr)
+        else:
+          warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def require_dir(path, what: str = "data folder") -> Path:
@@ -131,8 +152,8 @@ def check_weights(weight: np.ndarray | None, numbers: Sequence[int], path, what:
   bad = ~np.isfinite(weight) | (weight < 0)
   if bad.any():
     k = int(np.argmax(bad))
-    raise DataError(f"{where(path, numbers[k])}: {what} {weight[k]!r} is invalid "
-                    f"(expected a finite number >= 0); {int(bad.sum())} such rows in the file")
+    raise DataError(f"{where(path, numbers[k])}: {what} {float(weight[k])} is invalid "
+                    f"(expected a finite number >= 0); {int(bad.sum())} invalid in the file")
 
 
 def catalogue(*token_lists: Sequence[str]) -> Vocab:
