@@ -18,6 +18,7 @@ python="${PYTHON:-python3}"
 # - torch==2.13.0+cpu: the local-version tag only matches the CPU wheel on this machine's disk;
 #   a plain `torch` would pull several GB of CUDA wheels from PyPI, so fail instead.
 # - numpy 1.x: RecBole 1.2.1 aliases np.float_ etc. in its Config, which numpy 2 removed.
+# - scipy<=1.12: LightGCN/NGCF build the adjacency with dok_matrix._update, gone in scipy 1.13.
 # - pandas 2.x: untested with pandas 3.
 # - setuptools<81: ray 2.6.3 imports pkg_resources, removed in setuptools 81.
 # - ray<=2.6.3: RecBole's own cap; `recbole.quick_start` imports ray.tune at module level.
@@ -26,7 +27,7 @@ python="${PYTHON:-python3}"
 pins=(
   torch==2.13.0+cpu
   numpy==1.26.4
-  scipy==1.17.1
+  scipy==1.12.0
   pandas==2.3.3
   scikit-learn==1.9.1
   tqdm==4.70.1
@@ -52,6 +53,8 @@ from recbole.model.general_recommender import LightGCN, NGCF, BPR
 assert torch.__version__ == "2.13.0+cpu", torch.__version__
 assert recbole.__version__ == "1.2.1", recbole.__version__
 assert numpy.__version__.startswith("1."), numpy.__version__
+import scipy.sparse
+assert hasattr(scipy.sparse.dok_matrix, "_update"), "scipy too new for RecBole"
 '
 
 if [[ -x "${venv}/bin/python" ]] && "${venv}/bin/python" -c "${check}" 2>/dev/null; then
