@@ -156,7 +156,8 @@ def load(workdir: str | os.PathLike, name: str, target_state: Any, *,
     workdir: the run folder.
     name: checkpoint name ("latest", "best", ...).
     target_state: a pytree of the same structure, shapes and dtypes (e.g. a freshly
-      initialised train state); its PRNG key leaves give the key implementation.
+      initialised train state); its PRNG key leaves give the key implementation. None: the
+      raw state dict (nested dicts of NumPy arrays; PRNG keys as their uint32 key data).
     fingerprint: the expected fingerprint (str), or the fingerprint inputs (a dict, whose
       fingerprint is computed; a mismatch then names the differing keys). None: not checked.
     path: read this file instead of `<workdir>/<name>.ckpt` (used by `load_latest_good`).
@@ -172,6 +173,12 @@ def load(workdir: str | os.PathLike, name: str, target_state: Any, *,
   header, payload = _read(path)
   meta = dict(header["meta"])
   _check_fingerprint(path, header, meta, fingerprint)
+  meta["path"] = str(path)
+  if target_state is None:
+    try:
+      return serialization.msgpack_restore(payload), meta
+    except Exception as e:  # the sha matched, so this is a writer bug, not disk damage
+      raise CheckpointError(f"{path}: cannot decode the payload: {e}") from None
   target_host = _keys_to_data(jax.device_get(target_state))
   try:
     restored = serialization.from_bytes(target_host, payload)
@@ -181,7 +188,6 @@ def load(workdir: str | os.PathLike, name: str, target_state: Any, *,
   _check_shapes(path, target_host, restored)
   state = jax.tree_util.tree_map(_restore_leaf, target_state, restored,
                                  is_leaf=lambda x: x is None)
-  meta["path"] = str(path)
   return state, meta
 
 

@@ -48,15 +48,25 @@ def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Arr
 
 
 def evaluate_embeddings(
-    user_emb: jax.Array, item_emb: jax.Array, **kwargs
+    user_emb: jax.Array,
+    item_emb: jax.Array,
+    *,
+    num_users: int | None = None,
+    num_items: int | None = None,
+    **kwargs,
 ) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
   """`evaluate_full_ranking` for dot-product models (LightGCN, MF, ...).
 
   Args:
     user_emb: [U, d] final user embeddings.
     item_emb: [I, d] final item embeddings.
-    **kwargs: the keyword arguments of `evaluate_full_ranking` except num_users / num_items.
+    num_users: optional U, checked against `user_emb`.
+    num_items: optional I, checked against `item_emb`.
+    **kwargs: the other keyword arguments of `evaluate_full_ranking`.
   """
+  for name, given, emb in (("num_users", num_users, user_emb), ("num_items", num_items, item_emb)):
+    if given is not None and given != emb.shape[0]:
+      raise ConfigError(f"{name}={given} but the embedding table has {emb.shape[0]} rows")
   return evaluate_full_ranking(
       dot_scores, (jnp.asarray(user_emb), jnp.asarray(item_emb)),
       num_users=int(user_emb.shape[0]), num_items=int(item_emb.shape[0]), **kwargs)

@@ -155,3 +155,12 @@ def test_interrupted_save_leaves_previous_loadable(tmp_path):
   # The next save cleans up the stale temp file.
   ckpt.save(tmp_path, "latest", trained_state(epoch=2), meta={"epoch": 2})
   assert sorted(os.listdir(tmp_path)) == ["latest.ckpt", "latest.prev.ckpt"]
+
+
+def test_load_without_target_gives_raw_state(tmp_path):
+  b = np.arange(6, dtype=np.float32).reshape(2, 3)
+  ckpt.save(tmp_path, "best", {"B": b, "rng": jax.random.key(3)}, meta={"fingerprint": "abc"})
+  raw, meta = ckpt.load(tmp_path, "best", None, fingerprint="abc")
+  np.testing.assert_array_equal(raw["B"], b)
+  np.testing.assert_array_equal(raw["rng"], jax.random.key_data(jax.random.key(3)))
+  assert meta["fingerprint"] == "abc"

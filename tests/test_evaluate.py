@@ -113,3 +113,12 @@ def test_errors():
   bad[test.user[0], 0] = np.nan
   with pytest.raises(TrainingError, match="NaN"):
     ev.evaluate_embeddings(bad, item_emb, exclude=[train], target=test, ks=KS)
+
+
+def test_embeddings_sizes_are_checked():
+  user_emb, item_emb, train, _, test = random_problem(5)
+  got = ev.evaluate_embeddings(user_emb, item_emb, num_users=U, num_items=I, exclude=[train],
+                               target=test, ks=KS)
+  assert got["num_users"] > 0
+  with pytest.raises(ConfigError, match="num_items=30"):
+    ev.evaluate_embeddings(user_emb, item_emb, num_items=I - 1, exclude=[train], target=test)
