@@ -69,6 +69,16 @@ def test_lightgcn_negative_id(tmp_path):
     lightgcn_format.load_lightgcn(tmp_path)
 
 
+def test_lightgcn_float_id_and_crlf(tmp_path):
+  _lightgcn(tmp_path, "0 1\r\n1 2\r\n\r\n2 3 1.5\r\n")
+  with pytest.raises(DataError, match=r"train\.txt:4: id '1\.5' is not a non-negative integer"):
+    lightgcn_format.load_lightgcn(tmp_path)
+  _lightgcn(tmp_path, "0 1\r\n1 2 \t 0\r\n", "1 3\r\n")
+  ds = lightgcn_format.load_lightgcn(tmp_path)  # CRLF and mixed whitespace are fine
+  assert sorted(zip(ds.split.train.user.tolist(), ds.split.train.item.tolist())) == \
+      [(0, 1), (1, 0), (1, 2)]
+
+
 def test_lastfm_wrong_column_count(tmp_path):
   _lastfm(tmp_path, "1\t10\t5\n2\t11\n")
   with pytest.raises(DataError, match=r"data1\.txt:2: expected 3 columns .* found 2"):

@@ -215,8 +215,11 @@ def drop_train_overlap(train: Interactions, part: Interactions, path, name: str)
   if not len(part) or not len(train):
     return part
   m = int(max(train.item.max(), part.item.max())) + 1
-  seen = np.isin(part.user.astype(np.int64) * m + part.item,
-                 train.user.astype(np.int64) * m + train.item)
+  known = np.sort(train.user.astype(np.int64) * m + train.item)
+  key = part.user.astype(np.int64) * m + part.item
+  # Sorted search, not np.isin: numpy 2.4's hash-based isin takes ~2 s on Gowalla's 1M keys.
+  pos = np.minimum(np.searchsorted(known, key), len(known) - 1)
+  seen = known[pos] == key
   if seen.any():
     warn(f"{path}: dropped {int(seen.sum())} {name} rows whose user-item pair is also in train")
     return part.take(~seen)
