@@ -1,0 +1,37 @@
+"""`gnnrec-jax train`: train a model; the last stdout line is the test metrics as JSON."""
+from __future__ import annotations
+
+import json
+
+from gnnrec_jax.config import MODELS, apply_overrides
+
+
+def add_arguments(p):
+  from gnnrec_jax.data.cli_args import add_dataset_arguments
+  p.add_argument("--model", choices=MODELS, default=None,
+                 help="model to train (default: the config's model; lightgcn)")
+  p.add_argument("--config", default=None,
+                 help="named default config (a model name or 'test'); default: the model's")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config field, e.g. --set lr=0.002 (repeatable)")
+  p.add_argument("--workdir", required=True, help="folder for config, history, checkpoints, metrics")
+  p.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+  p.add_argument("--overwrite", action="store_true", help="start over in a used --workdir")
+  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  add_dataset_arguments(p)
+
+
+def run(args) -> int:
+  from gnnrec_jax import configs, train, workdir
+  from gnnrec_jax.data.cli_args import dataset_from_args
+
+  config = configs.get_config(args.config or args.model or "lightgcn")
+  if args.model:
+    config = config.replace(model=args.model)
+  config = apply_overrides(config, args.overrides)
+  dataset = dataset_from_args(args)
+  metrics = train.run(config, dataset, args.workdir, resume=args.resume,
+                      overwrite=args.overwrite, progress=not args.no_progress,
+                      extra_meta={"dataset_args": workdir.dataset_args_of(args)})
+  print(json.dumps(metrics, sort_keys=True))
+  return 0

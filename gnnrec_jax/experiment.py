@@ -1,0 +1,102 @@
+"""Everything a run needs before training: split, graph, text features, fingerprint.
+
+Kept apart from `train.py` so that notebooks, `evaluate`, `recommend` and the benchmarks rebuild
+exactly the same inputs from a saved config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import jraph
+import numpy as np
+
+from gnnrec_jax import graph as graph_lib
+from gnnrec_jax import splits
+from gnnrec_jax.config import Config
+from gnnrec_jax.data.types import Dataset, Interactions, Split
+from gnnrec_jax.errors import DataError
+
+
+@dataclasses.dataclass
+class Experiment:
+  """The inputs of one run (host-side numpy; the trainer moves them to the device once).
+
+  Attributes:
+    config: the resolved config.
+    dataset: the loaded dataset (catalogue, metadata).
+    split: train / valid / test interactions.
+    graph: the training graph (users at [0, U), items at [U, U+I)).
+    features: [U+I, F] text vectors in node order, or None for ID-only models.
+    feature_mask: [U+I] bool, which nodes have a text vector (None when features is None).
+    fingerprint: sha256 of the data and the config fields that change the model; checkpoints and
+      workdirs from another dataset or config are refused by comparing it.
+  """
+
+  config: Config
+  dataset: Dataset
+  split: Split
+  graph: jraph.GraphsTuple
+  features: np.ndarray | None
+  feature_mask: np.ndarray | None
+  fingerprint: str
+
+  @property
+  def num_users(self) -> int:
+    return self.dataset.num_users
+
+  @property
+  def num_items(self) -> int:
+    return self.dataset.num_items
+
+
+# Fields that do not change what is learned: a run may be resumed or re-evaluated with new values.
+_RUNTIME_FIELDS = ("epochs", "checkpoint_every", "eval_batch_size", "patience")
+
+
+def _hash_arrays(h, inter: Interactions) -> None:
+  for a in (inter.user, inter.item, inter.weight):
+    if a is not None:
+      h.update(np.ascontiguousarray(a).tobytes())
+
+
+def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
+  """sha256 over the dataset identity, the split's arrays and the learning-relevant config."""
+  h = hashlib.sha256()
+  h.update(json.dumps({"name": dataset.name, "users": dataset.num_users,
+                       "items": dataset.num_items}, sort_keys=True).encode())
+  for part in (split.train, split.valid, split.test):
+    _hash_arrays(h, part)
+  cfg = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_FIELDS}
+  h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+  return h.hexdigest()
+
+
+def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experiment:
+  """Splits the data, builds the graph and (optionally) the text features.
+
+  Args:
+    config: resolved config.
+    dataset: loaded dataset.
+    text_features: optional precomputed `(features [U+I, F], mask [U+I])`; when None and
+      `config.text_features` is set they are computed (and cached) with the text encoder.
+  """
+  split = splits.make_split(dataset, config.split, ratios=tuple(config.split_ratios),
+                            seed=config.seed, cold_fraction=config.cold_fraction)
+  if len(split.train) == 0:
+    raise DataError(f"{dataset.source or dataset.name}: the train split is empty")
+  social = dataset.social if config.social else None
+  if config.social and (dataset.social is None or not len(dataset.social)):
+    raise DataError(f"config social=true but dataset {dataset.name!r} has no user-user edges")
+  graph = graph_lib.build_graph(split.train, dataset.num_users, dataset.num_items,
+                                weighted_norm=config.weighted_norm, self_loops=config.self_loops,
+                                social=social)
+  features = mask = None
+  if config.text_features:
+    if text_features is None:
+      from gnnrec_jax.text import node_texts  # heavy import only when used
+      text_features = node_texts.features_for_config(config, dataset, split.train)
+    features, mask = text_features
+  return Experiment(config, dataset, split, graph, features, mask,
+                    fingerprint(config, dataset, split))

@@ -1,0 +1,322 @@
+"""The training loop: one jitted `train_step`, full-ranking validation, early stopping, resume.
+
+Shape of a run (`run(config, dataset, workdir)`):
+  prepare (split, graph, features) -> init params -> for each epoch: shuffled static-shape batches
+  of (user, positive item), negatives sampled on device, `train_step` -> validation every
+  `eval_every` epochs (full ranking, train items masked) -> early stopping on `select_metric` ->
+  the best parameters restored -> test pass with train and valid items masked.
+
+Every epoch's randomness comes from `fold_in(key(seed), epoch)` and a host permutation seeded by
+`(seed, epoch)`, so a run resumed from a checkpoint replays exactly the batches and negatives that
+an uninterrupted run would have drawn.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+from tqdm.auto import tqdm
+
+from gnnrec_jax import checkpoint, evaluate, losses, models, sampling
+from gnnrec_jax.config import Config
+from gnnrec_jax.data.types import Dataset
+from gnnrec_jax.errors import GnnrecError, TrainingError
+from gnnrec_jax.experiment import Experiment, prepare
+
+
+class TrainState(train_state.TrainState):
+  """Params and optimizer state; the rest of the run state travels in the checkpoint meta."""
+
+
+def create_optimizer(config: Config, total_steps: int) -> optax.GradientTransformation:
+  """Optax optimizer from the config; raises ConfigError (via validate) for unknown names."""
+  if config.lr_schedule == "constant":
+    lr = config.lr
+  elif config.lr_schedule == "cosine":
+    lr = optax.cosine_decay_schedule(config.lr, max(total_steps, 1))
+  else:  # warmup_cosine: 5% linear warm-up, a common default for Adam on embeddings
+    lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(total_steps // 20, 1),
+                                            max(total_steps, 2))
+  opt = {
+      "adam": lambda: optax.adam(lr),
+      "adamw": lambda: optax.adamw(lr, weight_decay=config.weight_decay),
+      "sgd": lambda: optax.sgd(lr),
+      "adagrad": lambda: optax.adagrad(lr),
+  }[config.optimizer]()
+  if config.grad_clip > 0:
+    opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
+  return opt
+
+
+def device_inputs(exp: Experiment) -> dict[str, Any]:
+  """The arrays every jitted function reads, moved to the device once and passed as arguments."""
+  features = None if exp.features is None else jnp.asarray(exp.features)
+  feature_mask = None if exp.feature_mask is None else jnp.asarray(exp.feature_mask)
+  return {"graph": jax.tree.map(jnp.asarray, exp.graph), "features": features,
+          "feature_mask": feature_mask}
+
+
+def _apply(model, params, inputs, *, train, rng=None):
+  rngs = {"dropout": rng} if rng is not None else None
+  return model.apply({"params": params}, inputs["graph"], inputs["features"],
+                     feature_mask=inputs["feature_mask"], train=train, rngs=rngs)
+
+
+def make_train_step(model, config: Config, *, num_users: int, num_items: int):
+  """Returns `train_step(state, batch, inputs, rng) -> (state, metrics)`, jitted.
+
+  `batch` holds `user`, `item` ([B] int32) and `mask` ([B] float32, 0 for padding rows of the
+  last batch), so every step has the same shape and compiles once.
+  """
+
+  def loss_fn(params, batch, inputs, rng):
+    drop_rng, neg_rng = jax.random.split(rng)
+    final, ego = _apply(model, params, inputs, train=True, rng=drop_rng)
+    neg = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=num_items,
+                                    num_negatives=config.num_negatives)  # [B, K]
+    u, p = batch["user"], batch["item"] + num_users
+    n = neg + num_users
+    if config.loss == "bpr":
+      return losses.bpr_loss(user=final[u], pos=final[p], neg=final[n[:, 0]],
+                             user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n[:, 0]],
+                             l2=config.l2, mask=batch["mask"])
+    return losses.sampled_softmax_loss(user=final[u], pos=final[p], neg=final[n],
+                                       user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n],
+                                       l2=config.l2, temperature=config.softmax_temperature,
+                                       mask=batch["mask"])
+
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def train_step(state, batch, inputs, rng):
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, inputs, rng)
+    state = state.apply_gradients(grads=grads)
+    return state, {"loss": loss, **aux}
+
+  return train_step
+
+
+def make_embed_fn(model, *, num_users: int, num_items: int):
+  """Returns jitted `embed(params, inputs) -> (user_emb [U, d], item_emb [I, d])` for ranking."""
+
+  @jax.jit
+  def embed(params, inputs):
+    final, _ = _apply(model, params, inputs, train=False)
+    return final[:num_users], final[num_users:num_users + num_items]
+
+  return embed
+
+
+def epoch_batches(train, *, batch_size: int, seed: int, epoch: int):
+  """Yields shuffled static-shape batches of (user, item) positives with a padding mask."""
+  n = len(train)
+  order = np.random.default_rng([seed, epoch]).permutation(n)
+  steps = math.ceil(n / batch_size)
+  pad = steps * batch_size - n
+  order = np.concatenate([order, np.zeros(pad, order.dtype)])
+  mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+  for s in range(steps):
+    sl = slice(s * batch_size, (s + 1) * batch_size)
+    idx = order[sl]
+    yield {"user": train.user[idx], "item": train.item[idx], "mask": mask[sl]}
+
+
+def _write_json(path: str, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=float)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _read_history(path: str, upto_epoch: int) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  rows = []
+  with open(path) as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        break  # a line cut by a crash: everything after it is redone
+      if row.get("epoch", 0) <= upto_epoch:
+        rows.append(row)
+  return rows
+
+
+def _check_workdir(workdir: str, exp: Experiment, resume: bool, overwrite: bool) -> None:
+  """Refuses to mix runs: a workdir holds one dataset+config (compared by fingerprint)."""
+  run_path = os.path.join(workdir, "run.json")
+  if not os.path.exists(run_path):
+    if resume:
+      raise GnnrecError(f"--resume: {workdir} holds no run to resume (no run.json)")
+    return
+  try:
+    with open(run_path) as f:
+      old = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise GnnrecError(f"{run_path}: unreadable ({e}); pass --overwrite to start over") from None
+  if overwrite:
+    return
+  if old.get("fingerprint") != exp.fingerprint:
+    old_cfg, new_cfg = old.get("config", {}), exp.config.to_dict()
+    diff = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
+    what = f"config keys differ: {', '.join(diff)}" if diff else (
+        f"dataset differs ({old.get('dataset')} vs {exp.dataset.name}, or another split)")
+    raise GnnrecError(f"{workdir} belongs to a different run ({what}); "
+                      "use another --workdir or pass --overwrite")
+  if not resume:
+    raise GnnrecError(f"{workdir} already holds this run; pass --resume to continue it "
+                      "or --overwrite to start over")
+
+
+def evaluate_params(embed, params, inputs, exp: Experiment, *, target, exclude) -> dict[str, float]:
+  user_emb, item_emb = embed(params, inputs)
+  return evaluate.evaluate_embeddings(
+      user_emb, item_emb, num_users=exp.num_users, num_items=exp.num_items, exclude=exclude,
+      target=target, ks=tuple(int(k) for k in exp.config.topk),
+      batch_size=exp.config.eval_batch_size)
+
+
+def init_model(exp: Experiment):
+  """Creates the model and its initial parameters (deterministic in `config.seed`)."""
+  cfg = exp.config
+  feature_dim = None if exp.features is None else int(exp.features.shape[1])
+  model = models.create_model(cfg, num_users=exp.num_users, num_items=exp.num_items,
+                              feature_dim=feature_dim)
+  inputs = device_inputs(exp)
+  init_key = jax.random.fold_in(jax.random.key(cfg.seed), -1 & 0x7FFFFFFF)
+  variables = model.init({"params": init_key, "dropout": init_key}, inputs["graph"],
+                         inputs["features"], feature_mask=inputs["feature_mask"], train=False)
+  return model, variables["params"], inputs
+
+
+def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
+        overwrite: bool = False, progress: bool = True, exp: Experiment | None = None,
+        extra_meta: dict | None = None) -> dict[str, Any]:
+  """Trains (or fits) `config.model` on `dataset`, writing everything into `workdir`.
+
+  Writes `config.json`, `run.json` (fingerprint, dataset, extra_meta such as the CLI's dataset
+  arguments), `history.jsonl` (one line per epoch), `latest.ckpt` (+ `.prev`), `best.ckpt`,
+  `metrics.json` and `curves.png`. Returns the test metrics (keys like "recall@20").
+  """
+  exp = exp or prepare(config, dataset)
+  cfg = exp.config
+  os.makedirs(workdir, exist_ok=True)
+  _check_workdir(workdir, exp, resume, overwrite)
+  _write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+  _write_json(os.path.join(workdir, "run.json"), {
+      "fingerprint": exp.fingerprint, "dataset": dataset.name, "config": cfg.to_dict(),
+      "num_users": exp.num_users, "num_items": exp.num_items,
+      "split_sizes": exp.split.sizes(), **(extra_meta or {})})
+  if cfg.model == "ease":
+    from gnnrec_jax import ease_runner  # closed form: no epochs, no optimizer
+    return ease_runner.run(exp, workdir)
+
+  model, params, inputs = init_model(exp)
+  train = exp.split.train
+  steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+  tx = create_optimizer(cfg, steps_per_epoch * max(cfg.epochs, 1))
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+  early = {"best": -math.inf, "best_epoch": 0, "bad_evals": 0, "stopped": False}
+  start_epoch = 1
+  history_path = os.path.join(workdir, "history.jsonl")
+  history: list[dict] = []
+  if resume:
+    saved, meta = checkpoint.load_latest_good(workdir, "latest", target,
+                                              fingerprint=exp.fingerprint)
+    state = state.replace(params=saved["params"], opt_state=saved["opt_state"],
+                          step=saved["step"])
+    early, start_epoch = meta["early_stopping"], int(meta["epoch"]) + 1
+    history = _read_history(history_path, int(meta["epoch"]))
+  elif os.path.exists(history_path):
+    os.remove(history_path)
+  with open(history_path, "w") as f:  # rewritten: drops rows of epochs after the checkpoint
+    f.writelines(json.dumps(r) + "\n" for r in history)
+
+  train_step = make_train_step(model, cfg, num_users=exp.num_users, num_items=exp.num_items)
+  embed = make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+  has_valid = len(exp.split.valid) > 0
+  base_key = jax.random.key(cfg.seed)
+  metric = cfg.select_metric
+  bar = tqdm(range(start_epoch, cfg.epochs + 1), disable=not progress, desc=cfg.model,
+             unit="epoch", initial=start_epoch - 1, total=cfg.epochs)
+  for epoch in bar:
+    if early["stopped"]:
+      break
+    t0 = time.perf_counter()
+    epoch_key = jax.random.fold_in(base_key, epoch)
+    total, count = 0.0, 0
+    for step, batch in enumerate(epoch_batches(train, batch_size=cfg.batch_size,
+                                               seed=cfg.seed, epoch=epoch)):
+      state, m = train_step(state, batch, inputs, jax.random.fold_in(epoch_key, step))
+      loss = float(m["loss"])
+      if not math.isfinite(loss):
+        raise TrainingError(
+            f"non-finite loss ({loss}) at epoch {epoch}, step {step}; training stopped, the last "
+            f"good checkpoint (epoch {epoch - 1 if epoch > 1 else 0}) is in {workdir} "
+            "(try a lower lr, grad_clip or temperature)")
+      total, count = total + loss, count + 1
+    row = {"epoch": epoch, "loss": total / max(count, 1), "train_s": time.perf_counter() - t0}
+    if has_valid and epoch % cfg.eval_every == 0:
+      t1 = time.perf_counter()
+      valid = evaluate_params(embed, state.params, inputs, exp, target=exp.split.valid, exclude=[train])
+      row["eval_s"] = time.perf_counter() - t1
+      row.update({f"valid/{k}": v for k, v in valid.items()})
+      if valid[metric] > early["best"]:
+        early.update(best=float(valid[metric]), best_epoch=epoch, bad_evals=0)
+        checkpoint.save(workdir, "best", {"params": state.params},
+                        meta={"epoch": epoch, "fingerprint": exp.fingerprint, "valid": valid})
+      else:
+        early["bad_evals"] += 1
+        early["stopped"] = early["bad_evals"] >= cfg.patience
+      bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{valid[metric]:.4f}"})
+    elif not has_valid and epoch % cfg.eval_every == 0:
+      # No validation data (the LightGCN protocol): record the test curve, never select on it.
+      t1 = time.perf_counter()
+      test_now = evaluate_params(embed, state.params, inputs, exp, target=exp.split.test,
+                           exclude=[train])
+      row["eval_s"] = time.perf_counter() - t1
+      row.update({f"test/{k}": v for k, v in test_now.items()})
+      bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"test_{metric}": f"{test_now[metric]:.4f}"})
+    else:
+      bar.set_postfix(loss=f"{row['loss']:.4f}")
+    history.append(row)
+    with open(history_path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    if epoch % cfg.checkpoint_every == 0 or early["stopped"] or epoch == cfg.epochs:
+      checkpoint.save(workdir, "latest",
+                      {"params": state.params, "opt_state": state.opt_state, "step": state.step},
+                      meta={"epoch": epoch, "early_stopping": early,
+                            "fingerprint": exp.fingerprint})
+  bar.close()
+
+  if has_valid and early["best_epoch"] > 0:
+    best, _ = checkpoint.load(workdir, "best", {"params": state.params},
+                              fingerprint=exp.fingerprint)
+    params = best["params"]
+  else:  # no validation data (e.g. the LightGCN protocol): the last epoch's parameters
+    params = state.params
+    checkpoint.save(workdir, "best", {"params": params},
+                    meta={"epoch": cfg.epochs, "fingerprint": exp.fingerprint})
+  test = evaluate_params(embed, params, inputs, exp, target=exp.split.test,
+                   exclude=[train, exp.split.valid])
+  result = {**test, "best_epoch": early["best_epoch"] if has_valid else cfg.epochs,
+            "epochs_run": len(history)}
+  _write_json(os.path.join(workdir, "metrics.json"), result)
+  try:
+    from gnnrec_jax import plots
+    plots.plot_history(history, os.path.join(workdir, "curves.png"), select_metric=metric)
+  except ImportError:
+    pass
+  return result

@@ -1,0 +1,69 @@
+"""Reading a finished (or interrupted) run back from its workdir: config, data, model, params."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+
+from gnnrec_jax import checkpoint
+from gnnrec_jax.config import Config, validate
+from gnnrec_jax.errors import GnnrecError
+
+
+def dataset_arg_names() -> list[str]:
+  """The argparse dests that select a dataset (saved in run.json to rebuild it later)."""
+  from gnnrec_jax.data.cli_args import add_dataset_arguments
+  p = argparse.ArgumentParser(add_help=False)
+  add_dataset_arguments(p)
+  return [a.dest for a in p._actions]
+
+
+def dataset_args_of(args: argparse.Namespace) -> dict:
+  return {k: getattr(args, k) for k in dataset_arg_names() if hasattr(args, k)}
+
+
+def read_run(workdir: str) -> dict:
+  path = os.path.join(workdir, "run.json")
+  if not os.path.isdir(workdir):
+    raise GnnrecError(f"workdir {workdir} does not exist")
+  if not os.path.exists(path):
+    raise GnnrecError(f"{workdir} holds no run (no run.json); train one with "
+                      f"`gnnrec-jax train --workdir {workdir} ...`")
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise GnnrecError(f"{path}: unreadable ({e})") from None
+
+
+def config_of(run: dict) -> Config:
+  fields = {f.name for f in dataclasses.fields(Config)}
+  raw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in run["config"].items()
+         if k in fields}
+  return validate(Config(**raw))
+
+
+def load(workdir: str):
+  """Rebuilds `(run, experiment, model, params, inputs)` from a workdir's best checkpoint.
+
+  The dataset is reloaded with the arguments saved at training time and checked against the
+  run's fingerprint, so a changed data file is reported instead of silently mis-evaluated.
+  """
+  from gnnrec_jax.data.cli_args import dataset_from_args
+  from gnnrec_jax.experiment import prepare
+  from gnnrec_jax import train as train_lib
+
+  run = read_run(workdir)
+  config = config_of(run)
+  dataset = dataset_from_args(argparse.Namespace(**run.get("dataset_args", {})))
+  exp = prepare(config, dataset)
+  if exp.fingerprint != run["fingerprint"]:
+    raise GnnrecError(f"{workdir}: the data no longer matches this run's fingerprint "
+                      "(the dataset files or the split changed since training)")
+  if config.model == "ease":
+    saved, _ = checkpoint.load(workdir, "best", None, fingerprint=exp.fingerprint)
+    return run, exp, None, saved, None
+  model, params, inputs = train_lib.init_model(exp)
+  saved, _ = checkpoint.load(workdir, "best", {"params": params}, fingerprint=exp.fingerprint)
+  return run, exp, model, saved["params"], inputs
