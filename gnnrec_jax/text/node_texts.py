@@ -229,12 +229,12 @@ def user_history_vectors(item_vecs: np.ndarray, train: Interactions,
 EncodeFn = Callable[[Sequence[str]], np.ndarray]
 
 
-def _encode_fn(encoder_or_cache) -> EncodeFn:
+def _encode_fn(encoder_or_cache, progress: bool = True) -> EncodeFn:
   """Texts -> vectors: a `TextEncoder` or `EncoderSpec` goes through the disk cache."""
   from gnnrec_jax.text.cache import encode_cached
   from gnnrec_jax.text.encoder import EncoderSpec, TextEncoder
   if isinstance(encoder_or_cache, (TextEncoder, EncoderSpec)):
-    return lambda texts: encode_cached(encoder_or_cache, texts)
+    return lambda texts: encode_cached(encoder_or_cache, texts, progress=progress)
   if callable(encoder_or_cache):
     return encoder_or_cache
   raise ConfigError(f"expected a TextEncoder, EncoderSpec or a texts->vectors function, got "
@@ -252,7 +252,8 @@ def encode_present(encode: EncodeFn, texts: Sequence[str],
 
 
 def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
-                  users: str = "history") -> tuple[np.ndarray, np.ndarray]:
+                  users: str = "history",
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
   """Text features of every graph node, users first, then items.
 
   Args:
@@ -263,6 +264,7 @@ def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
     users: "history" (mean of the user's train-item vectors), "profile" (the profile sentence),
       "both" (the re-normalised mean of the two unit vectors, keeping D the same as the other
       modes; a user with only one of them gets that one), or "none" (zero rows, has_text False).
+    progress: show the encoder's progress bar when texts are not cached.
 
   Returns:
     features: [U + I, D] float32, unit rows or zero rows.
@@ -270,7 +272,7 @@ def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
   """
   if users not in USER_MODES:
     raise ConfigError(f"unknown users mode {users!r}; expected one of {USER_MODES}")
-  encode = _encode_fn(encoder_or_cache)
+  encode = _encode_fn(encoder_or_cache, progress)
   texts, item_has = item_texts(dataset)
   item_vecs = encode_present(encode, texts, item_has)  # [I, D]
   num_users, dim = dataset.num_users, item_vecs.shape[1]
