@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import jraph
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.propagate import edge_softmax, normalize_per_receiver, weighted_sum
+from gnnrec_jax.propagate import edge_dot, edge_softmax, normalize_per_receiver, weighted_sum
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda x: x,
@@ -104,7 +104,7 @@ class SoftmaxEdgeConv(nn.Module):
       k = nn.Dense(d, use_bias=False, name="key")(h) if self.qk_proj else h
       q = q.reshape(n, self.heads, dh)
       k = k.reshape(n, self.heads, dh)
-      logits = jnp.sum(q[graph.receivers] * k[graph.senders], axis=-1)  # [E, H]
+      logits = edge_dot(q, k, graph, num_nodes=self.num_nodes, backend=self.backend)  # [E, H]
       scale = self.temperature * (math.sqrt(dh) if self.scale_logits else 1.0)
       alpha = edge_softmax(logits / scale, graph, num_nodes=self.num_nodes)  # [E, H]
     if self.attention_mix < 1.0:
