@@ -1,0 +1,319 @@
+"""Why was item i recommended? Exact per-neighbour decompositions of the score.
+
+LightGCN (He et al. 2020, eqs. 3-4). With layer weights a_l (1/(L+1) for `layer_combine="mean"`)
+the user's final vector is final_u = sum_l a_l h_u^l, and every propagated layer is a weighted sum
+over the user's graph neighbours, h_u^l = sum_{j in N(u)} w^l_uj h_j^(l-1) with w^l = norm.
+Hence
+
+  score(u, i) = final_u . final_i
+              = a_0 h_u^0 . final_i  +  sum_{j in N(u)} c_j . final_i,
+  c_j         = sum_{l >= 1} a_l w^l_uj h_j^(l-1),
+
+an exact split into the user's own ID/text term ("self") and one term per neighbour j: the
+user's train items and, with social edges, their friends. Multi-hop paths are credited to the
+first hop, i.e. to the neighbour through which they reach u.
+
+SoftmaxGNN with sigma = identity is the same sum with the layer's alpha^l_uj (per head) in place
+of norm_uj; the alphas themselves depend on every vector, but given the alphas the split is
+exact. With a nonlinear sigma, h_u^l = sigma(z), z = sum_j m_j, is split per coordinate in
+proportion to each message, h_u^l = sigma(0) + sum_j m_j (sigma(z) - sigma(0)) / z. The terms
+still add up to the score exactly (sigma(0) terms are reported as "constant"), but crediting the
+nonlinearity in proportion to the pre-activation messages is an approximation (the z-rule of
+layer-wise relevance propagation); the output says so.
+
+EASE (Steck 2019): score(u, i) = x_u B[:, i] = sum_{j in history} B[j, i], exact.
+
+A new user given by a history (`gnnrec-jax recommend --history`) is folded in as the mean of the
+history items' final vectors, so score = sum_j final_j . final_i / |H|, exact for every model.
+
+Other models (MF, NGCF, GAT) have no such split through their layers; for them each of the
+user's train items is credited with its similarity final_j . final_i to the recommended item,
+labelled as a similarity, not a decomposition.
+
+`explain_user` returns the numbers; `print_explanations` prints them (the `recommend --explain`
+command) and returns the same list.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gnnrec_jax import models
+from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.layers import activation_fn
+
+
+def layer_outputs(model, params, inputs) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+  """Runs the model once and returns its final vectors, layer outputs and per-layer edge weights.
+
+  The layers are read with `capture_intermediates` (every submodule's output), so models.py
+  needs no explanation-specific code.
+
+  Args:
+    model: a `LightGCN` or `SoftmaxGNN` module.
+    params: its parameters.
+    inputs: `train.device_inputs(exp)` (graph, features, feature_mask).
+
+  Returns:
+    final: [N, d_out] the vectors used for scoring.
+    hs: [h^0, ..., h^L], each [N, d] (h^0 = the layer-0 input vectors).
+    weights: [w^1, ..., w^L], each [E, H] the edge weights of layer l (norm, H = 1, for
+      LightGCN; the sown alphas for SoftmaxGNN).
+  """
+  graph = inputs["graph"]
+
+  # Arrays are arguments, not closed over, so XLA does not constant-fold the graph.
+  @jax.jit
+  def forward(params, inputs):
+    return model.apply({"params": params}, inputs["graph"], inputs["features"],
+                       feature_mask=inputs["feature_mask"], train=False,
+                       capture_intermediates=True, mutable=["intermediates"])
+
+  (final, _), state = forward(params, inputs)
+  inter = state["intermediates"]
+  hs = [np.asarray(inter["inputs"]["__call__"][0], np.float64)]
+  weights = []
+  for k in range(model.num_layers):
+    out = inter[f"conv_{k}"]["__call__"][0]
+    if isinstance(model, models.SoftmaxGNN):
+      h, _ = out
+      alpha = np.asarray(inter[f"alpha_{k}"][0], np.float64)  # [E, H], attention_mix applied
+    else:
+      h = out
+      alpha = (np.asarray(graph.edges["norm"], np.float64)
+               * np.asarray(graph.edges["mask"], np.float64))[:, None]  # [E, 1]
+    hs.append(np.asarray(h, np.float64))
+    weights.append(alpha)
+  return np.asarray(final, np.float64), hs, weights
+
+
+def _layer_coefficients(how: str, num_layers: int) -> np.ndarray:
+  """a_l of final = sum_l a_l h^l ([L + 1]); "concat" is handled as a_l = 1 on blocks."""
+  if how == "mean":
+    return np.full(num_layers + 1, 1.0 / (num_layers + 1))
+  if how in ("sum", "concat"):
+    return np.ones(num_layers + 1)
+  if how == "last":
+    return np.eye(num_layers + 1)[-1]
+  raise ConfigError(f"unknown layer_combine {how!r}")
+
+
+def _item_blocks(final_items: np.ndarray, how: str, layer: int, d: int) -> np.ndarray:
+  """The part of final_i that h_u^layer is dotted with: [K, d]."""
+  if how == "concat":
+    return final_items[:, layer * d:(layer + 1) * d]
+  return final_items
+
+
+def decompose_user(model, final: np.ndarray, hs: list[np.ndarray], weights: list[np.ndarray],
+                   graph, *, node: int, targets: np.ndarray) -> dict[str, Any]:
+  """Splits final[node] . final[t] into self, constant and per-neighbour terms.
+
+  Args:
+    model: the LightGCN / SoftmaxGNN module (reads num_layers, layer_combine, heads, activation).
+    final, hs, weights: from `layer_outputs`.
+    graph: the graph the model ran on (host or device arrays).
+    node: the query node (a user index).
+    targets: [K] node indices of the recommended items (U + item).
+
+  Returns:
+    {"score": [K], "self": [K], "constant": [K], "neighbours": [n] node indices,
+     "values": [n, K] one row per distinct neighbour}; self + constant + values.sum(0) equals
+    score up to float rounding, for any activation.
+  """
+  how = model.layer_combine
+  num_layers = model.num_layers
+  a = _layer_coefficients(how, num_layers)
+  d = hs[0].shape[1]
+  heads = getattr(model, "heads", 1)
+  name = getattr(model, "activation", "identity")
+  act = activation_fn(name)
+  sigma0 = float(act(jnp.zeros((), jnp.float32)))
+  # sigma'(0): the share ratio where a coordinate's pre-activation is exactly 0.
+  eps = 1e-3
+  slope0 = float((act(jnp.float32(eps)) - act(jnp.float32(-eps))) / (2 * eps))
+  receivers = np.asarray(graph.receivers)
+  senders = np.asarray(graph.senders)
+  mask = np.asarray(graph.edges["mask"]) > 0
+  edges = np.flatnonzero((receivers == node) & mask)  # [E_u]
+  nbrs = senders[edges]
+  fin_t = final[targets]  # [K, d_out]
+  score = fin_t @ final[node]
+  self_term = a[0] * (_item_blocks(fin_t, how, 0, d) @ hs[0][node])
+  const = np.zeros(len(targets))
+  per_edge = np.zeros((len(edges), len(targets)))  # [E_u, K]
+  for l in range(1, num_layers + 1):
+    if a[l] == 0:
+      continue
+    w = weights[l - 1][edges]  # [E_u, H]
+    prev = hs[l - 1][nbrs].reshape(len(edges), heads, d // heads)
+    msgs = (w[:, :, None] * prev).reshape(len(edges), d)  # [E_u, d]
+    if name == "identity":
+      ratio = np.ones(d)
+    else:
+      # sigma(z) - sigma(0) shared out in proportion to each message (see the module docstring).
+      z = msgs.sum(axis=0)  # [d], the pre-activation of h_u^l
+      h_z = np.asarray(act(jnp.asarray(z, jnp.float32)), np.float64)
+      nonzero = np.abs(z) > 1e-12
+      ratio = np.where(nonzero, (h_z - sigma0) / np.where(nonzero, z, 1.0), slope0)
+    blocks = _item_blocks(fin_t, how, l, d)  # [K, d]
+    per_edge += a[l] * (msgs * ratio) @ blocks.T
+    const += a[l] * sigma0 * blocks.sum(axis=1)
+  # Self-loops reach u from u: credit them to the self term.
+  loop = nbrs == node
+  self_term = self_term + per_edge[loop].sum(axis=0)
+  uniq, inv = np.unique(nbrs[~loop], return_inverse=True)
+  values = np.zeros((len(uniq), len(targets)))
+  np.add.at(values, inv, per_edge[~loop])
+  return {"score": score, "self": self_term, "constant": const, "neighbours": uniq,
+          "values": values}
+
+
+def _is_exact(model) -> bool:
+  return getattr(model, "activation", "identity") == "identity"
+
+
+def _label(dataset, node: int) -> tuple[str, int, str, str]:
+  """(kind, index, token, title) of a graph node."""
+  u = dataset.num_users
+  if node < u:
+    tok = dataset.users.tokens[node]
+    return "friend", int(node), tok, f"user {tok}"
+  i = node - u
+  return "item", int(i), dataset.items.tokens[i], dataset.item_title(i)
+
+
+def explain_user(exp, params, model, inputs, *, user: int | None = None,
+                 history: np.ndarray | None = None, items: np.ndarray) -> list[dict[str, Any]]:
+  """Per recommended item, the score split into the user's own term and one term per neighbour.
+
+  Args:
+    exp: the `Experiment` (dataset, split, graph, config).
+    params: model parameters, or {"B": [I, I]} for EASE.
+    model: the Linen module, or None for EASE.
+    inputs: `train.device_inputs(exp)` (None for EASE).
+    user: a user index; exclusive with `history`.
+    history: [h] item indices of a new user (folded in as the mean of their final vectors).
+    items: [K] recommended item indices.
+
+  Returns:
+    One dict per item, in the order given: {"rank", "item" (token), "item_index", "title",
+    "score", "self", "constant", "remainder", "exact", "method", "contributions"}, where
+    "contributions" is a list of {"kind": "item" | "friend", "index", "token", "title", "value"}
+    sorted by value, largest first. score = self + constant + sum(values) + remainder, with
+    remainder ~ 0 (float rounding) for every decomposition and the unexplained part for the
+    similarity fallback.
+  """
+  if (user is None) == (history is None):
+    raise DataError("explain: give exactly one of user (an index) or history (item indices)")
+  ds = exp.dataset
+  items = np.asarray(items, np.int64)
+  if model is None:
+    res, method, exact = _explain_ease(exp, params, user, history, items)
+  elif history is not None:
+    res, method, exact = _explain_history(model, params, inputs, exp, history, items)
+  elif isinstance(model, (models.LightGCN, models.SoftmaxGNN)):
+    final, hs, weights = layer_outputs(model, params, inputs)
+    res = decompose_user(model, final, hs, weights, inputs["graph"], node=user,
+                         targets=items + exp.num_users)
+    exact = _is_exact(model)
+    method = ("exact: self + one term per graph neighbour" if exact else
+              f"approximate: sigma = {model.activation} is nonlinear; its effect is split in "
+              "proportion to each neighbour's pre-activation message (terms still sum to the "
+              "score)")
+  else:
+    res, method, exact = _explain_similarity(model, params, inputs, exp, user, items)
+
+  out = []
+  for r, i in enumerate(items):
+    vals = res["values"][:, r]
+    order = np.argsort(-vals, kind="stable")
+    contribs = []
+    for j in order:
+      kind, idx, tok, title = _label(ds, int(res["neighbours"][j]))
+      contribs.append({"kind": kind, "index": idx, "token": tok, "title": title,
+                       "value": float(vals[j])})
+    score = float(res["score"][r])
+    total = float(res["self"][r] + res["constant"][r] + vals.sum())
+    out.append({"rank": r + 1, "item": ds.items.tokens[i], "item_index": int(i),
+                "title": ds.item_title(int(i)), "score": score, "self": float(res["self"][r]),
+                "constant": float(res["constant"][r]), "remainder": score - total,
+                "exact": exact, "method": method, "contributions": contribs})
+  return out
+
+
+def _explain_ease(exp, params, user, history, items):
+  b = np.asarray(params["B"], np.float64)  # [I, I]
+  if history is None:
+    train = exp.split.train
+    history = train.item[train.user == user]
+  hist = np.unique(np.asarray(history, np.int64))
+  values = b[np.ix_(hist, items)]  # [h, K]: score = x_u B = sum_{j in history} B[j, i]
+  zeros = np.zeros(len(items))
+  res = {"score": values.sum(axis=0), "self": zeros, "constant": zeros,
+         "neighbours": hist + exp.num_users, "values": values}
+  return res, "exact: score = sum of B[j, i] over the user's train items j (EASE)", True
+
+
+def _final_vectors(model, params, inputs, exp):
+  from gnnrec_jax import train  # the trainer's own embed function: the scores recommend uses
+  user_emb, item_emb = train.make_embed_fn(model, num_users=exp.num_users,
+                                           num_items=exp.num_items)(params, inputs)
+  return np.asarray(user_emb, np.float64), np.asarray(item_emb, np.float64)
+
+
+def _explain_history(model, params, inputs, exp, history, items):
+  _, item_emb = _final_vectors(model, params, inputs, exp)
+  hist = np.unique(np.asarray(history, np.int64))
+  values = item_emb[hist] @ item_emb[items].T / len(hist)  # [h, K]
+  zeros = np.zeros(len(items))
+  res = {"score": values.sum(axis=0), "self": zeros, "constant": zeros,
+         "neighbours": hist + exp.num_users, "values": values}
+  return res, ("exact: the new user is the mean of its items' final vectors, so each item j "
+               "contributes final_j . final_i / |history|"), True
+
+
+def _explain_similarity(model, params, inputs, exp, user, items):
+  user_emb, item_emb = _final_vectors(model, params, inputs, exp)
+  train = exp.split.train
+  hist = np.unique(train.item[train.user == user]).astype(np.int64)
+  values = item_emb[hist] @ item_emb[items].T  # [h, K]
+  zeros = np.zeros(len(items))
+  res = {"score": item_emb[items] @ user_emb[user], "self": zeros, "constant": zeros,
+         "neighbours": hist + exp.num_users, "values": values}
+  return res, (f"not a decomposition: {type(model).__name__} has no exact per-neighbour split; "
+               "each train item is credited with its similarity final_j . final_i"), False
+
+
+def print_explanations(exp, params, model, inputs, *, user: int | None,
+                       history: np.ndarray | None, items: np.ndarray,
+                       top: int = 5) -> list[dict[str, Any]]:
+  """Prints, per recommended item, the `top` neighbours that contributed most; returns the data.
+
+  Arguments as in `explain_user`; `top` limits the printed lines, not the returned list.
+  """
+  rows = explain_user(exp, params, model, inputs, user=user, history=history, items=items)
+  if not rows:
+    return rows
+  print(f"Why ({rows[0]['method']}):")
+  for row in rows:
+    n_items = sum(c["kind"] == "item" for c in row["contributions"])
+    n_friends = len(row["contributions"]) - n_items
+    parts = [f"self {row['self']:+.4f}"] if row["self"] else []
+    if row["constant"]:
+      parts.append(f"constant {row['constant']:+.4f}")
+    parts.append(f"{n_items} items {sum(c['value'] for c in row['contributions'] if c['kind'] == 'item'):+.4f}")
+    if n_friends:
+      friends = sum(c["value"] for c in row["contributions"] if c["kind"] == "friend")
+      parts.append(f"{n_friends} friends {friends:+.4f}")
+    print(f"{row['rank']:3d}. {row['title']}  score {row['score']:.4f} = {' '.join(parts)}")
+    for c in row["contributions"][:top]:
+      what = "your item" if c["kind"] == "item" else "friend"
+      print(f"       {c['value']:+.4f}  {c['title']}  ({what} {c['token']})")
+    rest = row["contributions"][top:]
+    if rest:
+      print(f"       {sum(c['value'] for c in rest):+.4f}  ({len(rest)} more)")
+  return rows

@@ -1,0 +1,203 @@
+"""Explanations: the per-neighbour terms add up to the score, and match an independent reference.
+
+Models are trained briefly with `train.run` and the CPU "test" config on the planted-cluster
+dataset; the LightGCN reference propagates with scipy (`graph.adjacency`), not with the model.
+"""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from gnnrec_jax import checkpoint, cli, configs, ease, explain, train
+from gnnrec_jax import graph as graph_lib
+from gnnrec_jax.data.synthetic import make_synthetic
+from gnnrec_jax.experiment import prepare
+
+TOL = 1e-5
+USERS = (0, 7, 33)
+LASTFM = os.path.join(os.path.dirname(__file__), "data", "lastfm")
+
+
+def _trained(tmp_path_factory, **overrides):
+  ds = make_synthetic()
+  cfg = configs.get_config("test").replace(**overrides)
+  workdir = str(tmp_path_factory.mktemp(cfg.model))
+  train.run(cfg, ds, workdir, progress=False)
+  exp = prepare(cfg, ds)
+  model, params, inputs = train.init_model(exp)
+  saved, _ = checkpoint.load(workdir, "best", {"params": params}, fingerprint=exp.fingerprint)
+  return exp, model, saved["params"], inputs
+
+
+@pytest.fixture(scope="module")
+def lightgcn(tmp_path_factory):
+  return _trained(tmp_path_factory, lr=0.05)
+
+
+@pytest.fixture(scope="module")
+def softmax_gnn(tmp_path_factory):
+  return _trained(tmp_path_factory, model="softmax_gnn", lr=0.05)
+
+
+def _scores(exp, model, params, inputs):
+  user_emb, item_emb = train.make_embed_fn(model, num_users=exp.num_users,
+                                           num_items=exp.num_items)(params, inputs)
+  return np.asarray(user_emb, np.float64) @ np.asarray(item_emb, np.float64).T  # [U, I]
+
+
+def _top_items(scores, user, k=5):
+  return np.argsort(-scores[user], kind="stable")[:k]
+
+
+def _check_sums(rows, scores=None, user=None):
+  for row in rows:
+    total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
+    assert abs(total - row["score"]) < TOL, (row["rank"], total, row["score"])
+    assert abs(row["remainder"]) < TOL
+    if scores is not None:  # the explained score is the one `recommend` ranks by
+      assert abs(row["score"] - scores[user, row["item_index"]]) < TOL
+    values = [c["value"] for c in row["contributions"]]
+    assert values == sorted(values, reverse=True)
+
+
+def test_lightgcn_terms_sum_to_score_and_match_scipy(lightgcn):
+  exp, model, params, inputs = lightgcn
+  scores = _scores(exp, model, params, inputs)
+  _, hs, _ = explain.layer_outputs(model, params, inputs)
+  # Independent reference: h^l = A_norm^l h^0 with scipy, final = mean_l h^l (eq. 4).
+  adj = graph_lib.adjacency(exp.graph)
+  ref = [hs[0]]
+  for _ in range(model.num_layers):
+    ref.append(adj @ ref[-1])
+  final = np.mean(ref, axis=0)
+  a = 1.0 / (model.num_layers + 1)
+  u_count = exp.num_users
+  for u in USERS:
+    items = _top_items(scores, u)
+    rows = explain.explain_user(exp, params, model, inputs, user=u, items=items)
+    assert all(r["exact"] for r in rows)
+    _check_sums(rows, scores, u)
+    train_items = set(exp.split.train.item[exp.split.train.user == u].tolist())
+    for row in rows:
+      i = row["item_index"]
+      assert {c["index"] for c in row["contributions"]} == train_items
+      assert all(c["kind"] == "item" for c in row["contributions"])
+      assert abs(row["self"] - a * hs[0][u] @ final[u_count + i]) < TOL
+      for c in row["contributions"]:
+        j = u_count + c["index"]
+        c_ref = sum(a * adj[u, j] * ref[l - 1][j] for l in range(1, model.num_layers + 1))
+        assert abs(c["value"] - c_ref @ final[u_count + i]) < TOL
+
+
+def test_softmax_gnn_identity_terms_sum_to_score(softmax_gnn):
+  exp, model, params, inputs = softmax_gnn
+  assert model.activation == "identity"
+  scores = _scores(exp, model, params, inputs)
+  for u in USERS:
+    rows = explain.explain_user(exp, params, model, inputs, user=u, items=_top_items(scores, u))
+    assert all(r["exact"] and r["method"].startswith("exact") for r in rows)
+    _check_sums(rows, scores, u)
+
+
+def test_softmax_gnn_with_norm_weights_explains_like_lightgcn(lightgcn):
+  # attention_mix=0 makes every alpha LightGCN's norm: the alpha path must give the same terms.
+  exp, model, params, inputs = lightgcn
+  sg_exp = prepare(exp.config.replace(model="softmax_gnn", attention_mix=0.0,
+                                      initial_alpha="none"), exp.dataset)
+  sg_model, _, _ = train.init_model(sg_exp)
+  items = np.arange(6)
+  ref = explain.explain_user(exp, params, model, inputs, user=5, items=items)
+  got = explain.explain_user(sg_exp, params, sg_model, inputs, user=5, items=items)
+  for r, g in zip(ref, got):
+    np.testing.assert_allclose([g["score"], g["self"]], [r["score"], r["self"]], atol=TOL)
+    np.testing.assert_allclose(sorted(c["value"] for c in g["contributions"]),
+                               sorted(c["value"] for c in r["contributions"]), atol=TOL)
+
+
+@pytest.mark.parametrize("activation,heads", [("tanh", 1), ("sigmoid", 1), ("identity", 2)])
+def test_softmax_gnn_nonlinear_and_multihead_still_sum(activation, heads):
+  ds = make_synthetic()
+  cfg = configs.get_config("test").replace(model="softmax_gnn", activation=activation,
+                                           heads=heads, initial_alpha="none", init_std=0.5)
+  exp = prepare(cfg, ds)
+  model, params, inputs = train.init_model(exp)
+  scores = _scores(exp, model, params, inputs)
+  rows = explain.explain_user(exp, params, model, inputs, user=3, items=_top_items(scores, 3))
+  _check_sums(rows, scores, 3)
+  exact = activation == "identity"
+  assert all(r["exact"] == exact for r in rows)
+  if not exact:
+    assert rows[0]["method"].startswith("approximate")
+  # sigma(0) = 0.5 for the sigmoid: a constant term that no neighbour is credited with.
+  assert (abs(rows[0]["constant"]) > 1e-3) == (activation == "sigmoid")
+
+
+def test_ease_terms_are_b_entries():
+  ds = make_synthetic()
+  cfg = configs.get_config("test").replace(model="ease", ease_l2=10.0)
+  exp = prepare(cfg, ds)
+  b = ease.fit_ease(exp.split.train, num_users=exp.num_users, num_items=exp.num_items, l2=10.0)
+  x = ease.interaction_matrix(exp.split.train, num_users=exp.num_users,
+                              num_items=exp.num_items).toarray()
+  scores = x @ b.astype(np.float64)
+  for u in USERS:
+    items = _top_items(scores, u)
+    rows = explain.explain_user(exp, {"B": b}, None, None, user=u, items=items)
+    _check_sums(rows, scores, u)
+    hist = np.flatnonzero(x[u])
+    for row in rows:
+      assert row["self"] == 0.0 and row["exact"]
+      got = {c["index"]: c["value"] for c in row["contributions"]}
+      assert sorted(got) == hist.tolist()
+      for j, v in got.items():
+        assert v == pytest.approx(float(b[j, row["item_index"]]), abs=1e-7)
+
+
+def test_new_user_history_fold_in(lightgcn):
+  exp, model, params, inputs = lightgcn
+  _, item_emb = (np.asarray(a, np.float64) for a in train.make_embed_fn(
+      model, num_users=exp.num_users, num_items=exp.num_items)(params, inputs))
+  hist = np.array([0, 4, 8])
+  query = item_emb[hist].mean(axis=0)  # what `recommend --history` ranks by
+  items = np.argsort(-(item_emb @ query))[:4]
+  rows = explain.explain_user(exp, params, model, inputs, history=hist, items=items)
+  _check_sums(rows)
+  for row in rows:
+    assert row["score"] == pytest.approx(float(item_emb[row["item_index"]] @ query), abs=TOL)
+    assert sorted(c["index"] for c in row["contributions"]) == hist.tolist()
+
+
+def test_print_explanations_names_titles(lightgcn, capsys):
+  exp, model, params, inputs = lightgcn
+  scores = _scores(exp, model, params, inputs)
+  items = _top_items(scores, 7, k=3)
+  rows = explain.print_explanations(exp, params, model, inputs, user=7, history=None,
+                                    items=items, top=2)
+  out = capsys.readouterr().out
+  assert out.startswith("Why (exact")
+  for row in rows:
+    assert row["title"] in out
+    for c in row["contributions"][:2]:
+      assert c["title"] in out and f"{c['value']:+.4f}" in out
+    assert f"({len(row['contributions']) - 2} more)" in out
+
+
+def test_user_or_history_required(lightgcn):
+  exp, model, params, inputs = lightgcn
+  with pytest.raises(Exception, match="exactly one"):
+    explain.explain_user(exp, params, model, inputs, items=np.arange(2))
+
+
+def test_recommend_explain_cli_credits_friends(tmp_path, capsys):
+  # Tiny Last.fm with the trust network in the graph: friends appear among the contributors.
+  wd = str(tmp_path / "run")
+  common = ["--dataset", "lastfm", "--data-dir", LASTFM]
+  sets = ["--set", "social=true", "--set", "topk=1", "--set", "select_metric=ndcg@1",
+          "--set", "epochs=2"]
+  assert cli.main(["train", "--config", "test", "--workdir", wd, "--no-progress",
+                   *common, *sets]) == 0
+  capsys.readouterr()
+  assert cli.main(["recommend", "--workdir", wd, "--user", "3", "-k", "1", "--explain"]) == 0
+  out = capsys.readouterr().out
+  assert "Why (exact" in out and "friend" in out
