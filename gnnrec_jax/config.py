@@ -39,7 +39,9 @@ class Config:
   # ease
   ease_l2: float = 250.0         # RecBole's EASE reg_weight on ml-100k
   # node inputs (text features, issue 4)
-  text_features: str = ""        # "" (ID only) | "item" | "item+user_profile" | "item+user_history" ...
+  # "" = ID embeddings only. Otherwise items get their text vector and users get:
+  # "history" (mean of their train items' vectors) | "profile" | "both" | "none".
+  text_features: str = ""
   text_model: str = "all-MiniLM-L6-v2"
   use_id_embedding: bool = True
   id_dropout: float = 0.0        # DropoutNet-style: drop ID vectors so text alone must carry signal
@@ -153,6 +155,9 @@ def validate(config: Config) -> Config:
       (len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6, "split_ratios must be three numbers summing to 1"),
       (0.0 < c.cold_fraction < 1.0, "cold_fraction must be in (0, 1)"),
       (c.propagation in ("auto", "segment", "dense", "csr"), "propagation must be auto|segment|dense|csr"),
+      (c.text_features in ("", "history", "profile", "both", "none"),
+       "text_features must be empty (ID only) or history|profile|both|none"),
+      (c.use_id_embedding or bool(c.text_features), "use_id_embedding=false needs text_features"),
   ]
   for ok, msg in checks:
     if not ok:

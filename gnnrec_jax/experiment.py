@@ -73,6 +73,18 @@ def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
   return h.hexdigest()
 
 
+def text_features_for(config: Config, dataset: Dataset, train: Interactions):
+  """Language-model vectors of every node (cached on disk): `(features [U+I, D], has_text [U+I])`.
+
+  Users get the mean vector of their *train* items (never valid/test items: that would leak
+  the targets), their profile sentence, both, or none, per `config.text_features`.
+  """
+  from gnnrec_jax.text.encoder import EncoderSpec  # transformers is imported only when used
+  from gnnrec_jax.text.node_texts import node_features
+  return node_features(dataset, train, EncoderSpec(config.text_model),
+                       users=config.text_features, progress=False)
+
+
 def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experiment:
   """Splits the data, builds the graph and (optionally) the text features.
 
@@ -95,8 +107,7 @@ def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experime
   features = mask = None
   if config.text_features:
     if text_features is None:
-      from gnnrec_jax.text import node_texts  # heavy import only when used
-      text_features = node_texts.features_for_config(config, dataset, split.train)
+      text_features = text_features_for(config, dataset, split.train)
     features, mask = text_features
   return Experiment(config, dataset, split, graph, features, mask,
                     fingerprint(config, dataset, split))
