@@ -2,13 +2,22 @@
 
 Each subcommand lives in `gnnrec_jax/commands/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`, imported only when used so that `gnnrec-jax data` does not pay for jax.
-User errors (`GnnrecError`) print one line on stderr and exit with code 2, never a traceback.
+
+What a user sees on stderr is one line per problem, never a traceback:
+  * a mistake in the input (`GnnrecError`: files, ids, configs, workdirs, checkpoints) and a bad
+    command line: `gnnrec-jax CMD: error: ...`, exit code 2;
+  * a system error (`OSError`: disk full, permission denied, a path that is a file): the same
+    line naming the path, exit code 1;
+  * warnings (repaired data, a checkpoint fallback): `gnnrec-jax CMD: warning: ...`.
+Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
 
 from gnnrec_jax.errors import GnnrecError
 
@@ -21,9 +30,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+  """An ArgumentParser whose errors are one line (argparse prints the whole usage first)."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog="gnnrec-jax", description="Graph-neural-network recommendation in JAX.")
+  parser = _Parser(prog="gnnrec-jax", description="Graph-neural-network recommendation in JAX.")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   for name, help_text in COMMANDS.items():
     module = importlib.import_module(f"gnnrec_jax.commands.{name}")
@@ -33,16 +48,59 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+@contextlib.contextmanager
+def _one_line_warnings(prog: str):
+  """Every warning raised inside as one line `PROG: warning: ...` on stderr.
+
+  `DataWarning`s go through `checks.one_line_warnings` (printed, counted, after the command);
+  the others (e.g. a checkpoint fallback) are printed at once, since they say what is
+  happening now.
+  """
+  from gnnrec_jax.data.checks import DataWarning, one_line_warnings
+
+  with one_line_warnings(prog), warnings.catch_warnings():
+    record_data_warning = warnings.showwarning  # one_line_warnings' recorder
+
+    def show(message, category, filename, lineno, file=None, line=None):
+      if issubclass(category, DataWarning):
+        record_data_warning(message, category, filename, lineno, file, line)
+      else:
+        print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+
+    warnings.showwarning = show
+    yield
+
+
+def _one_line(message) -> str:
+  return " ".join(str(message).split("\n"))
+
+
+def _os_error(e: OSError) -> str:
+  """`PATH: reason`, e.g. `runs/x/metrics.json: No space left on device`."""
+  if e.filename is None:
+    return str(e)
+  path = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else f"{e.filename}"
+  return f"{path}: {e.strerror or e}"
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
-  args = parser.parse_args(argv)
   try:
-    return int(args._module.run(args) or 0)
+    args = parser.parse_args(argv)
+  except SystemExit as e:  # --help (0) or a usage error (2, its line already printed)
+    return int(e.code or 0)
+  prog = f"gnnrec-jax {args.command}"
+  try:
+    with _one_line_warnings(prog):
+      return int(args._module.run(args) or 0)
   except GnnrecError as e:
-    print(f"gnnrec-jax {args.command}: error: {e}", file=sys.stderr)
+    print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
     return 2
+  except OSError as e:
+    print(f"{prog}: error: {_os_error(e)}", file=sys.stderr)
+    return 1
   except KeyboardInterrupt:
-    print(f"gnnrec-jax {args.command}: interrupted", file=sys.stderr)
+    print(f"{prog}: interrupted", file=sys.stderr)
     return 130
 
 

@@ -9,6 +9,14 @@ Shape of a run (`run(config, dataset, workdir)`):
 Every epoch's randomness comes from `fold_in(key(seed), epoch)` and a host permutation seeded by
 `(seed, epoch)`, so a run resumed from a checkpoint replays exactly the batches and negatives that
 an uninterrupted run would have drawn.
+
+Crash safety (a `kill -9` at any instant, then `--resume`, gives the metrics of an uninterrupted
+run, bit for bit on CPU). Per epoch the order of writes is: the history row (appended, fsynced) ->
+`best.ckpt` (when validation improved) -> `latest.ckpt` (params, optimizer state, step, early
+stopping state). Every file but the history is replaced atomically. A resume reads the newest
+intact `latest` checkpoint (falling back to `latest.prev.ckpt`, with a warning), drops history rows
+of later epochs (and a row cut mid-write), and replays from the next epoch; a `best.ckpt` newer
+than the checkpoint is rewritten by the replay, since the replay draws the same numbers.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import json
 import math
 import os
 import time
+import warnings
 from typing import Any
 
 import flax
@@ -30,7 +39,7 @@ from tqdm.auto import tqdm
 from gnnrec_jax import checkpoint, evaluate, losses, models, sampling
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Dataset
-from gnnrec_jax.errors import GnnrecError, TrainingError
+from gnnrec_jax.errors import CheckpointError, TrainingError
 from gnnrec_jax.experiment import Experiment, prepare
 
 
@@ -129,13 +138,31 @@ def epoch_batches(train, *, batch_size: int, seed: int, epoch: int):
     yield {"user": train.user[idx], "item": train.item[idx], "mask": mask[sl]}
 
 
+def _write_atomic(path: str, text: str) -> None:
+  """Replaces `path` by `text` atomically: a crash leaves the old file or the new one."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=float)
+  _write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def _append_line(path: str, row: dict) -> None:
+  # fsynced before the epoch's checkpoint is written, so a checkpoint never survives a power
+  # loss that its history rows do not (a plain kill loses nothing already written).
+  with open(path, "a") as f:
+    f.write(json.dumps(row) + "\n")
     f.flush()
     os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def _read_history(path: str, upto_epoch: int) -> list[dict]:
@@ -154,29 +181,36 @@ def _read_history(path: str, upto_epoch: int) -> list[dict]:
 
 
 def _check_workdir(workdir: str, exp: Experiment, resume: bool, overwrite: bool) -> None:
-  """Refuses to mix runs: a workdir holds one dataset+config (compared by fingerprint)."""
+  """Refuses to mix runs: a workdir holds one dataset+config (compared by fingerprint).
+
+  Raises:
+    CheckpointError: `resume` without a run, a run of another dataset or config, or this run
+      again without `resume` or `overwrite`.
+  """
   run_path = os.path.join(workdir, "run.json")
   if not os.path.exists(run_path):
     if resume:
-      raise GnnrecError(f"--resume: {workdir} holds no run to resume (no run.json)")
+      raise CheckpointError(f"--resume: {workdir} holds no run to resume (no run.json)")
+    return
+  if overwrite:
     return
   try:
     with open(run_path) as f:
       old = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise GnnrecError(f"{run_path}: unreadable ({e}); pass --overwrite to start over") from None
-  if overwrite:
-    return
+    raise CheckpointError(f"{run_path}: unreadable ({e}); pass --overwrite to start over"
+                          ) from None
   if old.get("fingerprint") != exp.fingerprint:
-    old_cfg, new_cfg = old.get("config", {}), exp.config.to_dict()
+    # Through JSON, as run.json stores it: tuples become lists and compare equal.
+    old_cfg, new_cfg = old.get("config", {}), json.loads(json.dumps(exp.config.to_dict()))
     diff = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
     what = f"config keys differ: {', '.join(diff)}" if diff else (
         f"dataset differs ({old.get('dataset')} vs {exp.dataset.name}, or another split)")
-    raise GnnrecError(f"{workdir} belongs to a different run ({what}); "
-                      "use another --workdir or pass --overwrite")
+    raise CheckpointError(f"{workdir} belongs to a different run ({what}); "
+                          "use another --workdir or pass --overwrite")
   if not resume:
-    raise GnnrecError(f"{workdir} already holds this run; pass --resume to continue it "
-                      "or --overwrite to start over")
+    raise CheckpointError(f"{workdir} already holds this run; pass --resume to continue it "
+                          "or --overwrite to start over")
 
 
 def evaluate_params(embed, params, inputs, exp: Experiment, *, target, exclude) -> dict[str, float]:
@@ -200,6 +234,39 @@ def init_model(exp: Experiment):
   return model, variables["params"], inputs
 
 
+def _cold_user_warning(exp: Experiment) -> None:
+  """Warns about evaluated users without train interactions (documented policy: kept).
+
+  Such users (possible with predefined splits, user metadata or cold_item splits) have no edges:
+  their vectors are their layer-0 ID/text vectors alone, finite but untrained by propagation.
+  They stay in the evaluation, unlike RecBole, which cannot represent them, so a benchmark that
+  should exclude them must filter its split first.
+  """
+  has_train = np.zeros(exp.num_users, bool)
+  has_train[exp.split.train.user] = True
+  held_out = [p.user for p in (exp.split.valid, exp.split.test) if len(p)]
+  if not held_out:
+    return
+  cold = np.unique(np.concatenate(held_out))
+  cold = cold[~has_train[cold]]
+  if len(cold):
+    token = exp.dataset.users.tokens[int(cold[0])]
+    warnings.warn(f"{len(cold)} valid/test users have no train interactions (e.g. user "
+                  f"{token!r}); they are evaluated from their layer-0 vectors alone",
+                  stacklevel=3)
+
+
+def _clear_run_files(workdir: str) -> None:
+  """Removes a previous run's outputs, so that a fresh run can never fall back to them."""
+  for name in ("latest", "best"):
+    for path in checkpoint.checkpoint_paths(workdir, name):
+      path.unlink()
+  for name in ("metrics.json", "history.jsonl", "curves.png"):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      os.remove(path)
+
+
 def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
         overwrite: bool = False, progress: bool = True, exp: Experiment | None = None,
         extra_meta: dict | None = None) -> dict[str, Any]:
@@ -208,16 +275,35 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
   Writes `config.json`, `run.json` (fingerprint, dataset, extra_meta such as the CLI's dataset
   arguments), `history.jsonl` (one line per epoch), `latest.ckpt` (+ `.prev`), `best.ckpt`,
   `metrics.json` and `curves.png`. Returns the test metrics (keys like "recall@20").
+
+  Args:
+    resume: continue the run in `workdir` from its newest intact `latest` checkpoint (from
+      epoch 1 when it holds none yet); the result equals an uninterrupted run's.
+    overwrite: start over in a workdir that holds another (or this) run, deleting its outputs.
+
+  Raises:
+    CheckpointError: the workdir holds another run, or this one without `resume`/`overwrite`;
+      no intact checkpoint to resume from (each unusable file is named).
+    TrainingError: a non-finite loss (the message names the epoch and step; `latest.ckpt`
+      stays at the last good epoch).
   """
   exp = exp or prepare(config, dataset)
   cfg = exp.config
   os.makedirs(workdir, exist_ok=True)
   _check_workdir(workdir, exp, resume, overwrite)
+  if resume and not checkpoint.checkpoint_paths(workdir, "latest"):
+    # Killed before the first checkpoint: nothing to lose by starting over.
+    warnings.warn(f"--resume: {workdir} holds no checkpoint yet; starting from epoch 1",
+                  stacklevel=2)
+    resume = False
+  if not resume:
+    _clear_run_files(workdir)
   _write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
   _write_json(os.path.join(workdir, "run.json"), {
       "fingerprint": exp.fingerprint, "dataset": dataset.name, "config": cfg.to_dict(),
       "num_users": exp.num_users, "num_items": exp.num_items,
       "split_sizes": exp.split.sizes(), **(extra_meta or {})})
+  _cold_user_warning(exp)
   if cfg.model == "ease":
     from gnnrec_jax import ease_runner  # closed form: no epochs, no optimizer
     return ease_runner.run(exp, workdir)
@@ -239,10 +325,9 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
                           step=saved["step"])
     early, start_epoch = meta["early_stopping"], int(meta["epoch"]) + 1
     history = _read_history(history_path, int(meta["epoch"]))
-  elif os.path.exists(history_path):
-    os.remove(history_path)
-  with open(history_path, "w") as f:  # rewritten: drops rows of epochs after the checkpoint
-    f.writelines(json.dumps(r) + "\n" for r in history)
+  # Rewritten atomically: drops the rows of epochs after the checkpoint (a resume replays them).
+  _write_atomic(history_path, "".join(json.dumps(r) + "\n" for r in history))
+  last_saved = start_epoch - 1  # the epoch of the newest intact `latest` checkpoint
 
   train_step = make_train_step(model, cfg, num_users=exp.num_users, num_items=exp.num_items)
   embed = make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
@@ -251,31 +336,38 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
   metric = cfg.select_metric
   bar = tqdm(range(start_epoch, cfg.epochs + 1), disable=not progress, desc=cfg.model,
              unit="epoch", initial=start_epoch - 1, total=cfg.epochs)
+  last_epoch = start_epoch - 1
   for epoch in bar:
     if early["stopped"]:
       break
     t0 = time.perf_counter()
     epoch_key = jax.random.fold_in(base_key, epoch)
-    total, count = 0.0, 0
+    losses = []
     for step, batch in enumerate(epoch_batches(train, batch_size=cfg.batch_size,
                                                seed=cfg.seed, epoch=epoch)):
       state, m = train_step(state, batch, inputs, jax.random.fold_in(epoch_key, step))
-      loss = float(m["loss"])
-      if not math.isfinite(loss):
-        raise TrainingError(
-            f"non-finite loss ({loss}) at epoch {epoch}, step {step}; training stopped, the last "
-            f"good checkpoint (epoch {epoch - 1 if epoch > 1 else 0}) is in {workdir} "
-            "(try a lower lr, grad_clip or temperature)")
-      total, count = total + loss, count + 1
-    row = {"epoch": epoch, "loss": total / max(count, 1), "train_s": time.perf_counter() - t0}
+      losses.append(m["loss"])  # kept on device: no host sync per step
+    losses = np.asarray(jax.device_get(losses), np.float64)  # [steps], one copy per epoch
+    if not np.isfinite(losses).all():
+      # Nothing of this epoch has been written: latest.ckpt stays at the last good epoch.
+      bad = int(np.argmax(~np.isfinite(losses)))
+      kept = (f"the last good checkpoint (epoch {last_saved}) is {workdir}/latest.ckpt"
+              if last_saved else "no checkpoint was written before it")
+      raise TrainingError(
+          f"non-finite loss ({losses[bad]}) at epoch {epoch}, step {bad}; training stopped "
+          f"and {kept} (try a lower lr, grad_clip or temperature)")
+    row = {"epoch": epoch, "loss": float(losses.mean()), "train_s": time.perf_counter() - t0}
     if has_valid and epoch % cfg.eval_every == 0:
       t1 = time.perf_counter()
-      valid = evaluate_params(embed, state.params, inputs, exp, target=exp.split.valid, exclude=[train])
+      valid = evaluate_params(embed, state.params, inputs, exp, target=exp.split.valid,
+                              exclude=[train])
       row["eval_s"] = time.perf_counter() - t1
       row.update({f"valid/{k}": v for k, v in valid.items()})
       if valid[metric] > early["best"]:
         early.update(best=float(valid[metric]), best_epoch=epoch, bad_evals=0)
-        checkpoint.save(workdir, "best", {"params": state.params},
+        # Before `latest`: a checkpoint whose early-stopping state names epoch e as the best
+        # must never exist without best.ckpt holding epoch e.
+        checkpoint.save(workdir, "best", {"params": state.params}, keep=1,
                         meta={"epoch": epoch, "fingerprint": exp.fingerprint, "valid": valid})
       else:
         early["bad_evals"] += 1
@@ -285,34 +377,39 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
       # No validation data (the LightGCN protocol): record the test curve, never select on it.
       t1 = time.perf_counter()
       test_now = evaluate_params(embed, state.params, inputs, exp, target=exp.split.test,
-                           exclude=[train])
+                                 exclude=[train])
       row["eval_s"] = time.perf_counter() - t1
       row.update({f"test/{k}": v for k, v in test_now.items()})
       bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"test_{metric}": f"{test_now[metric]:.4f}"})
     else:
       bar.set_postfix(loss=f"{row['loss']:.4f}")
     history.append(row)
-    with open(history_path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    _append_line(history_path, row)
+    last_epoch = epoch
     if epoch % cfg.checkpoint_every == 0 or early["stopped"] or epoch == cfg.epochs:
       checkpoint.save(workdir, "latest",
                       {"params": state.params, "opt_state": state.opt_state, "step": state.step},
                       meta={"epoch": epoch, "early_stopping": early,
                             "fingerprint": exp.fingerprint})
+      last_saved = epoch
   bar.close()
 
   if has_valid and early["best_epoch"] > 0:
-    best, _ = checkpoint.load(workdir, "best", {"params": state.params},
-                              fingerprint=exp.fingerprint)
+    best, best_meta = checkpoint.load(workdir, "best", {"params": state.params},
+                                      fingerprint=exp.fingerprint)
+    if int(best_meta["epoch"]) != int(early["best_epoch"]):
+      raise CheckpointError(
+          f"{best_meta['path']} holds epoch {best_meta['epoch']} but the run's best epoch is "
+          f"{early['best_epoch']} (was it replaced by hand?); retrain with --overwrite")
     params = best["params"]
   else:  # no validation data (e.g. the LightGCN protocol): the last epoch's parameters
     params = state.params
-    checkpoint.save(workdir, "best", {"params": params},
-                    meta={"epoch": cfg.epochs, "fingerprint": exp.fingerprint})
+    checkpoint.save(workdir, "best", {"params": params}, keep=1,
+                    meta={"epoch": last_epoch, "fingerprint": exp.fingerprint})
   test = evaluate_params(embed, params, inputs, exp, target=exp.split.test,
-                   exclude=[train, exp.split.valid])
-  result = {**test, "best_epoch": early["best_epoch"] if has_valid else cfg.epochs,
-            "epochs_run": len(history)}
+                         exclude=[train, exp.split.valid])
+  result = {**test, "best_epoch": early["best_epoch"] if has_valid else last_epoch,
+            "epochs_run": last_epoch}
   _write_json(os.path.join(workdir, "metrics.json"), result)
   try:
     from gnnrec_jax import plots

@@ -8,7 +8,7 @@ import os
 
 from gnnrec_jax import checkpoint
 from gnnrec_jax.config import Config, validate
-from gnnrec_jax.errors import GnnrecError
+from gnnrec_jax.errors import CheckpointError
 
 
 def dataset_arg_names() -> list[str]:
@@ -24,20 +24,27 @@ def dataset_args_of(args: argparse.Namespace) -> dict:
 
 
 def read_run(workdir: str) -> dict:
+  """The workdir's `run.json`; `CheckpointError` naming the file when missing or damaged."""
   path = os.path.join(workdir, "run.json")
   if not os.path.isdir(workdir):
-    raise GnnrecError(f"workdir {workdir} does not exist")
+    raise CheckpointError(f"workdir {workdir} does not exist (or is not a folder)")
   if not os.path.exists(path):
-    raise GnnrecError(f"{workdir} holds no run (no run.json); train one with "
-                      f"`gnnrec-jax train --workdir {workdir} ...`")
+    raise CheckpointError(f"{workdir} holds no run (no run.json); train one with "
+                          f"`gnnrec-jax train --workdir {workdir} ...`")
   try:
     with open(path) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise GnnrecError(f"{path}: unreadable ({e})") from None
+      run = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise CheckpointError(f"{path}: unreadable ({e})") from None
+  missing = [k for k in ("fingerprint", "config") if not isinstance(run, dict) or k not in run]
+  if missing or not isinstance(run["config"], dict):
+    raise CheckpointError(f"{path}: not a gnnrec-jax run file (expected the keys fingerprint "
+                          "and config, as `gnnrec-jax train` writes them)")
+  return run
 
 
 def config_of(run: dict) -> Config:
+  """The run's config (fields this version does not know are ignored; values re-validated)."""
   fields = {f.name for f in dataclasses.fields(Config)}
   raw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in run["config"].items()
          if k in fields}
@@ -59,7 +66,7 @@ def load(workdir: str):
   dataset = dataset_from_args(argparse.Namespace(**run.get("dataset_args", {})))
   exp = prepare(config, dataset)
   if exp.fingerprint != run["fingerprint"]:
-    raise GnnrecError(f"{workdir}: the data no longer matches this run's fingerprint "
+    raise CheckpointError(f"{workdir}: the data no longer matches this run's fingerprint "
                       "(the dataset files or the split changed since training)")
   if config.model == "ease":
     saved, _ = checkpoint.load(workdir, "best", None, fingerprint=exp.fingerprint)

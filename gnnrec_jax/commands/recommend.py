@@ -2,6 +2,7 @@
 
 Items the user has interacted with anywhere in the dataset (train, valid or test) are excluded:
 they are "seen". Titles are shown where the dataset has them. The last stdout line is JSON.
+Unknown users or items, and a `-k` larger than the items left to recommend, are errors (exit 2).
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def run(args) -> int:
 
   if not args.user and not args.history:
     raise DataError("recommend needs --user TOKEN or --history ITEM,ITEM,...")
+  if args.user and args.history:
+    raise DataError("give --user or --history, not both")
   if args.k <= 0:
     raise DataError(f"-k must be positive, got {args.k}")
   _, exp, model, params, inputs = workdir.load(args.workdir)
@@ -66,6 +69,9 @@ def run(args) -> int:
     else:  # fold-in: a new user is the mean of its items' final vectors (no retraining)
       query = item_emb[seen].mean(axis=0)
     who = f"a new user with {len(seen)} items"
+  if args.k > exp.num_items - len(seen):
+    raise DataError(f"-k {args.k} is larger than the {exp.num_items - len(seen)} items left to "
+                    f"recommend to {who} (catalogue of {exp.num_items}, {len(seen)} seen)")
   if model is None:
     items, scores = ranking.recommend(jnp.asarray(query), None, exclude_items=seen, k=args.k)
   else:

@@ -1,4 +1,12 @@
-"""`gnnrec-jax train`: train a model; the last stdout line is the test metrics as JSON."""
+"""`gnnrec-jax train`: train a model; the last stdout line is the test metrics as JSON.
+
+    gnnrec-jax train --model lightgcn --dataset ml-100k --workdir runs/lgcn
+    gnnrec-jax train --train train.tsv --valid valid.tsv --test test.tsv --workdir runs/mine
+    gnnrec-jax train ... --workdir runs/mine --resume      # after a crash: same final metrics
+
+A dataset that defines its own split (`--train/--valid/--test`, gowalla, lastfm) is trained on
+that split unless `--set split=...` asks for another, as `gnnrec-jax data` does.
+"""
 from __future__ import annotations
 
 import json
@@ -30,6 +38,9 @@ def run(args) -> int:
     config = config.replace(model=args.model)
   config = apply_overrides(config, args.overrides)
   dataset = dataset_from_args(args)
+  split_given = any(o.split("=", 1)[0].strip() == "split" for o in args.overrides)
+  if dataset.split is not None and not split_given:
+    config = config.replace(split="predefined")
   metrics = train.run(config, dataset, args.workdir, resume=args.resume,
                       overwrite=args.overwrite, progress=not args.no_progress,
                       extra_meta={"dataset_args": workdir.dataset_args_of(args)})

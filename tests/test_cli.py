@@ -1,0 +1,300 @@
+"""Bad input at the command line: one test per problem, each a one-line message and an exit code.
+
+User mistakes (files, ids, configs, workdirs, checkpoints) exit 2, system errors (OSError) exit 1,
+never with a traceback. One small run is trained once per module and shared (read-only; tests
+that damage it work on a copy).
+"""
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gnnrec_jax import checkpoint, cli
+from gnnrec_jax.data.synthetic import make_synthetic
+from gnnrec_jax.splits import split_random
+
+HEADER = "user_id\titem_id\trating\n"
+FAST = ["--config", "test", "--set", "epochs=2", "--no-progress"]
+
+
+def _write_part(path, inter, extra=""):
+  rows = "".join(f"u{u}\ti{i}\t{w:g}\n" for u, i, w in zip(inter.user, inter.item, inter.weight))
+  path.write_text(HEADER + rows + extra)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  """Predefined split files of the planted-cluster data, plus a user `cold` with test rows only."""
+  d = tmp_path_factory.mktemp("data")
+  s = split_random(make_synthetic(seed=2).interactions, seed=0)
+  _write_part(d / "train.tsv", s.train)
+  _write_part(d / "valid.tsv", s.valid)
+  _write_part(d / "test.tsv", s.test, extra="cold\ti0\t4\ncold\ti1\t2\n")
+  # The user file puts `cold` in the catalogue, so its test rows are kept (not dropped).
+  (d / "users.tsv").write_text("user_id\tage\n" + "".join(f"u{u}\t30\n" for u in range(60))
+                               + "cold\t20\n")
+  return d
+
+
+def _data_args(d, train="train.tsv"):
+  return ["--train", str(d / train), "--valid", str(d / "valid.tsv"), "--test",
+          str(d / "test.tsv"), "--user-meta", str(d / "users.tsv")]
+
+
+def _main(*argv):
+  """cli.main with captured (code, stdout, stderr); asserts there is no traceback."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.main([str(a) for a in argv])
+  assert "Traceback" not in err.getvalue()
+  return code, out.getvalue(), err.getvalue()
+
+
+def _error(code, err, cmd, want_code=2):
+  """The single stderr line of an error, after checking the code and the prefix."""
+  assert code == want_code, err
+  lines = err.splitlines()
+  assert len(lines) == 1, err
+  assert lines[0].startswith(f"gnnrec-jax {cmd}: error: "), err
+  return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run") / "w"
+  code, out, err = _main("train", *_data_args(data), *FAST, "--workdir", workdir)
+  assert code == 0, err
+  return workdir, out, err
+
+
+@pytest.fixture
+def workdir_copy(trained, tmp_path):
+  w = tmp_path / "w"
+  shutil.copytree(trained[0], w)
+  return w
+
+
+# --- data files -----------------------------------------------------------------------------------
+
+def test_missing_file(data, tmp_path):
+  code, _, err = _main("train", "--train", tmp_path / "nope.tsv", *FAST, "--workdir", tmp_path)
+  assert "nope.tsv: file not found" in _error(code, err, "train")
+
+
+def test_malformed_line_names_file_and_line(data, tmp_path):
+  bad = tmp_path / "train.tsv"
+  bad.write_text(HEADER + "u1\ti1\t3\nu2\ti2\n")
+  code, _, err = _main("train", "--train", bad, *FAST, "--workdir", tmp_path / "w")
+  assert "train.tsv:3: expected 3 columns (as in the header), found 2" in _error(code, err, "train")
+
+
+def test_wrong_encoding_names_file_and_line(tmp_path):
+  bad = tmp_path / "train.tsv"
+  bad.write_bytes(HEADER.encode() + b"u1\ti1\t3\nu2\tCaf\xe9\t1\n")
+  code, _, err = _main("train", "--train", bad, *FAST, "--workdir", tmp_path / "w")
+  assert "train.tsv:3: byte 0xe9 is not valid utf-8" in _error(code, err, "train")
+
+
+def test_empty_train_set(tmp_path):
+  (tmp_path / "train.tsv").write_text(HEADER)
+  code, _, err = _main("train", "--train", tmp_path / "train.tsv", *FAST, "--workdir", tmp_path / "w")
+  assert "train.tsv: no interactions after the header" in _error(code, err, "train")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite_weight(tmp_path, bad):
+  (tmp_path / "train.tsv").write_text(HEADER + f"u1\ti1\t3\nu2\ti2\t{bad}\n")
+  code, _, err = _main("train", "--train", tmp_path / "train.tsv", *FAST, "--workdir", tmp_path / "w")
+  assert f"train.tsv:3: weight {float(bad)} is invalid (expected a finite number >= 0)" in \
+      _error(code, err, "train")
+
+
+# --- configs, names -------------------------------------------------------------------------------
+
+def test_unknown_config_key_suggests_close_ones(data, tmp_path):
+  code, _, err = _main("train", *_data_args(data), "--set", "lrr=0.1", "--workdir", tmp_path)
+  assert "--set lrr: unknown config key (did you mean lr" in _error(code, err, "train")
+  code, _, err = _main("train", *_data_args(data), "--set", "nope=1", "--workdir", tmp_path)
+  assert _error(code, err, "train").endswith("--set nope: unknown config key")
+
+
+@pytest.mark.parametrize("value,message", [
+    ("lr=abc", "--set lr=abc: expected a value of type float"),
+    ("lr=-1", "invalid config: lr must be > 0"),
+    ("select_metric=ndcg@7", "select_metric 'ndcg@7' must be NAME@K with K in topk"),
+])
+def test_invalid_config_value(data, tmp_path, value, message):
+  code, _, err = _main("train", *_data_args(data), "--set", value, "--workdir", tmp_path)
+  assert message in _error(code, err, "train")
+
+
+def test_unknown_model_is_one_line(data, tmp_path):
+  code, _, err = _main("train", *_data_args(data), "--model", "bert4rec", "--workdir", tmp_path)
+  line = _error(code, err, "train")
+  assert "argument --model: invalid choice: 'bert4rec'" in line and "lightgcn" in line
+
+
+def test_unknown_named_config(data, tmp_path):
+  code, _, err = _main("train", *_data_args(data), "--config", "huge", "--workdir", tmp_path)
+  assert "unknown config 'huge'; choose one of lightgcn" in _error(code, err, "train")
+
+
+def test_unknown_dataset(tmp_path):
+  code, _, err = _main("train", "--dataset", "movielens-1b", "--workdir", tmp_path)
+  assert "unknown dataset 'movielens-1b'; expected one of ml-100k" in _error(code, err, "train")
+
+
+# --- users and items absent from train ------------------------------------------------------------
+
+def test_user_without_train_interactions_is_evaluated_with_a_warning(trained, data):
+  workdir, out, err = trained
+  # Policy: kept in the evaluation (from its layer-0 vector alone), announced in one line.
+  assert err.splitlines() == ["gnnrec-jax train: warning: 1 valid/test users have no train "
+                              "interactions (e.g. user 'cold'); they are evaluated from their "
+                              "layer-0 vectors alone"]
+  metrics = json.loads(out.splitlines()[-1])
+  assert metrics == json.loads((workdir / "metrics.json").read_text())
+  test_users = {line.split("\t")[0] for line in (data / "test.tsv").read_text().splitlines()[1:]}
+  assert "cold" in test_users and metrics["num_users"] == len(test_users)
+  assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_unknown_user_in_recommend(trained):
+  code, _, err = _main("recommend", "--workdir", trained[0], "--user", "nobody")
+  assert "unknown user 'nobody': not in the catalogue" in _error(code, err, "recommend")
+
+
+def test_unknown_item_in_history(trained):
+  code, _, err = _main("recommend", "--workdir", trained[0], "--history", "i1,zzz")
+  assert "--history: unknown item ids 'zzz'" in _error(code, err, "recommend")
+
+
+def test_k_larger_than_catalogue(trained):
+  code, _, err = _main("recommend", "--workdir", trained[0], "--user", "cold", "-k", 99999)
+  assert ("-k 99999 is larger than the 38 items left to recommend to user cold (catalogue of "
+          "40, 2 seen)") in _error(code, err, "recommend")
+  # The largest k that fits works, and returns every unseen item once.
+  code, out, err = _main("recommend", "--workdir", trained[0], "--user", "cold", "-k", 38)
+  assert code == 0, err
+  recs = json.loads(out.splitlines()[-1])["recommendations"]
+  assert sorted(r["item"] for r in recs) == sorted(f"i{i}" for i in range(2, 40))
+
+
+# --- workdirs and checkpoints ---------------------------------------------------------------------
+
+def test_workdir_of_another_dataset(trained, data, tmp_path):
+  lines = (data / "train.tsv").read_text().splitlines(keepends=True)
+  (data / "train_small.tsv").write_text("".join(lines[:-5]))
+  code, _, err = _main("train", *_data_args(data, "train_small.tsv"), *FAST, "--resume",
+                       "--workdir", trained[0])
+  assert f"{trained[0]} belongs to a different run (dataset differs" in _error(code, err, "train")
+
+
+def test_workdir_of_another_config(trained, data):
+  code, _, err = _main("train", *_data_args(data), *FAST, "--set", "lr=0.01", "--set",
+                       "embed_dim=4", "--resume", "--workdir", trained[0])
+  assert "belongs to a different run (config keys differ: embed_dim, lr)" in \
+      _error(code, err, "train")
+
+
+def test_workdir_of_this_run_needs_resume_or_overwrite(trained, data):
+  code, _, err = _main("train", *_data_args(data), *FAST, "--workdir", trained[0])
+  assert "already holds this run; pass --resume to continue it or --overwrite" in \
+      _error(code, err, "train")
+
+
+def test_resume_without_a_run(data, tmp_path):
+  code, _, err = _main("train", *_data_args(data), *FAST, "--resume", "--workdir", tmp_path)
+  assert f"--resume: {tmp_path} holds no run to resume (no run.json)" in _error(code, err, "train")
+
+
+def test_corrupted_checkpoint(workdir_copy):
+  best = workdir_copy / "best.ckpt"
+  data = bytearray(best.read_bytes())
+  data[-10] ^= 0xFF
+  best.write_bytes(bytes(data))
+  code, _, err = _main("evaluate", "--workdir", workdir_copy)
+  assert f"{best}: corrupted: payload sha256 does not match the header" in \
+      _error(code, err, "evaluate")
+
+
+def test_missing_workdir(tmp_path):
+  code, _, err = _main("evaluate", "--workdir", tmp_path / "nope")
+  assert f"workdir {tmp_path / 'nope'} does not exist" in _error(code, err, "evaluate")
+
+
+def test_damaged_run_json(workdir_copy):
+  (workdir_copy / "run.json").write_text('{"fingerprint": "ab')
+  code, _, err = _main("recommend", "--workdir", workdir_copy, "--user", "u1")
+  assert f"{workdir_copy / 'run.json'}: unreadable" in _error(code, err, "recommend")
+
+
+def test_evaluate_reproduces_the_training_metrics(trained):
+  code, out, err = _main("evaluate", "--workdir", trained[0])
+  assert code == 0, err
+  assert json.loads(out.splitlines()[-1]) == {
+      k: v for k, v in json.loads((trained[0] / "metrics.json").read_text()).items()
+      if k not in ("best_epoch", "epochs_run")}
+
+
+# --- system errors and numerical failure ----------------------------------------------------------
+
+def test_os_error_is_one_line_naming_the_path(data, tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  code, _, err = _main("train", *_data_args(data), *FAST, "--workdir", blocker / "w")
+  line = _error(code, err, "train", want_code=1)
+  assert line == f"gnnrec-jax train: error: {blocker / 'w'}: Not a directory"
+
+
+def test_non_finite_loss_names_epoch_and_step_and_keeps_last_good_checkpoint(data, tmp_path):
+  # One step per epoch; SGD at lr 1e30 keeps epoch 1's loss finite (it is computed before the
+  # update) and blows the vectors up, so epoch 2's first loss overflows.
+  code, _, err = _main("train", *_data_args(data), *FAST, "--set", "epochs=3", "--set",
+                       "optimizer=sgd", "--set", "lr=1e30", "--set", "batch_size=4096", "--set", "eval_every=10",
+                       "--workdir", tmp_path)
+  line = _error(code, err.split("\n", 1)[1], "train")  # after the cold-user warning
+  assert "non-finite loss (" in line and "at epoch 2, step 0; training stopped and the last " \
+      f"good checkpoint (epoch 1) is {tmp_path}/latest.ckpt" in line
+  assert checkpoint.checkpoint_paths(tmp_path, "latest") == [tmp_path / "latest.ckpt"]
+  raw, meta = checkpoint.load(tmp_path, "latest", None)
+  assert meta["epoch"] == 1
+  assert all(np.isfinite(x).all() for x in _leaves(raw["params"]))
+  assert [json.loads(l)["epoch"] for l in open(tmp_path / "history.jsonl")] == [1]
+
+
+def _leaves(tree):
+  if isinstance(tree, dict):
+    for v in tree.values():
+      yield from _leaves(v)
+  else:
+    yield np.asarray(tree)
+
+
+# --- real processes -------------------------------------------------------------------------------
+
+def _subprocess(*argv):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.run([sys.executable, "-m", "gnnrec_jax", *map(str, argv)],
+                        capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_subprocess_config_error(data, tmp_path):
+  proc = _subprocess("train", *_data_args(data), "--set", "nope=1", "--workdir", tmp_path)
+  assert proc.returncode == 2 and proc.stdout == ""
+  assert proc.stderr == "gnnrec-jax train: error: --set nope: unknown config key\n"
+
+
+def test_subprocess_truncated_checkpoint(workdir_copy):
+  best = workdir_copy / "best.ckpt"
+  best.write_bytes(best.read_bytes()[:-100])
+  proc = _subprocess("recommend", "--workdir", workdir_copy, "--user", "u1")
+  assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+  assert proc.stderr.startswith(f"gnnrec-jax recommend: error: {best}: truncated or padded")
+  assert proc.stderr.count("\n") == 1
