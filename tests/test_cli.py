@@ -214,6 +214,19 @@ def test_resume_without_a_run(data, tmp_path):
   assert f"--resume: {tmp_path} holds no run to resume (no run.json)" in _error(code, err, "train")
 
 
+def test_resume_before_the_first_checkpoint_starts_over(workdir_copy, data, trained):
+  # A run killed during its first epoch leaves run.json but no checkpoint.
+  for name in ("latest.ckpt", "latest.prev.ckpt", "best.ckpt", "metrics.json"):
+    (workdir_copy / name).unlink(missing_ok=True)
+  (workdir_copy / "history.jsonl").write_text('{"epoch": 1, "lo')
+  code, out, err = _main("train", *_data_args(data), *FAST, "--resume", "--workdir", workdir_copy)
+  assert code == 0, err
+  assert err.splitlines()[0] == (f"gnnrec-jax train: warning: --resume: {workdir_copy} holds no "
+                                 "checkpoint yet; starting from epoch 1")
+  assert json.loads(out.splitlines()[-1]) == json.loads((trained[0] / "metrics.json").read_text())
+  assert [json.loads(l)["epoch"] for l in open(workdir_copy / "history.jsonl")] == [1, 2]
+
+
 def test_corrupted_checkpoint(workdir_copy):
   best = workdir_copy / "best.ckpt"
   data = bytearray(best.read_bytes())
