@@ -311,8 +311,10 @@ def print_explanations(exp, params, model, inputs, *, user: int | None,
       parts.append(f"{n_friends} friends {friends:+.4f}")
     print(f"{row['rank']:3d}. {row['title']}  score {row['score']:.4f} = {' '.join(parts)}")
     for c in row["contributions"][:top]:
-      what = "your item" if c["kind"] == "item" else "friend"
-      print(f"       {c['value']:+.4f}  {c['title']}  ({what} {c['token']})")
+      what = f"{'your item' if c['kind'] == 'item' else 'friend'} {c['token']}"
+      # Datasets without titles (Last.fm) would print the token twice.
+      name = f"{c['title']}  ({what})" if c["kind"] == "item" and c["title"] != c["token"] else what
+      print(f"       {c['value']:+.4f}  {name}")
     rest = row["contributions"][top:]
     if rest:
       print(f"       {sum(c['value'] for c in rest):+.4f}  ({len(rest)} more)")
