@@ -237,10 +237,12 @@ def init_model(exp: Experiment):
 def _cold_user_warning(exp: Experiment) -> None:
   """Warns about evaluated users without train interactions (documented policy: kept).
 
-  Such users (possible with predefined splits, user metadata or cold_item splits) have no edges:
-  their vectors are their layer-0 ID/text vectors alone, finite but untrained by propagation.
-  They stay in the evaluation, unlike RecBole, which cannot represent them, so a benchmark that
-  should exclude them must filter its split first.
+  Such users (possible with predefined splits that list them in user metadata, or cold_item
+  splits) have no edges, so their final vector is their layer-0 vector alone: finite, but an ID
+  vector that never appears in a batch keeps its random initialisation (chance-level ranking);
+  text features (`text_features=item+user_profile`) give them signal. They stay in the
+  evaluation because a cold user is a real user; a benchmark that must exclude them (as
+  protocols where every user has train data do) filters its split first.
   """
   has_train = np.zeros(exp.num_users, bool)
   has_train[exp.split.train.user] = True
@@ -347,7 +349,9 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
                                                seed=cfg.seed, epoch=epoch)):
       state, m = train_step(state, batch, inputs, jax.random.fold_in(epoch_key, step))
       losses.append(m["loss"])  # kept on device: no host sync per step
-    losses = np.asarray(jax.device_get(losses), np.float64)  # [steps], one copy per epoch
+    # Checked once per epoch, not per step: a host sync per step stalls the dispatch pipeline,
+    # and a NaN wastes at most the rest of its epoch.
+    losses = np.asarray(jax.device_get(losses), np.float64)  # [steps]
     if not np.isfinite(losses).all():
       # Nothing of this epoch has been written: latest.ckpt stays at the last good epoch.
       bad = int(np.argmax(~np.isfinite(losses)))
