@@ -42,8 +42,8 @@ def one_line_warnings(prog: str):
       for w in caught:
         if issubclass(w.category, DataWarning):
           print(f"{prog}: warning: {w.message}", file=sys.stderr)
-        else:
-          warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        else:  # not showwarning(): inside catch_warnings it appends to `caught` (endless loop)
+          print(f"{prog}: warning: {w.category.__name__}: {w.message}", file=sys.stderr)
 
 
 def require_dir(path, what: str = "data folder") -> Path:
