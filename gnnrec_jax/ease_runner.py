@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gnnrec_jax import checkpoint, ease, evaluate
+from gnnrec_jax import checkpoint, ease, evaluate, fileio
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.experiment import Experiment
 
@@ -48,13 +48,11 @@ def run(exp: Experiment, workdir: str) -> dict:
   if len(exp.split.valid):
     valid = evaluate.evaluate_full_ranking(ease_scores, params, exclude=[exp.split.train],
                                            target=exp.split.valid, **common)
-    with open(os.path.join(workdir, "history.jsonl"), "w") as f:
-      f.write(json.dumps({"epoch": 0, "loss": 0.0,
-                          **{f"valid/{k}": v for k, v in valid.items()}}) + "\n")
+    row = {"epoch": 0, "loss": 0.0, **{f"valid/{k}": v for k, v in valid.items()}}
+    fileio.write_atomic(os.path.join(workdir, "history.jsonl"), json.dumps(row) + "\n")
   test = evaluate.evaluate_full_ranking(ease_scores, params, exclude=[exp.split.train, exp.split.valid],
                                         target=exp.split.test, **common)
   result.update(test)
   result.update(best_epoch=0, epochs_run=0)
-  with open(os.path.join(workdir, "metrics.json"), "w") as f:
-    json.dump(result, f, indent=2, sort_keys=True)
+  fileio.write_json(os.path.join(workdir, "metrics.json"), result)
   return result

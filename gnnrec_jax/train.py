@@ -36,7 +36,7 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from gnnrec_jax import checkpoint, evaluate, losses, models, sampling
+from gnnrec_jax import checkpoint, evaluate, fileio, losses, models, sampling
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import CheckpointError, TrainingError
@@ -136,24 +136,6 @@ def epoch_batches(train, *, batch_size: int, seed: int, epoch: int):
     sl = slice(s * batch_size, (s + 1) * batch_size)
     idx = order[sl]
     yield {"user": train.user[idx], "item": train.item[idx], "mask": mask[sl]}
-
-
-def _write_atomic(path: str, text: str) -> None:
-  """Replaces `path` by `text` atomically: a crash leaves the old file or the new one."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "w") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def _write_json(path: str, obj) -> None:
-  _write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
 
 
 def _append_line(path: str, row: dict) -> None:
@@ -300,8 +282,8 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
     resume = False
   if not resume:
     _clear_run_files(workdir)
-  _write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
-  _write_json(os.path.join(workdir, "run.json"), {
+  fileio.write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+  fileio.write_json(os.path.join(workdir, "run.json"), {
       "fingerprint": exp.fingerprint, "dataset": dataset.name, "config": cfg.to_dict(),
       "num_users": exp.num_users, "num_items": exp.num_items,
       "split_sizes": exp.split.sizes(), **(extra_meta or {})})
@@ -328,7 +310,7 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
     early, start_epoch = meta["early_stopping"], int(meta["epoch"]) + 1
     history = _read_history(history_path, int(meta["epoch"]))
   # Rewritten atomically: drops the rows of epochs after the checkpoint (a resume replays them).
-  _write_atomic(history_path, "".join(json.dumps(r) + "\n" for r in history))
+  fileio.write_atomic(history_path, "".join(json.dumps(r) + "\n" for r in history))
   last_saved = start_epoch - 1  # the epoch of the newest intact `latest` checkpoint
 
   train_step = make_train_step(model, cfg, num_users=exp.num_users, num_items=exp.num_items)
@@ -414,7 +396,7 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
                          exclude=[train, exp.split.valid])
   result = {**test, "best_epoch": early["best_epoch"] if has_valid else last_epoch,
             "epochs_run": last_epoch}
-  _write_json(os.path.join(workdir, "metrics.json"), result)
+  fileio.write_json(os.path.join(workdir, "metrics.json"), result)
   try:
     from gnnrec_jax import plots
     plots.plot_history(history, os.path.join(workdir, "curves.png"), select_metric=metric)

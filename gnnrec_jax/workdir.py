@@ -19,8 +19,22 @@ def dataset_arg_names() -> list[str]:
   return [a.dest for a in p._actions]
 
 
-def dataset_args_of(args: argparse.Namespace) -> dict:
-  return {k: getattr(args, k) for k in dataset_arg_names() if hasattr(args, k)}
+_PATH_ARGS = ("data_dir", "train", "valid", "test", "item_meta", "user_meta")
+
+
+def dataset_args_of(args: argparse.Namespace, dataset=None) -> dict:
+  """The dataset options of `args`, with paths made absolute so that `evaluate` and
+  `recommend` work from any directory (a default folder is taken from `dataset.source`)."""
+  out = {k: getattr(args, k) for k in dataset_arg_names() if hasattr(args, k)}
+  for k in _PATH_ARGS:
+    if out.get(k):
+      out[k] = os.path.abspath(out[k])
+  source = (dataset.source or "") if dataset is not None else ""
+  source = source if os.path.isdir(source) else source.split(":", 1)[-1]  # "lightgcn:/path"
+  if (not out.get("data_dir") and not out.get("train") and os.path.isdir(source)
+      and dataset.name != "ml-100k"):  # ml-100k's default is the checksummed cache
+    out["data_dir"] = os.path.abspath(source)
+  return out
 
 
 def read_run(workdir: str) -> dict:

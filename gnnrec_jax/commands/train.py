@@ -43,6 +43,6 @@ def run(args) -> int:
     config = config.replace(split="predefined")
   metrics = train.run(config, dataset, args.workdir, resume=args.resume,
                       overwrite=args.overwrite, progress=not args.no_progress,
-                      extra_meta={"dataset_args": workdir.dataset_args_of(args)})
+                      extra_meta={"dataset_args": workdir.dataset_args_of(args, dataset)})
   print(json.dumps(metrics, sort_keys=True))
   return 0
