@@ -38,6 +38,9 @@ def run(args) -> int:
     config = config.replace(model=args.model)
   config = apply_overrides(config, args.overrides)
   dataset = dataset_from_args(args)
+  print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
+        f"{len(dataset.interactions):,} interactions; training {config.model} into {args.workdir}",
+        flush=True)
   split_given = any(o.split("=", 1)[0].strip() == "split" for o in args.overrides)
   if dataset.split is not None and not split_given:
     config = config.replace(split="predefined")
