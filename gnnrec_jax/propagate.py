@@ -19,7 +19,7 @@ Backends of `weighted_sum`:
     dx = A^T g is the same product with the transposed (CSC) view of the matrix, and
     dw_e = <g[r_e], x[s_e]> is computed with XLA gathers, which XLA removes when the weights need
     no gradient (LightGCN's fixed norm). scipy releases the GIL, so the product can be split over
-    threads: `GNNREC_CSR_THREADS` (default: the usable cores). Off CPU the host round trip would
+    threads: `GNNREC_CSR_THREADS` (default 1, see `csr_threads`). Off CPU the host round trip would
     dominate, so "csr" resolves to "segment" there. Edges must be sorted by receiver (an error
     is raised otherwise).
   auto:    CPU: dense when N <= 8192 (256 MiB for one [N, N] float32 matrix), else csr.
@@ -112,8 +112,9 @@ def weighted_sum(x: jax.Array, graph: jraph.GraphsTuple, weights: jax.Array, *,
 
 
 # --- csr backend -------------------------------------------------------------------------------
-# Below this many multiply-adds (nnz * d) a second thread costs more than it saves.
-_THREAD_MIN_WORK = 1 << 22
+# Below this many multiply-adds (nnz * d) per thread, handing work to a second thread cost more
+# than it saved (ml-100k, 10M: 2 threads were slower; Gowalla, 104M: see bench_propagation).
+_THREAD_MIN_WORK = 1 << 25
 
 
 @functools.cache
@@ -122,14 +123,14 @@ def _pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
 
 
 def csr_threads() -> int:
-  """Threads of one CSR product: $GNNREC_CSR_THREADS, else the cores this process may use."""
-  env = os.environ.get("GNNREC_CSR_THREADS")
-  if env:
-    return max(1, int(env))
-  try:
-    return max(1, len(os.sched_getaffinity(0)))
-  except AttributeError:  # macOS has no sched_getaffinity
-    return os.cpu_count() or 1
+  """Threads of one CSR product: $GNNREC_CSR_THREADS, default 1.
+
+  One by default because that was faster where it was measured: on 2 cores shared with other
+  jobs (load average 8) two threads made a Gowalla layer slower (fwd 45 -> 89 ms, fwd+bwd
+  123 -> 172 ms, benchmarks/bench_propagation.py --csr-threads 1 2). On a dedicated machine with
+  idle cores, set GNNREC_CSR_THREADS to their number.
+  """
+  return max(1, int(os.environ.get("GNNREC_CSR_THREADS") or 1))
 
 
 def _row_pointers(receivers: jax.Array, num_nodes: int) -> tuple[jax.Array, jax.Array]:
