@@ -109,7 +109,6 @@ def test_notebook_runs(name, kernel_spec_dir, tmp_path, monkeypatch):
 
   monkeypatch.setenv("GNNREC_NOTEBOOK_SMOKE", "1")
   monkeypatch.setenv("GNNREC_NOTEBOOK_RUNS", str(tmp_path / "runs"))
-  monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
   km = KernelManager(kernel_name=KERNEL,
                      kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)]))
