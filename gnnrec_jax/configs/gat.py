@@ -3,6 +3,7 @@
 `gnnrec-jax train --model gat --dataset ml-100k --workdir runs/gat`
 """
 from gnnrec_jax.config import Config
+from gnnrec_jax.configs import SOFTMAX_TRAINING
 
 
 def get_config() -> Config:
@@ -11,4 +12,5 @@ def get_config() -> Config:
       num_layers=2,  # attention layers add parameters; 2 is where GAT-on-CF usually peaks
       heads=2,       # 2 heads of 32 dims keep d=64 comparable to LightGCN
       dropout=0.1,
+      **SOFTMAX_TRAINING,  # the LightGCN-tuned recipe, not tuned for GAT itself
   )
