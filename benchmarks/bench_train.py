@@ -3,8 +3,8 @@
   python benchmarks/bench_train.py [--datasets ml-100k gowalla] [--backends csr dense segment] \
       [--steps 0] [--repeats 3] [--eval-repeats 2] [--model lightgcn] [--no-memory]
 
-Setting: batch 2048, d = 64, 3 layers, BPR with one negative, Adam 1e-3 (the defaults of
-`gnnrec_jax.config.Config`). The step is `train.make_train_step`, the batches
+Setting: batch 2048, d = 64, 3 layers, BPR with one negative, L2 1e-4, Adam 1e-3 (RecBole's and
+the LightGCN paper's; `make_config`). The step is `train.make_train_step`, the batches
 `train.epoch_batches`, the evaluation `train.evaluate_params` (full ranking of every test user
 with train items masked, Recall/NDCG@20), i.e. exactly what `gnnrec-jax train` runs.
 
@@ -36,11 +36,15 @@ GOWALLA_DIR = "/work/shared/data/gowalla"
 
 
 def make_config(dataset: str, backend: str, model: str = "lightgcn"):
-  from gnnrec_jax.configs import get_config
-  cfg = get_config(model)
-  return cfg.replace(propagation=backend, batch_size=2048, embed_dim=64, num_layers=3,
-                     topk=(20,), select_metric="ndcg@20",
-                     split="predefined" if dataset == "gowalla" else "random")
+  """The peers' protocol (benchmarks/peers/README.md), spelled out: the per-model configs in
+  gnnrec_jax/configs may be tuned to other recipes (e.g. sampled softmax), which would time a
+  different step."""
+  from gnnrec_jax.config import Config, validate
+  return validate(Config(
+      model=model, propagation=backend, batch_size=2048, embed_dim=64, num_layers=3,
+      loss="bpr", num_negatives=1, l2=1e-4, optimizer="adam", lr=1e-3, lr_schedule="constant",
+      topk=(20,), select_metric="ndcg@20",
+      split="predefined" if dataset == "gowalla" else "random"))
 
 
 def load(dataset: str, data_dir: str | None = None):
