@@ -1,10 +1,7 @@
-"""Training curves as PNG (matplotlib's Agg backend: works without a display)."""
+"""Training curves as PNG (an Agg-canvas `Figure`: works without a display, in any backend)."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # not pyplot: leaves a notebook's backend alone
 
 
 def plot_history(history: list[dict], path: str, *, select_metric: str = "ndcg@20") -> str | None:
@@ -12,7 +9,8 @@ def plot_history(history: list[dict], path: str, *, select_metric: str = "ndcg@2
   if not history:
     return None
   epochs = [r["epoch"] for r in history]
-  fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig = Figure(figsize=(10, 3.6))
+  ax_loss, ax_metric = fig.subplots(1, 2)
   ax_loss.plot(epochs, [r["loss"] for r in history], color="tab:blue")
   ax_loss.set_xlabel("epoch")
   ax_loss.set_ylabel("train loss")
@@ -30,5 +28,4 @@ def plot_history(history: list[dict], path: str, *, select_metric: str = "ndcg@2
     ax_metric.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return path

@@ -10,6 +10,7 @@ that split unless `--set split=...` asks for another, as `gnnrec-jax data` does.
 from __future__ import annotations
 
 import json
+import sys
 
 from gnnrec_jax.config import MODELS, apply_overrides
 
@@ -25,7 +26,8 @@ def add_arguments(p):
   p.add_argument("--workdir", required=True, help="folder for config, history, checkpoints, metrics")
   p.add_argument("--resume", action="store_true", help="continue the run in --workdir")
   p.add_argument("--overwrite", action="store_true", help="start over in a used --workdir")
-  p.add_argument("--no-progress", action="store_true", help="no progress bar")
+  p.add_argument("--no-progress", action="store_true",
+                 help="no progress bar and no summary line (for scripts)")
   add_dataset_arguments(p)
 
 
@@ -38,9 +40,10 @@ def run(args) -> int:
     config = config.replace(model=args.model)
   config = apply_overrides(config, args.overrides)
   dataset = dataset_from_args(args)
-  print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
-        f"{len(dataset.interactions):,} interactions; training {config.model} into {args.workdir}",
-        flush=True)
+  if not args.no_progress:  # on stderr: stdout ends with the metrics JSON for scripts
+    print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
+          f"{len(dataset.interactions):,} interactions; training {config.model} into "
+          f"{args.workdir}", file=sys.stderr, flush=True)
   split_given = any(o.split("=", 1)[0].strip() == "split" for o in args.overrides)
   if dataset.split is not None and not split_given:
     config = config.replace(split="predefined")
