@@ -203,6 +203,24 @@ def evaluate_params(embed, params, inputs, exp: Experiment, *, target, exclude) 
       batch_size=exp.config.eval_batch_size)
 
 
+def evaluate_test(model, embed, params, inputs, exp: Experiment):
+  """Test metrics (train and valid items masked) and, when the test set holds items or users
+  never seen in train, the cold-start blocks as flat keys ("warm/ndcg@20", "cold/recall@20",
+  "cold_users/..."). Cold nodes are then embedded without their (untrained) ID vectors, in
+  "all" too; see `gnnrec_jax.coldstart`.
+  """
+  from gnnrec_jax import coldstart
+  test_part, exclude = exp.split.test, [exp.split.train, exp.split.valid]
+  user_in, item_in = coldstart.train_presence(exp.split.train, exp.num_users, exp.num_items)
+  if user_in[test_part.user].all() and item_in[test_part.item].all():
+    return evaluate_params(embed, params, inputs, exp, target=test_part, exclude=exclude), {}
+  blocks = coldstart.evaluate_blocks(exp, model, params, inputs, target=test_part,
+                                     exclude=exclude)
+  test = blocks.pop("all")
+  test.pop("num_pairs", None)
+  return test, {f"{b}/{k}": v for b, m in blocks.items() for k, v in m.items()}
+
+
 def init_model(exp: Experiment):
   """Creates the model and its initial parameters (deterministic in `config.seed`)."""
   cfg = exp.config
@@ -392,9 +410,8 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
     params = state.params
     checkpoint.save(workdir, "best", {"params": params}, keep=1,
                     meta={"epoch": last_epoch, "fingerprint": exp.fingerprint})
-  test = evaluate_params(embed, params, inputs, exp, target=exp.split.test,
-                         exclude=[train, exp.split.valid])
-  result = {**test, "best_epoch": early["best_epoch"] if has_valid else last_epoch,
+  test, blocks = evaluate_test(model, embed, params, inputs, exp)
+  result = {**test, **blocks, "best_epoch": early["best_epoch"] if has_valid else last_epoch,
             "epochs_run": last_epoch}
   fileio.write_json(os.path.join(workdir, "metrics.json"), result)
   try:

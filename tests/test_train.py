@@ -99,3 +99,18 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
   assert resumed["ndcg@10"] == full["ndcg@10"]
   assert resumed["recall@10"] == full["recall@10"]
   assert math.isfinite(resumed["mrr@10"])
+
+
+def test_cold_item_split_reports_warm_and_cold_blocks(tmp_path):
+  ds = make_synthetic(num_users=80, num_items=60, seed=2)
+  cfg = _config(epochs=2, split="cold_item", cold_fraction=0.25)
+  exp = prepare(cfg, ds)
+  cold = set(np.asarray(exp.split.cold_items).tolist())
+  assert cold and not cold & set(exp.split.train.item.tolist())
+  result = train.run(cfg, ds, str(tmp_path), progress=False, exp=exp)
+  for block in ("warm", "cold"):
+    assert 0.0 <= result[f"{block}/ndcg@10"] <= 1.0
+    assert result[f"{block}/num_pairs"] > 0
+  # The cold block ranks only the withheld items: its coverage counts over them alone.
+  assert result["cold/coverage@10"] <= 1.0 and result["cold/num_users"] > 0
+  assert json.load(open(tmp_path / "metrics.json"))["cold/ndcg@10"] == result["cold/ndcg@10"]

@@ -26,6 +26,10 @@ def run(args) -> int:
                                              target=target, ks=ks, batch_size=cfg.eval_batch_size)
   else:
     embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    metrics = train.evaluate_params(embed, params, inputs, exp, target=target, exclude=exclude)
+    if args.split == "test":  # exactly the trainer's test pass, cold-start blocks included
+      test, blocks = train.evaluate_test(model, embed, params, inputs, exp)
+      metrics = {**test, **blocks}
+    else:
+      metrics = train.evaluate_params(embed, params, inputs, exp, target=target, exclude=exclude)
   print(json.dumps(metrics, sort_keys=True))
   return 0

@@ -30,7 +30,7 @@ def seen_items(exp, user: int) -> np.ndarray:
 
 def run(args) -> int:
   import jax.numpy as jnp
-  from gnnrec_jax import ranking, train, workdir
+  from gnnrec_jax import ranking, workdir
 
   if not args.user and not args.history:
     raise DataError("recommend needs --user TOKEN or --history ITEM,ITEM,...")
@@ -45,8 +45,10 @@ def run(args) -> int:
     x = ease_runner.train_matrix(exp)
     b = np.asarray(params["B"])
   else:
-    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
+    from gnnrec_jax import coldstart  # cold items/users are embedded without ID vectors
+    embed = coldstart.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+    has_id = coldstart.has_id_mask(exp.split.train, exp.num_users, exp.num_items)
+    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs, jnp.asarray(has_id)))
 
   if args.user:
     if args.user not in ds.users:
@@ -66,8 +68,9 @@ def run(args) -> int:
       row = np.zeros(exp.num_items, np.float32)
       row[seen] = 1.0
       query = row @ b
-    else:  # fold-in: a new user is the mean of its items' final vectors (no retraining)
-      query = item_emb[seen].mean(axis=0)
+    else:  # inductive: the new user's vector from its history, no retraining (coldstart.py)
+      from gnnrec_jax import coldstart
+      query = coldstart.embed_new_user(exp, model, params, inputs, seen)
     who = f"a new user with {len(seen)} items"
   if args.k > exp.num_items - len(seen):
     raise DataError(f"-k {args.k} is larger than the {exp.num_items - len(seen)} items left to "
