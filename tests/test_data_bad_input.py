@@ -111,6 +111,36 @@ def test_atomic_missing_id_column(tmp_path):
     atomic.load_atomic(tmp_path, "x")
 
 
+def test_atomic_duplicate_metadata_id_names_both_lines(tmp_path):
+  _tsv(tmp_path, "x.inter", "user_id:token\titem_id:token\n1\ta\n")
+  _tsv(tmp_path, "x.item", "item_id:token\ttitle:token\na\tA\nb\tB\na\tC\n")
+  with pytest.raises(DataError, match=r"x\.item:4: id 'a' already listed at line 2"):
+    atomic.load_atomic(tmp_path, "x")
+
+
+def test_fractional_timestamps_keep_their_order(tmp_path):
+  # Truncating to whole seconds would tie 5.7 and 5.2, and the tie (broken by row order) would
+  # make the earlier event 5.2 the user's last one.
+  _tsv(tmp_path, "x.inter", "user_id:token\titem_id:token\ttimestamp:float\n"
+       "u\ta\t1.0\nu\tb\t5.7\nu\tc\t5.2\nu\td\t1.0\n")
+  with pytest.warns(DataWarning, match="rank order"):
+    ds = atomic.load_atomic(tmp_path, "x")
+  assert ds.interactions.timestamp.tolist() == [0, 2, 1, 0]
+  from gnnrec_jax.splits import split_leave_one_out
+  s = split_leave_one_out(ds.interactions)
+  assert ds.items.tokens[int(s.test.item[0])] == "b"
+  assert ds.items.tokens[int(s.valid.item[0])] == "c"
+
+
+def test_missing_timestamp_names_line(tmp_path):
+  _tsv(tmp_path, "x.inter", "user_id:token\titem_id:token\ttimestamp:float\nu\ta\t1\nu\tb\t\n")
+  with pytest.raises(DataError, match=r"x\.inter:3: timestamp is missing"):
+    atomic.load_atomic(tmp_path, "x")
+  train = _tsv(tmp_path, "train.tsv", "user_id\titem_id\ttimestamp\na\tx\t1\nb\ty\tinf\n")
+  with pytest.raises(DataError, match=r"train\.tsv:3: timestamp is missing or not a finite"):
+    tabular.load_predefined(train)
+
+
 def test_predefined_row_with_wrong_column_count(tmp_path):
   train = _tsv(tmp_path, "train.tsv", HEADER + "a\tx\t1\nb\ty\n")
   with pytest.raises(DataError, match=r"train\.tsv:3: expected 3 columns"):

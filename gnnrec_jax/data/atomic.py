@@ -120,10 +120,7 @@ def load_atomic(data_dir, name: str | None = None, *, user_field: str = "user_id
     raise DataError(f"{inter.path}: no interactions after the header")
   for t, f in ((item_t, item_field), (user_t, user_field)):
     if t is not None:
-      ids = [str(x) for x in t.column(f)]
-      if len(set(ids)) != len(ids):
-        dup = next(x for k, x in enumerate(ids) if x in ids[:k])
-        raise DataError(f"{t.path}: id {dup!r} is listed twice (expected one row per id)")
+      checks.unique_ids([str(x) for x in t.column(f)], t.lines, t.path)
   u_tok = [str(x) for x in inter.column(user_field)]
   i_tok = [str(x) for x in inter.column(item_field)]
   for tok, field in ((u_tok, user_field), (i_tok, item_field)):
@@ -135,11 +132,7 @@ def load_atomic(data_dir, name: str | None = None, *, user_field: str = "user_id
   weight = inter.columns.get(weight_field) if inter.types.get(weight_field) == "float" else None
   ts = inter.columns.get(timestamp_field) if inter.types.get(timestamp_field) == "float" else None
   if ts is not None:
-    bad = ~np.isfinite(ts)
-    if bad.any():
-      k = int(np.argmax(bad))
-      raise DataError(f"{where(inter.path, int(inter.lines[k]))}: timestamp is missing or not "
-                      "finite (expected a number)")
+    ts = checks.timestamps(ts, inter.lines, inter.path)
   interactions = checks.to_interactions(inter.path, "train", u_tok, i_tok, weight, ts,
                                         inter.lines, users, items)
   return Dataset(name=name, users=users, items=items, interactions=interactions,

@@ -156,12 +156,41 @@ def check_weights(weight: np.ndarray | None, numbers: Sequence[int], path, what:
                     f"(expected a finite number >= 0); {int(bad.sum())} invalid in the file")
 
 
+def timestamps(values: np.ndarray, numbers: Sequence[int], path) -> np.ndarray:
+  """Parsed timestamps as int64, keeping their order exactly.
+
+  Whole numbers (Unix time) are kept as they are. Fractional ones would be truncated by a cast,
+  which can tie or reorder events within a second (and a time split breaks ties by row order),
+  so they are replaced by their dense rank (0, 1, ...: same order, same ties) with a warning.
+
+  Raises:
+    DataError: a missing (NaN) or infinite timestamp, naming its `file:line`.
+  """
+  values = np.asarray(values, np.float64)
+  bad = ~np.isfinite(values)
+  if bad.any():
+    raise DataError(f"{where(path, numbers[int(np.argmax(bad))])}: timestamp is missing or not a "
+                    "finite number (expected Unix time)")
+  if np.array_equal(values, np.floor(values)):
+    return values.astype(np.int64)
+  warn(f"{path}: timestamps have fractions of a unit; replaced by their rank order (same order "
+       "and ties) so that time splits stay exact")
+  return np.unique(values, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def unique_ids(ids: Sequence[str], numbers: Sequence[int], path) -> None:
+  """A `DataError` naming `file:line` of the first id listed twice (metadata: one row per id)."""
+  seen: dict[str, int] = {}
+  for tok, n in zip(ids, numbers):
+    if tok in seen:
+      raise DataError(f"{where(path, n)}: id {tok!r} already listed at line {seen[tok]} "
+                      "(expected one row per id)")
+    seen[tok] = n
+
+
 def catalogue(*token_lists: Sequence[str]) -> Vocab:
   """The distinct tokens of all lists, in order of first appearance (earlier lists first)."""
-  seen: dict[str, None] = {}
-  for tokens in token_lists:
-    seen.update(dict.fromkeys(map(str, tokens)))
-  return Vocab(tuple(seen))
+  return Vocab.from_tokens(t for tokens in token_lists for t in tokens)
 
 
 def first_occurrence(user: np.ndarray, item: np.ndarray) -> np.ndarray:

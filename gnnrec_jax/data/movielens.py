@@ -54,11 +54,12 @@ HOW_TO_GET = (
 
 
 def cache_root() -> Path:
-  """The cache folder: `$GNNREC_JAX_CACHE`, `$XDG_CACHE_HOME/gnnrec_jax` or `~/.cache/gnnrec_jax`."""
+  """The package's cache folder (datasets here, text vectors in `gnnrec_jax.text.cache`):
+  `$GNNREC_JAX_CACHE`, else `$XDG_CACHE_HOME/gnnrec_jax`, else `~/.cache/gnnrec_jax`."""
   if os.environ.get("GNNREC_JAX_CACHE"):
-    return Path(os.environ["GNNREC_JAX_CACHE"])
+    return Path(os.environ["GNNREC_JAX_CACHE"]).expanduser()
   xdg = os.environ.get("XDG_CACHE_HOME")
-  return (Path(xdg) if xdg else Path.home() / ".cache") / "gnnrec_jax"
+  return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "gnnrec_jax"
 
 
 def sha256(path) -> str:
@@ -206,15 +207,6 @@ def _user_meta(rows, path, numbers) -> dict[str, np.ndarray]:
           "zip": np.array([r[3] for r in rows], object)}
 
 
-def _unique_ids(ids, numbers, path) -> None:
-  seen = {}
-  for t, n in zip(ids, numbers):
-    if t in seen:
-      raise DataError(f"{where(path, n)}: id {t!r} already listed at line {seen[t]} "
-                      "(expected one row per id)")
-    seen[t] = n
-
-
 def load_grouplens(folder) -> Dataset:
   """The original GroupLens files: `u.data` (tab-separated user item rating timestamp),
   `u.item` and `u.user` (`|`-separated, latin-1)."""
@@ -225,7 +217,7 @@ def load_grouplens(folder) -> Dataset:
   rows = checks.split_fields(lines, nums, path, "|", ncols=5 + len(GENRES),
                              expected="id|title|release date|video date|url|19 genre flags")
   item_ids = [r[0].strip() for r in rows]
-  _unique_ids(item_ids, nums, path)
+  checks.unique_ids(item_ids, nums, path)
   titles, years, genres = [], [], []
   for r, n in zip(rows, nums):
     title, year = _title_year(r[1])
@@ -242,7 +234,7 @@ def load_grouplens(folder) -> Dataset:
   ulines, unums = checks.split_lines(checks.read_text(upath, encoding="latin-1"))
   urows = checks.split_fields(ulines, unums, upath, "|", ncols=5,
                               expected="id|age|gender|occupation|zip")
-  _unique_ids([r[0].strip() for r in urows], unums, upath)
+  checks.unique_ids([r[0].strip() for r in urows], unums, upath)
   user_meta = _user_meta([r[1:] for r in urows], upath, unums)
   # u.data: user item rating timestamp.
   dpath = d / "u.data"

@@ -72,11 +72,7 @@ class _Part:
     if "timestamp" in roles:
       ts = checks.parse_floats([r[roles["timestamp"]].strip() for r in rows], nums, path,
                                "timestamp")
-      bad = ~np.isfinite(ts)
-      if bad.any():
-        raise DataError(f"{where(path, nums[int(np.argmax(bad))])}: timestamp is not a finite "
-                        "number (expected Unix time)")
-      self.timestamp = ts.astype(np.int64)
+      self.timestamp = checks.timestamps(ts, nums, path)
 
   def interactions(self, users: Vocab, items: Vocab, part: str) -> Interactions:
     return checks.to_interactions(self.path, part, self.users, self.items, self.weight,
@@ -107,18 +103,15 @@ def _read_split_part(path) -> _Part:
 def _read_meta(path) -> tuple[list[str], dict[str, list[str]]]:
   rows, nums = _read_rows(path, "\t")
   header = [h.strip() for h in rows[0]]
-  ids, cols, seen = [], {h: [] for h in header[1:]}, {}
+  ids, cols = [], {h: [] for h in header[1:]}
   for r, n in zip(rows[1:], nums[1:]):
     if len(r) != len(header):
       raise DataError(f"{where(path, n)}: expected {len(header)} columns (as in the header), "
                       f"found {len(r)}")
-    tok = r[0].strip()
-    if tok in seen:
-      raise DataError(f"{where(path, n)}: id {tok!r} already listed at line {seen[tok]}")
-    seen[tok] = n
-    ids.append(tok)
+    ids.append(r[0].strip())
     for h, v in zip(header[1:], r[1:]):
       cols[h].append(v)
+  checks.unique_ids(ids, nums[1:], path)
   return ids, cols
 
 
