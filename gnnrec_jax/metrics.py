@@ -23,7 +23,7 @@ exclusion sentinel, and a rankable item scored -inf may be listed after excluded
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -184,8 +184,3 @@ def metrics_numpy(
     out[f"coverage@{k}"] = len(recommended[k]) / num_rankable if num_rankable else 0.0
   out["num_users"] = evaluated
   return out
-
-
-def mean_metrics(per_user: Mapping[str, np.ndarray]) -> dict[str, float]:
-  """Averages per-user metric arrays (as returned by `evaluate_full_ranking(per_user=True)`)."""
-  return {key: float(np.mean(v)) if len(v) else 0.0 for key, v in per_user.items()}

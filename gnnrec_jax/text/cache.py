@@ -21,18 +21,16 @@ from typing import Sequence
 
 import numpy as np
 
+from gnnrec_jax.data.movielens import cache_root
 from gnnrec_jax.text.encoder import EncoderSpec, TextEncoder
 
 _KEY_VERSION = b"gnnrec-jax text cache v1\n"
 
 
 def cache_dir() -> pathlib.Path:
-  """`$GNNREC_JAX_CACHE`, else `$XDG_CACHE_HOME/gnnrec_jax`, else `~/.cache/gnnrec_jax`."""
-  if os.environ.get("GNNREC_JAX_CACHE"):
-    return pathlib.Path(os.environ["GNNREC_JAX_CACHE"]).expanduser()
-  if os.environ.get("XDG_CACHE_HOME"):
-    return pathlib.Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "gnnrec_jax"
-  return pathlib.Path("~/.cache/gnnrec_jax").expanduser()
+  """The package cache root, shared with the datasets (`gnnrec_jax.data.movielens.cache_root`):
+  `$GNNREC_JAX_CACHE`, else `$XDG_CACHE_HOME/gnnrec_jax`, else `~/.cache/gnnrec_jax`."""
+  return cache_root()
 
 
 def _spec(encoder: TextEncoder | EncoderSpec) -> EncoderSpec:
