@@ -23,8 +23,13 @@ layer-wise relevance propagation); the output says so.
 
 EASE (Steck 2019): score(u, i) = x_u B[:, i] = sum_{j in history} B[j, i], exact.
 
-A new user given by a history (`gnnrec-jax recommend --history`) is folded in as the mean of the
-history items' final vectors, so score = sum_j final_j . final_i / |H|, exact for every model.
+A new user given by a history (`gnnrec-jax recommend --history`) of an ID-only model is folded in
+as the mean of the history items' final vectors, so score = sum_j final_j . final_i / |H|, exact.
+A text model embeds it inductively (`gnnrec_jax.coldstart.embed_new_user`); its score is then
+shown with the same per-item similarities, labelled as such, and the rest as the remainder.
+
+Scores are those `recommend` ranks by: nodes without train interactions (cold items and users)
+are embedded without their untrained ID vectors (`has_id`, see `gnnrec_jax.coldstart`).
 
 Other models (MF, NGCF, GAT) have no such split through their layers; for them each of the
 user's train items is credited with its similarity final_j . final_i to the recommended item,
@@ -41,12 +46,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gnnrec_jax import models
+from gnnrec_jax import coldstart, models
 from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.layers import activation_fn
 
 
-def layer_outputs(model, params, inputs) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+def layer_outputs(model, params, inputs, has_id=None
+                  ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
   """Runs the model once and returns its final vectors, layer outputs and per-layer edge weights.
 
   The layers are read with `capture_intermediates` (every submodule's output), so models.py
@@ -56,6 +62,8 @@ def layer_outputs(model, params, inputs) -> tuple[np.ndarray, list[np.ndarray], 
     model: a `LightGCN` or `SoftmaxGNN` module.
     params: its parameters.
     inputs: `train.device_inputs(exp)` (graph, features, feature_mask).
+    has_id: optional [U + I] bool, False for nodes whose ID vector is not used
+      (`coldstart.has_id_mask`).
 
   Returns:
     final: [N, d_out] the vectors used for scoring.
@@ -67,12 +75,12 @@ def layer_outputs(model, params, inputs) -> tuple[np.ndarray, list[np.ndarray], 
 
   # Arrays are arguments, not closed over, so XLA does not constant-fold the graph.
   @jax.jit
-  def forward(params, inputs):
+  def forward(params, inputs, has_id):
     return model.apply({"params": params}, inputs["graph"], inputs["features"],
-                       feature_mask=inputs["feature_mask"], train=False,
+                       feature_mask=inputs["feature_mask"], has_id=has_id, train=False,
                        capture_intermediates=True, mutable=["intermediates"])
 
-  (final, _), state = forward(params, inputs)
+  (final, _), state = forward(params, inputs, has_id)
   inter = state["intermediates"]
   hs = [np.asarray(inter["inputs"]["__call__"][0], np.float64)]
   weights = []
@@ -216,7 +224,7 @@ def explain_user(exp, params, model, inputs, *, user: int | None = None,
   elif history is not None:
     res, method, exact = _explain_history(model, params, inputs, exp, history, items)
   elif isinstance(model, (models.LightGCN, models.SoftmaxGNN)):
-    final, hs, weights = layer_outputs(model, params, inputs)
+    final, hs, weights = layer_outputs(model, params, inputs, _has_id(exp))
     res = decompose_user(model, final, hs, weights, inputs["graph"], node=user,
                          targets=items + exp.num_users)
     exact = _is_exact(model)
@@ -258,10 +266,14 @@ def _explain_ease(exp, params, user, history, items):
   return res, "exact: score = sum of B[j, i] over the user's train items j (EASE)", True
 
 
+def _has_id(exp) -> jax.Array:
+  """Which nodes use their ID vector (cold ones do not), exactly as `recommend` embeds them."""
+  return jnp.asarray(coldstart.has_id_mask(exp.split.train, exp.num_users, exp.num_items))
+
+
 def _final_vectors(model, params, inputs, exp):
-  from gnnrec_jax import train  # the trainer's own embed function: the scores recommend uses
-  user_emb, item_emb = train.make_embed_fn(model, num_users=exp.num_users,
-                                           num_items=exp.num_items)(params, inputs)
+  embed = coldstart.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+  user_emb, item_emb = embed(params, inputs, _has_id(exp))
   return np.asarray(user_emb, np.float64), np.asarray(item_emb, np.float64)
 
 
@@ -272,8 +284,15 @@ def _explain_history(model, params, inputs, exp, history, items):
   zeros = np.zeros(len(items))
   res = {"score": values.sum(axis=0), "self": zeros, "constant": zeros,
          "neighbours": hist + exp.num_users, "values": values}
-  return res, ("exact: the new user is the mean of its items' final vectors, so each item j "
-               "contributes final_j . final_i / |history|"), True
+  if exp.features is None:
+    return res, ("exact: the new user is the mean of its items' final vectors, so each item j "
+                 "contributes final_j . final_i / |history|"), True
+  # A text model embeds the new user inductively, not as that mean: report its real score.
+  query = np.asarray(coldstart.embed_new_user(exp, model, params, inputs, hist), np.float64)
+  res["score"] = item_emb[items] @ query
+  return res, ("not a decomposition: the new user's vector is inductive (text + graph, see "
+               "gnnrec_jax.coldstart); each history item j is credited with "
+               "final_j . final_i / |history|"), False
 
 
 def _explain_similarity(model, params, inputs, exp, user, items):

@@ -201,3 +201,50 @@ def test_recommend_explain_cli_credits_friends(tmp_path, capsys):
   assert cli.main(["recommend", "--workdir", wd, "--user", "3", "-k", "1", "--explain"]) == 0
   out = capsys.readouterr().out
   assert "Why (exact" in out and "friend" in out
+
+
+def _text_lightgcn():
+  """Untrained LightGCN with text features on a cold-item split (3 items never in train)."""
+  from gnnrec_jax import splits
+  from gnnrec_jax.config import Config
+  from gnnrec_jax.text.node_texts import user_history_vectors
+  ds = make_synthetic(num_users=12, num_items=10, per_user=4, seed=1)
+  cfg = Config(model="lightgcn", embed_dim=4, num_layers=2, split="cold_item", cold_fraction=0.3,
+               text_features="history", topk=(2, 5), select_metric="ndcg@5")
+  item_vecs = np.random.default_rng(0).normal(size=(ds.num_items, 6)).astype(np.float32)
+  split = splits.make_split(ds, "cold_item", seed=cfg.seed, cold_fraction=0.3)
+  user_vecs, user_has = user_history_vectors(item_vecs, split.train, ds.num_users)
+  feats = (np.concatenate([user_vecs, item_vecs]),
+           np.concatenate([user_has, np.ones(ds.num_items, bool)]))
+  exp = prepare(cfg, ds, text_features=feats)
+  model, params, inputs = train.init_model(exp)
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(3), len(leaves))
+  params = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, x.shape)
+                                     for k, x in zip(keys, leaves)])
+  return exp, model, params, inputs
+
+
+def test_text_model_explains_the_scores_recommend_ranks_by():
+  # recommend embeds cold items without their (untrained) ID vectors; so must the explanation.
+  from gnnrec_jax import coldstart
+  exp, model, params, inputs = _text_lightgcn()
+  has_id = coldstart.has_id_mask(exp.split.train, exp.num_users, exp.num_items)
+  embed = coldstart.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+  user_emb, item_emb = (np.asarray(a, np.float64) for a in embed(params, inputs, has_id))
+  scores = user_emb @ item_emb.T
+  cold = exp.split.cold_items.astype(np.int64)
+  user = int(exp.split.train.user[0])
+  rows = explain.explain_user(exp, params, model, inputs, user=user, items=cold)
+  _check_sums(rows, scores, user)
+  # The trainer's embedding (every ID used) scores the cold items differently.
+  assert not np.allclose(_scores(exp, model, params, inputs)[user, cold], scores[user, cold])
+  # A new user of a text model: the score is the inductive one recommend uses, not the mean.
+  hist = np.array([int(i) for i in np.unique(exp.split.train.item)[:3]])
+  query = coldstart.embed_new_user(exp, model, params, inputs, hist)
+  rows = explain.explain_user(exp, params, model, inputs, history=hist, items=cold)
+  for row in rows:
+    assert not row["exact"] and row["method"].startswith("not a decomposition")
+    assert row["score"] == pytest.approx(float(item_emb[row["item_index"]] @ query), abs=TOL)
+    total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
+    assert row["remainder"] == pytest.approx(row["score"] - total, abs=1e-9)
