@@ -83,11 +83,11 @@ class MF(_Recommender):
     return ego, ego
 
 
-class LightGCN(_Recommender):
-  """LightGCN (He et al., SIGIR 2020).
+class _LayerStack(_Recommender):
+  """A stack of `num_layers` message-passing layers over the layer-0 vectors.
 
-  E^(k+1) = D^-1/2 A D^-1/2 E^(k) (eq. 3) for k < L, final = sum_k a_k E^(k) with a_k = 1/(L+1)
-  (eq. 4, `layer_combine="mean"`).
+  Subclasses define `_layer(k, h, graph, train) -> [N, d]`, the output of layer k from its input
+  h; the outputs h^0..h^L are then combined by `layer_combine`.
   """
 
   num_layers: int = 3
@@ -99,11 +99,23 @@ class LightGCN(_Recommender):
     ego = self._ego(features, feature_mask, has_id, train)
     hs = [ego]
     for k in range(self.num_layers):
-      hs.append(LightGCNConv(self.n, backend=self._backend, name=f"conv_{k}")(hs[-1], graph))
+      hs.append(self._layer(k, hs[-1], graph, train))
     return combine_layers(hs, self.layer_combine), ego
 
 
-class SoftmaxGNN(_Recommender):
+class LightGCN(_LayerStack):
+  """LightGCN (He et al., SIGIR 2020).
+
+  E^(k+1) = D^-1/2 A D^-1/2 E^(k) (eq. 3) for k < L, final = sum_k a_k E^(k) with a_k = 1/(L+1)
+  (eq. 4, `layer_combine="mean"`).
+  """
+
+  def _layer(self, k, h, graph, train):
+    del train  # parameter-free and deterministic
+    return LightGCNConv(self.n, backend=self._backend, name=f"conv_{k}")(h, graph)
+
+
+class SoftmaxGNN(_LayerStack):
   """The seed's GNN: `num_layers` SoftmaxEdgeConv layers (see layers/softmax_edge.py).
 
   Layer k computes alpha_ij = softmax_{j in N(i)}(q(h_i^(k)) . k(h_j^(k)) / tau) and
@@ -112,8 +124,6 @@ class SoftmaxGNN(_Recommender):
   by `layer_combine`.
   """
 
-  num_layers: int = 3
-  layer_combine: str = "mean"
   heads: int = 1
   temperature: float = 1.0
   scale_logits: bool = True
@@ -122,24 +132,19 @@ class SoftmaxGNN(_Recommender):
   attention_mix: float = 1.0
   initial_alpha: str = "weights"  # "weights" | "none"
 
-  @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
-    ego = self._ego(features, feature_mask, has_id, train)
-    hs = [ego]
-    for k in range(self.num_layers):
-      h, alpha = SoftmaxEdgeConv(
-          self.n, heads=self.heads, temperature=self.temperature,
-          scale_logits=self.scale_logits, qk_proj=self.qk_proj, activation=self.activation,
-          attention_mix=self.attention_mix,
-          alpha_from_weights=(k == 0 and self.initial_alpha == "weights"),
-          backend=self._backend, name=f"conv_{k}")(hs[-1], graph)
-      self.sow("intermediates", f"alpha_{k}", alpha)
-      hs.append(h)
-    return combine_layers(hs, self.layer_combine), ego
+  def _layer(self, k, h, graph, train):
+    del train  # no dropout in this layer
+    h, alpha = SoftmaxEdgeConv(
+        self.n, heads=self.heads, temperature=self.temperature,
+        scale_logits=self.scale_logits, qk_proj=self.qk_proj, activation=self.activation,
+        attention_mix=self.attention_mix,
+        alpha_from_weights=(k == 0 and self.initial_alpha == "weights"),
+        backend=self._backend, name=f"conv_{k}")(h, graph)
+    self.sow("intermediates", f"alpha_{k}", alpha)
+    return h
 
 
-class NGCF(_Recommender):
+class NGCF(_LayerStack):
   """NGCF (Wang et al., SIGIR 2019) as RecBole implements it.
 
   E^(k+1) = normalize(dropout(LeakyReLU(W1^k (L + I) E^(k) + W2^k (L E^(k) ⊙ E^(k))))) (eq. 7),
@@ -147,22 +152,15 @@ class NGCF(_Recommender):
   dropout; RecBole's node dropout (dropping adjacency entries, default 0) is not implemented.
   """
 
-  num_layers: int = 3
-  dropout: float = 0.1
   layer_combine: str = "concat"
+  dropout: float = 0.1
 
-  @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
-    ego = self._ego(features, feature_mask, has_id, train)
-    hs = [ego]
-    for k in range(self.num_layers):
-      hs.append(NGCFConv(self.n, self.embed_dim, dropout=self.dropout, backend=self._backend,
-                         name=f"conv_{k}")(hs[-1], graph, train=train))
-    return combine_layers(hs, self.layer_combine), ego
+  def _layer(self, k, h, graph, train):
+    return NGCFConv(self.n, self.embed_dim, dropout=self.dropout, backend=self._backend,
+                    name=f"conv_{k}")(h, graph, train=train)
 
 
-class GAT(_Recommender):
+class GAT(_LayerStack):
   """A stack of multi-head GAT layers (Veličković et al., ICLR 2018, eqs. 1-5).
 
   Each layer keeps width d (heads concatenated, d / heads each), applies `activation` (the paper
@@ -170,25 +168,16 @@ class GAT(_Recommender):
   outputs h^0..h^L are combined by `layer_combine`.
   """
 
-  num_layers: int = 3
-  layer_combine: str = "mean"
   heads: int = 1
   dropout: float = 0.1
   activation: str = "identity"
 
-  @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
-    ego = self._ego(features, feature_mask, has_id, train)
-    act = activation_fn(self.activation)
-    hs = [ego]
-    for k in range(self.num_layers):
-      h, alpha = GATConv(self.n, self.embed_dim, heads=self.heads, concat_heads=True,
-                         dropout=self.dropout, backend=self._backend,
-                         name=f"conv_{k}")(hs[-1], graph, train=train)
-      self.sow("intermediates", f"alpha_{k}", alpha)
-      hs.append(act(h))
-    return combine_layers(hs, self.layer_combine), ego
+  def _layer(self, k, h, graph, train):
+    h, alpha = GATConv(self.n, self.embed_dim, heads=self.heads, concat_heads=True,
+                       dropout=self.dropout, backend=self._backend,
+                       name=f"conv_{k}")(h, graph, train=train)
+    self.sow("intermediates", f"alpha_{k}", alpha)
+    return activation_fn(self.activation)(h)
 
 
 def create_model(config, *, num_users: int, num_items: int, feature_dim: int | None = None,

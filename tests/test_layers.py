@@ -12,8 +12,7 @@ from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph import adjacency, build_graph, pad_graph
 from gnnrec_jax.layers import GATConv, LightGCNConv, NGCFConv, SoftmaxEdgeConv
-from gnnrec_jax.propagate import (edge_dot, edge_softmax, normalize_per_receiver, resolve_backend,
-                                  weighted_sum)
+from gnnrec_jax.propagate import edge_dot, edge_softmax, normalize_per_receiver, weighted_sum
 
 U, I = 5, 7
 N = U + I
@@ -107,14 +106,6 @@ def test_edge_dot_backends_agree_with_loop(shape):
       for b in ("segment", "dense")]
   for a, b in zip(*grads):
     np.testing.assert_allclose(a, b, atol=1e-5)
-
-
-def test_resolve_backend():
-  assert resolve_backend("auto", 8192) == "dense"
-  assert resolve_backend("auto", 8193) == "segment"
-  assert resolve_backend("segment", 10) == "segment"
-  with pytest.raises(ConfigError, match="csr"):
-    resolve_backend("csr", 10)
 
 
 # --- edge_softmax ------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_create_model_builds_every_model(name, cls):
 @pytest.mark.parametrize("kw,match", [
     (dict(model="bert4rec"), "unknown model"),
     (dict(model="ease"), "closed-form"),
-    (dict(propagation="csr"), "csr"),
+    (dict(propagation="sparse"), "unknown propagation backend 'sparse'"),
     (dict(model="softmax_gnn", activation="gelu"), "activation"),
     (dict(model="gat", heads=3), "divisible"),
     (dict(use_id_embedding=False), "text features"),
