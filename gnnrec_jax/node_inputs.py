@@ -57,7 +57,8 @@ class NodeInputs(nn.Module):
       feature_mask: optional [U + I] or [N] bool/0-1, True where the node has text; rows with
         False use the learned `default_text` vector. None: every row has text.
       has_id: optional [U + I] or [N] bool/0-1, False for nodes whose ID vector must not be used
-        (cold nodes at evaluation). None: all nodes have IDs.
+        (cold nodes at evaluation). Read only together with `features`: without them the ID
+        vector is a node's only input and is kept. None: all nodes have IDs.
       train: enables `id_dropout` (the 'dropout' rng collection).
 
     Returns:
