@@ -68,17 +68,31 @@ def create_optimizer(config: Config, total_steps: int) -> optax.GradientTransfor
 
 
 def device_inputs(exp: Experiment) -> dict[str, Any]:
-  """The arrays every jitted function reads, moved to the device once and passed as arguments."""
+  """The arrays every jitted function reads, moved to the device once and passed as arguments.
+
+  When some users or items have no train interaction (cold-start splits), two more arrays:
+  `has_id` [U+I] bool (cold nodes are embedded without their never-trained ID vectors, in
+  validation as at test time) and `neg_pool` [I_warm] int32 (negatives are drawn from items seen
+  in train only: a cold item drawn as a negative would teach the text path to push every cold
+  item down, which measurably hurts the cold block).
+  """
+  from gnnrec_jax import coldstart
   features = None if exp.features is None else jnp.asarray(exp.features)
   feature_mask = None if exp.feature_mask is None else jnp.asarray(exp.feature_mask)
-  return {"graph": jax.tree.map(jnp.asarray, exp.graph), "features": features,
-          "feature_mask": feature_mask}
+  inputs = {"graph": jax.tree.map(jnp.asarray, exp.graph), "features": features,
+            "feature_mask": feature_mask, "has_id": None, "neg_pool": None}
+  user_in, item_in = coldstart.train_presence(exp.split.train, exp.num_users, exp.num_items)
+  if not (user_in.all() and item_in.all()):
+    inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
+    inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
+  return inputs
 
 
 def _apply(model, params, inputs, *, train, rng=None):
   rngs = {"dropout": rng} if rng is not None else None
   return model.apply({"params": params}, inputs["graph"], inputs["features"],
-                     feature_mask=inputs["feature_mask"], train=train, rngs=rngs)
+                     feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
+                     train=train, rngs=rngs)
 
 
 def make_train_step(model, config: Config, *, num_users: int, num_items: int):
@@ -91,8 +105,13 @@ def make_train_step(model, config: Config, *, num_users: int, num_items: int):
   def loss_fn(params, batch, inputs, rng):
     drop_rng, neg_rng = jax.random.split(rng)
     final, ego = _apply(model, params, inputs, train=True, rng=drop_rng)
-    neg = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=num_items,
-                                    num_negatives=config.num_negatives)  # [B, K]
+    pool = inputs.get("neg_pool")
+    neg = sampling.sample_negatives(
+        neg_rng, batch_users=batch["user"],
+        num_items=num_items if pool is None else pool.shape[0],  # static: the pool's length
+        num_negatives=config.num_negatives)  # [B, K]
+    if pool is not None:
+      neg = pool[neg]
     u, p = batch["user"], batch["item"] + num_users
     n = neg + num_users
     if config.loss == "bpr":
