@@ -53,7 +53,7 @@ class Config:
   # --- loss and sampling -----------------------------------------------------------------------
   loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE)
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
-  num_negatives: int = 1         # per positive; >1 only used by the softmax loss
+  num_negatives: int = 1         # per positive (BPR averages its pairwise term over them)
   softmax_temperature: float = 0.1
   # --- optimisation ----------------------------------------------------------------------------
   optimizer: str = "adam"
@@ -163,6 +163,9 @@ def validate(config: Config) -> Config:
     if not ok:
       raise ConfigError(f"invalid config: {msg}")
   metric = c.select_metric.split("@")
-  if len(metric) != 2 or not metric[1].isdigit() or int(metric[1]) not in [int(k) for k in c.topk]:
-    raise ConfigError(f"select_metric {c.select_metric!r} must be NAME@K with K in topk {c.topk}")
+  names = ("recall", "ndcg", "precision", "hit", "mrr", "coverage")
+  if (len(metric) != 2 or metric[0] not in names or not metric[1].isdigit()
+      or int(metric[1]) not in [int(k) for k in c.topk]):
+    raise ConfigError(f"select_metric {c.select_metric!r} must be NAME@K with NAME one of "
+                      f"{', '.join(names)} and K in topk {c.topk}")
   return c

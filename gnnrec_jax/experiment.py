@@ -66,6 +66,7 @@ def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
   h = hashlib.sha256()
   h.update(json.dumps({"name": dataset.name, "users": dataset.num_users,
                        "items": dataset.num_items}, sort_keys=True).encode())
+  h.update(json.dumps(split.sizes(), sort_keys=True).encode())  # bytes alone lack boundaries
   for part in (split.train, split.valid, split.test):
     _hash_arrays(h, part)
   cfg = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_FIELDS}

@@ -115,8 +115,8 @@ def make_train_step(model, config: Config, *, num_users: int, num_items: int):
     u, p = batch["user"], batch["item"] + num_users
     n = neg + num_users
     if config.loss == "bpr":
-      return losses.bpr_loss(user=final[u], pos=final[p], neg=final[n[:, 0]],
-                             user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n[:, 0]],
+      return losses.bpr_loss(user=final[u], pos=final[p], neg=final[n],  # [B, K, d]
+                             user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n],
                              l2=config.l2, mask=batch["mask"])
     return losses.sampled_softmax_loss(user=final[u], pos=final[p], neg=final[n],
                                        user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n],
@@ -363,23 +363,23 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
       break
     t0 = time.perf_counter()
     epoch_key = jax.random.fold_in(base_key, epoch)
-    losses = []
+    step_losses = []
     for step, batch in enumerate(epoch_batches(train, batch_size=cfg.batch_size,
                                                seed=cfg.seed, epoch=epoch)):
       state, m = train_step(state, batch, inputs, jax.random.fold_in(epoch_key, step))
-      losses.append(m["loss"])  # kept on device: no host sync per step
+      step_losses.append(m["loss"])  # kept on device: no host sync per step
     # Checked once per epoch, not per step: a host sync per step stalls the dispatch pipeline,
     # and a NaN wastes at most the rest of its epoch.
-    losses = np.asarray(jax.device_get(losses), np.float64)  # [steps]
-    if not np.isfinite(losses).all():
+    step_losses = np.asarray(jax.device_get(step_losses), np.float64)  # [steps]
+    if not np.isfinite(step_losses).all():
       # Nothing of this epoch has been written: latest.ckpt stays at the last good epoch.
-      bad = int(np.argmax(~np.isfinite(losses)))
+      bad = int(np.argmax(~np.isfinite(step_losses)))
       kept = (f"the last good checkpoint (epoch {last_saved}) is {workdir}/latest.ckpt"
               if last_saved else "no checkpoint was written before it")
       raise TrainingError(
-          f"non-finite loss ({losses[bad]}) at epoch {epoch}, step {bad}; training stopped "
+          f"non-finite loss ({step_losses[bad]}) at epoch {epoch}, step {bad}; training stopped "
           f"and {kept} (try a lower lr, grad_clip or temperature)")
-    row = {"epoch": epoch, "loss": float(losses.mean()), "train_s": time.perf_counter() - t0}
+    row = {"epoch": epoch, "loss": float(step_losses.mean()), "train_s": time.perf_counter() - t0}
     if has_valid and epoch % cfg.eval_every == 0:
       t1 = time.perf_counter()
       valid = evaluate_params(embed, state.params, inputs, exp, target=exp.split.valid,

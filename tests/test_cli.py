@@ -127,7 +127,8 @@ def test_unknown_config_key_suggests_close_ones(data, tmp_path):
 @pytest.mark.parametrize("value,message", [
     ("lr=abc", "--set lr=abc: expected a value of type float"),
     ("lr=-1", "invalid config: lr must be > 0"),
-    ("select_metric=ndcg@7", "select_metric 'ndcg@7' must be NAME@K with K in topk"),
+    ("select_metric=ndcg@7", "select_metric 'ndcg@7' must be NAME@K with NAME one of recall"),
+    ("select_metric=foo@20", "select_metric 'foo@20' must be NAME@K with NAME one of recall"),
 ])
 def test_invalid_config_value(data, tmp_path, value, message):
   code, _, err = _main("train", *_data_args(data), "--set", value, "--workdir", tmp_path)

@@ -23,10 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--users", choices=("history", "profile", "both", "none"), default="history",
                  help="user features: mean of train-item vectors (nothing to encode now), "
                       "profile sentence, both, or none")
-  g.add_argument("--pooling", choices=("mean", "cls"), default="mean")
-  g.add_argument("--max-length", type=int, default=256, help="word pieces per text (truncated)")
+  # `train --set text_features=...` encodes (or finds in the cache) with the defaults below;
+  # vectors made with another pooling, length or dtype are cached under another key.
+  g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
+                 help="mean (default, what train uses) or cls")
+  g.add_argument("--max-length", type=int, default=256,
+                 help="word pieces per text (truncated); train uses 256")
   g.add_argument("--batch-size", type=int, default=64, help="texts per jitted call")
-  g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+  g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                 help="computation dtype; train uses float32")
   g.add_argument("--cache-dir", default=None,
                  help="cache root (default $GNNREC_JAX_CACHE, $XDG_CACHE_HOME/gnnrec_jax or "
                       "~/.cache/gnnrec_jax)")
