@@ -113,11 +113,13 @@ def peak_memory() -> dict:
 
 
 def probe(args) -> int:
-  """Child process: two steps and one evaluation of one backend, then its peak memory."""
+  """Child process: two steps and one evaluation (unless --eval-repeats 0) of one backend, then
+  its peak memory."""
   cfg = make_config(args.probe[0], args.probe[1], args.model)
   r = Runner(cfg, load(args.probe[0], args.data_dir))
   r.train_steps(2)
-  r.evaluate()
+  if args.eval_repeats:
+    r.evaluate()
   print(json.dumps(peak_memory()))
   return 0
 
@@ -141,7 +143,7 @@ def bench(args) -> list[dict]:
       t0 = time.perf_counter()
       r.train_steps(1)
       compile_s = time.perf_counter() - t0
-      eval_compile_s, res = r.evaluate()
+      eval_compile_s = r.evaluate()[0] if args.eval_repeats else None
       runners[b] = (r, {"compile_s": compile_s, "eval_first_s": eval_compile_s, "step": [],
                         "eval": []})
     load_start = os.getloadavg()
@@ -162,12 +164,13 @@ def bench(args) -> list[dict]:
              "ms_per_step_median": 1e3 * statistics.median(t["step"]),
              "epoch_s_min": min(t["step"]) * r.steps_per_epoch,
              "epoch_s_median": statistics.median(t["step"]) * r.steps_per_epoch,
-             "eval_s_min": min(t["eval"]), "eval_s_median": statistics.median(t["eval"]),
+             "eval_s_min": min(t["eval"], default=None),
+             "eval_s_median": statistics.median(t["eval"]) if t["eval"] else None,
              "compile_s": t["compile_s"], "eval_first_s": t["eval_first_s"],
              "loadavg_start": load_start, "loadavg_end": load_end}
       if args.memory:
         cmd = [sys.executable, os.path.abspath(__file__), "--probe", name, b,
-               "--model", args.model] + (["--data-dir", args.data_dir] if args.data_dir else [])
+               "--model", args.model, "--eval-repeats", str(args.eval_repeats)] + (["--data-dir", args.data_dir] if args.data_dir else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row.update(json.loads(out.stdout.strip().splitlines()[-1]))
       rows.append(row)
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
                       help="train steps per turn; 0 = one whole epoch")
   parser.add_argument("--repeats", type=int, default=3, help="rounds of turns")
   parser.add_argument("--eval-repeats", type=int, default=2,
-                      help="evaluations timed (in the first rounds)")
+                      help="evaluations timed (in the first rounds); 0 = no evaluation")
   parser.add_argument("--data-dir", default=None, help="dataset folder (one dataset only)")
   parser.add_argument("--no-memory", dest="memory", action="store_false",
                       help="skip the per-backend child processes that measure peak memory")
@@ -192,7 +195,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.probe:
     return probe(args)
-  args.eval_repeats = max(1, min(args.eval_repeats, args.repeats))
+  args.eval_repeats = max(0, min(args.eval_repeats, args.repeats))
 
   import jax
 
@@ -204,7 +207,8 @@ def main(argv=None) -> int:
   for r in rows:
     print(f"{r['dataset']:8} {r['backend']:8} {r['ms_per_step_min']:8.1f} "
           f"{r['ms_per_step_median']:9.1f} {r['steps_per_epoch']:6d} {r['epoch_s_min']:8.2f} "
-          f"{r['eval_s_min']:7.2f} {r['compile_s']:9.2f} "
+          f"{r['eval_s_min'] if r['eval_s_min'] is not None else float('nan'):7.2f} "
+          f"{r['compile_s']:9.2f} "
           f"{r.get('device_peak_mb', r.get('peak_rss_mb', float('nan'))):8.0f} "
           f"{r['loadavg_start'][0]:5.1f}")
   print(json.dumps({"benchmark": "train", "device": str(jax.devices()[0]),
