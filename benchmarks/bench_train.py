@@ -170,7 +170,8 @@ def bench(args) -> list[dict]:
              "loadavg_start": load_start, "loadavg_end": load_end}
       if args.memory:
         cmd = [sys.executable, os.path.abspath(__file__), "--probe", name, b,
-               "--model", args.model, "--eval-repeats", str(args.eval_repeats)] + (["--data-dir", args.data_dir] if args.data_dir else [])
+               "--model", args.model, "--eval-repeats", str(args.eval_repeats)]
+        cmd += ["--data-dir", args.data_dir] if args.data_dir else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row.update(json.loads(out.stdout.strip().splitlines()[-1]))
       rows.append(row)

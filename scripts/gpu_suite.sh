@@ -34,7 +34,8 @@ step() {  # step LIMIT_S ARGS...: one benchmark, time-limited, its exit status l
   echo "=== exit status $?"
 }
 
-echo "=== gpu_suite $(date -u +%FT%TZ) on $(hostname), git $(git rev-parse --short HEAD 2>/dev/null)"
+echo "=== gpu_suite $(date -u +%FT%TZ) on $(hostname)," \
+  "git $(git rev-parse --short HEAD 2>/dev/null)"
 if ! "$PY" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
   version=$("$PY" -c "import jax; print(jax.__version__)")
   echo "=== jax $version sees no GPU: pip install jax[cuda12]==$version"
@@ -45,7 +46,8 @@ if ! "$PY" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev
   fi
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
-"$PY" -c "import jax, jaxlib; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__, jax.devices())"
+"$PY" -c "import jax, jaxlib; print('jax', jax.__version__, 'jaxlib', jaxlib.__version__,
+  jax.devices())"
 echo "=== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 DATASETS="ml-100k"
