@@ -184,12 +184,15 @@ def _evaluate_batches(score_fn, params, users, valid, ex_rows, ex_cols, gt_rows,
     scores = score_fn(params, u)  # [B, I]
     rankable = jnp.broadcast_to(item_mask, (b, num_items)).at[er, ec].set(False, mode="drop")
     relevant = jnp.zeros((b, num_items), bool).at[gr, gc].set(True, mode="drop")
-    per_user, items, top_scores = metrics_lib.dense_metrics(scores, relevant, rankable, ks)
+    per_user, items, _ = metrics_lib.dense_metrics(scores, relevant, rankable, ks)
     items = jnp.where(v[:, None], items, -1)  # padded users recommend nothing
     covered = metrics_lib.coverage_update(covered, items, ks)
     # NaN sorts first in top_k, so the first slot reveals a NaN among rankable scores without
-    # another pass over the [B, I] scores (the memory-bound part on CPU at Gowalla size).
-    nan_users = jnp.sum(jnp.isnan(top_scores[:, 0]) & v)
+    # another pass over the [B, I] scores (the memory-bound part on CPU at Gowalla size). The
+    # score is re-read from `scores` at the top item: consuming `top_scores` inside the scan
+    # makes XLA:CPU 20-50x slower (0.317 -> 0.018 s per ml-100k evaluation, measured).
+    first = jnp.take_along_axis(scores, jnp.maximum(items[:, :1], 0), axis=1)[:, 0]
+    nan_users = jnp.sum(jnp.isnan(first) & v)
     return covered, (per_user, nan_users)
 
   covered0 = jnp.zeros((len(ks), num_items), bool)
