@@ -206,7 +206,8 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
 
   Args:
     model: a model built with `num_nodes` equal to the padded graph's node count and the
-      "segment" propagation backend (the dense one would all-reduce an [N, N] matrix per layer).
+      "segment" propagation backend (dense would all-reduce an [N, N] matrix per layer; csr is
+      a host callback XLA cannot partition).
     config: the run's Config (loss, negatives, l2, ...).
     mesh: from `make_mesh`.
     num_users: U.
@@ -220,9 +221,11 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
   """
   backend = getattr(model, "_backend", "segment")
   if backend != "segment":
+    why = ("a host callback that XLA cannot partition" if backend == "csr" else
+           "an [N, N] adjacency that would be all-reduced in every layer")
     raise ConfigError(f"sharded training needs propagation=segment (the model resolves "
-                      f"{getattr(model, 'backend', backend)!r} to {backend!r}, whose [N, N] "
-                      "adjacency would be all-reduced in every layer); --set propagation=segment")
+                      f"{getattr(model, 'backend', backend)!r} to {backend!r}: {why}); "
+                      "--set propagation=segment")
   from gnnrec_jax import train  # train imports the whole stack; keep parallel importable alone
   single = train.make_train_step(model, config, num_users=num_users, num_items=num_items)
 
