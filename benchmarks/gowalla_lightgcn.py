@@ -25,7 +25,9 @@ import sys
 import threading
 import time
 
-GOWALLA_DIR = "/work/shared/data/gowalla"
+# The shared data folder sits beside the repository (see ../shared/data/README.md).
+GOWALLA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                            "shared", "data", "gowalla"))
 
 
 def read_history(path: str) -> list[dict]:
