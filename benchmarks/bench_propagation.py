@@ -136,7 +136,8 @@ def main(argv=None) -> int:
                       help="time csr once per thread count (GNNREC_CSR_THREADS); default: as set")
   parser.add_argument("--dim", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=7)
-  parser.add_argument("--gowalla-dir", default="/work/shared/data/gowalla")
+  parser.add_argument("--gowalla-dir", default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "gowalla"))
   args = parser.parse_args(argv)
 
   import jax

@@ -32,7 +32,8 @@ import subprocess
 import sys
 import time
 
-GOWALLA_DIR = "/work/shared/data/gowalla"
+GOWALLA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                           "gowalla")  # ../shared/data beside the repository
 
 
 def make_config(dataset: str, backend: str, model: str = "lightgcn"):

@@ -72,7 +72,8 @@ def main(argv=None) -> int:
                       help="torch threads of RecBole (see benchmarks/peers/README.md: 2 threads "
                       "under load are 10x slower)")
   parser.add_argument("--backend", default="auto", help="our propagation backend")
-  parser.add_argument("--gowalla-dir", default="/work/shared/data/gowalla")
+  parser.add_argument("--gowalla-dir", default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "gowalla"))
   args = parser.parse_args(argv)
   if not os.path.exists(RECBOLE_PY):
     print(f"no RecBole venv at {RECBOLE_PY}; run bash benchmarks/peers/setup_recbole_venv.sh",
