@@ -41,7 +41,9 @@ Several hosts: start one process per host (each sees its local accelerators) and
 `initialize_distributed()` before any other JAX call, e.g. on host k of n
 
   JAX_COORDINATOR_ADDRESS=10.0.0.1:1234 JAX_NUM_PROCESSES=n JAX_PROCESS_ID=k \\
-      python -m gnnrec_jax train ...
+      python my_sharded_training.py      # a script built on the usage above
+
+(`gnnrec-jax train` itself trains on one device; the sharded step is a library API.)
 
 (under Slurm or Open MPI the three variables are detected automatically: `srun python ...`).
 `jax.devices()` then lists the devices of all hosts, `make_mesh()` spans them, and every process
