@@ -1,7 +1,8 @@
 """The seed document's worked example (§4.3), recomputed with SoftmaxEdgeConv.
 
-Seed: ../shared/seed/000_edfa8df22486af57.txt (beside the repository). 3 users, 3 items, relation weights u1-i1 0.8,
-u1-i2 0.2, u2-i2 0.6, u2-i3 0.4, u3-i3 0.8, and initial vectors [0.5, 0.5] for every user and item.
+Seed: ../shared/seed/000_edfa8df22486af57.txt (beside the repository). 3 users, 3 items,
+relation weights u1-i1 0.8, u1-i2 0.2, u2-i2 0.6, u2-i3 0.4, u3-i3 0.8, and initial vectors
+[0.5, 0.5] for every user and item.
 Its feature tables ([0.1, 0.2], [0.3, 0.4], [0.5, 0.6] for users and items) are never used in its
 arithmetic; `test_seed_feature_table_as_initial_vectors` uses them as a non-degenerate example.
 
