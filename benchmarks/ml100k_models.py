@@ -165,8 +165,8 @@ def best_valid(workdir: str, metric: str) -> float | None:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--models", default=",".join(MODELS),
-                      help=f"comma-separated, from {', '.join(MODELS)}; MODEL+full or MODEL+fullcos "
-                      "for the full-softmax prototypes")
+                      help=f"comma-separated, from {', '.join(MODELS)}; MODEL+full or "
+                      "MODEL+fullcos for the full-softmax prototypes")
   parser.add_argument("--set", dest="overrides", action="append", default=[],
                       metavar="KEY=VALUE", help="config override for every model (repeatable)")
   parser.add_argument("--workdir", default="/tmp/ml100k_runs", help="one subfolder per model")

@@ -17,8 +17,8 @@ SOFTMAX_TRAINING = dict(
     loss="softmax",            # sampled softmax: valid NDCG@20 .2364 after 4 epochs vs .1376 (BPR)
     num_negatives=64,          # 64 at tau .2 beat 128 at tau .1 (.2709 vs .2654) at half the cost
     softmax_temperature=0.2,   # see num_negatives; .1 plateaued by epoch 14
-    l2=1e-2,                   # best valid of {1e-4, 1e-3, 1e-2}: .2709, .2781, .2861 (3e-2: slower)
-    lr=1e-2,                   # valid .2849 in 18 epochs; 5e-3 reached .2861 only at its 30-epoch cap
+    l2=1e-2,                   # valid of {1e-4, 1e-3, 1e-2}: .2709, .2781, .2861 (3e-2: slower)
+    lr=1e-2,                   # valid .2849 in 18 epochs; 5e-3: .2861 only at its 30-epoch cap
     epochs=60,                 # a cap above the 18-30 epochs the tuned runs needed
     eval_every=2,              # validation every 2 epochs, as in every tuning run
     patience=3,                # 3 evaluations = 6 epochs without a better valid NDCG@20
