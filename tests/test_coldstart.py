@@ -133,10 +133,12 @@ def test_cold_nodes_do_not_read_their_id_vectors():
     p2 = {**params, "inputs": {**params["inputs"], "embedding": table}}
     _, items2 = embed(p2, inputs, has_id)
     assert (not np.allclose(items2[item], items[item])) == changes
-  # With every ID used (the trainer's embed) the cold item does read its row.
-  _, items_all = train.make_embed_fn(model, num_users=exp.num_users,
-                                     num_items=exp.num_items)(params, inputs)
+  # With every ID used the cold item does read its row; the trainer's embed masks it too.
+  _, items_all = embed(params, inputs, jnp.ones_like(has_id))
   assert not np.allclose(items_all[cold], items[cold])
+  _, items_trainer = train.make_embed_fn(model, num_users=exp.num_users,
+                                         num_items=exp.num_items)(params, train.device_inputs(exp))
+  np.testing.assert_allclose(items_trainer, items, rtol=1e-6, atol=1e-6)
   blocks = coldstart.evaluate_blocks(exp, model, params, inputs, target=exp.split.test,
                                      exclude=[exp.split.train, exp.split.valid])
   assert blocks["cold"]["num_pairs"] > 0 and blocks["warm"]["num_pairs"] > 0
