@@ -11,15 +11,17 @@ Design (static shapes, one compiled program per evaluation set):
     (about nnz/num_batches), where a padded [B, max_degree] index array scatters B * max_degree
     (ml-100k: max train degree 737, 8x the mean; Gowalla likewise heavy-tailed).
   * All batches run inside one `lax.scan` under one `jit`: one dispatch, no host sync between
-    batches. The host computes nothing per batch at evaluation time.
+    batches. The host computes nothing per batch at evaluation time, and the host-side
+    preparation of a (exclude, target) pair is cached across calls (validation every epoch).
   * `score_fn(params, user_ids [B]) -> [B, I]` is a static argument: pass a module-level
     function (or the same object every time), not a fresh lambda, or every call recompiles.
     `params` is any pytree of arrays and is an argument of the jitted program, never a constant.
 """
 from __future__ import annotations
 
+import collections
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -121,16 +123,8 @@ def evaluate_full_ranking(
   if mask.shape != (num_items,):
     raise ConfigError(f"item_mask has shape {mask.shape}, expected ({num_items},)")
 
-  seen = _csr(exclude, num_users, num_items, "exclude")
-  truth = _csr([target], num_users, num_items, "target")
-  truth = (truth > seen).multiply(mask[None, :]).tocsr()  # target minus seen, rankable only
-  truth.eliminate_zeros()
-  has_truth = np.diff(truth.indptr) > 0
-  if user_subset is not None:
-    subset = np.zeros(num_users, bool)
-    subset[np.asarray(user_subset, np.int64)] = True
-    has_truth &= subset
-  users = np.flatnonzero(has_truth).astype(np.int32)
+  prep = _prepare(exclude, target, num_users, num_items, mask, user_subset, batch_size)
+  users = prep.users
 
   out: dict[str, float] = {}
   num_rankable = int(mask.sum())
@@ -143,19 +137,7 @@ def evaluate_full_ranking(
                                   for k in ks for m in metrics_lib.METRICS}}
     return (out, per_user) if return_per_user else out
 
-  # Small sets get a power-of-two batch so that tiny evaluations stay cheap but few shapes exist.
-  b = min(batch_size, 1 << int(np.ceil(np.log2(len(users)))))
-  num_batches = -(-len(users) // b)
-  padded = np.zeros(num_batches * b, np.int32)
-  padded[:len(users)] = users
-  valid = np.arange(num_batches * b) < len(users)
-  ex_rows, ex_cols = _batched_coo(seen, users, num_batches, b, num_items)
-  gt_rows, gt_cols = _batched_coo(truth, users, num_batches, b, num_items)
-
-  per_user_dev, covered, nans = _evaluate_batches(
-      score_fn, params, jnp.asarray(padded.reshape(num_batches, b)),
-      jnp.asarray(valid.reshape(num_batches, b)), jnp.asarray(ex_rows), jnp.asarray(ex_cols),
-      jnp.asarray(gt_rows), jnp.asarray(gt_cols), jnp.asarray(mask), ks=ks)
+  per_user_dev, covered, nans = _evaluate_batches(score_fn, params, *prep.device, ks=ks)
   nans = int(nans)
   if nans:
     raise TrainingError(f"score_fn returned NaN scores for {nans} of {len(users)} users")
@@ -170,6 +152,63 @@ def evaluate_full_ranking(
     out[f"coverage@{k}"] = float(covered[j]) / num_rankable
   out["num_users"] = int(len(users))
   return (out, per_user) if return_per_user else out
+
+
+class _Prepared(NamedTuple):
+  users: np.ndarray                 # [n] evaluated users, in batch order
+  device: tuple                     # batched users, valid, seen and truth COO lists, item mask
+  keep: tuple                       # the inputs, held so that their ids stay unique while cached
+
+
+# Host-side preparation (CSR building, target minus seen, per-batch COO lists) is about half of
+# an ml-100k evaluation on CPU; validation repeats it with the same arrays every epoch, so the
+# last few results are kept, keyed by the identity of the (immutable) interaction arrays.
+_PREP_CACHE: "collections.OrderedDict[tuple, _Prepared]" = collections.OrderedDict()
+_PREP_CACHE_SIZE = 8
+
+
+def _prepare(exclude: Sequence[Interactions], target: Interactions, num_users: int,
+             num_items: int, mask: np.ndarray, user_subset, batch_size: int) -> _Prepared:
+  """Users to evaluate and the device arrays of `_evaluate_batches` (cached, see above)."""
+  parts = (*exclude, target)
+  key = (tuple((id(p.user), id(p.item), len(p)) for p in parts), len(exclude), num_users,
+         num_items, mask.tobytes(),
+         None if user_subset is None else np.asarray(user_subset, np.int64).tobytes(),
+         batch_size)
+  hit = _PREP_CACHE.get(key)
+  if hit is not None:
+    _PREP_CACHE.move_to_end(key)
+    return hit
+  seen = _csr(exclude, num_users, num_items, "exclude")
+  truth = _csr([target], num_users, num_items, "target")
+  truth = (truth > seen).multiply(mask[None, :]).tocsr()  # target minus seen, rankable only
+  truth.eliminate_zeros()
+  has_truth = np.diff(truth.indptr) > 0
+  if user_subset is not None:
+    subset = np.zeros(num_users, bool)
+    subset[np.asarray(user_subset, np.int64)] = True
+    has_truth &= subset
+  users = np.flatnonzero(has_truth).astype(np.int32)
+  device = ()
+  if len(users):
+    # Small sets get a power-of-two batch so that tiny evaluations stay cheap but few shapes
+    # exist.
+    b = min(batch_size, 1 << int(np.ceil(np.log2(len(users)))))
+    num_batches = -(-len(users) // b)
+    padded = np.zeros(num_batches * b, np.int32)
+    padded[:len(users)] = users
+    valid = np.arange(num_batches * b) < len(users)
+    ex_rows, ex_cols = _batched_coo(seen, users, num_batches, b, num_items)
+    gt_rows, gt_cols = _batched_coo(truth, users, num_batches, b, num_items)
+    device = (jnp.asarray(padded.reshape(num_batches, b)),
+              jnp.asarray(valid.reshape(num_batches, b)), jnp.asarray(ex_rows),
+              jnp.asarray(ex_cols), jnp.asarray(gt_rows), jnp.asarray(gt_cols),
+              jnp.asarray(mask))
+  prep = _Prepared(users, device, (parts, user_subset))
+  _PREP_CACHE[key] = prep
+  while len(_PREP_CACHE) > _PREP_CACHE_SIZE:
+    _PREP_CACHE.popitem(last=False)
+  return prep
 
 
 @functools.partial(jax.jit, static_argnames=("score_fn", "ks"))

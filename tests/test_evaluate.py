@@ -122,3 +122,22 @@ def test_embeddings_sizes_are_checked():
   assert got["num_users"] > 0
   with pytest.raises(ConfigError, match="num_items=30"):
     ev.evaluate_embeddings(user_emb, item_emb, num_items=I - 1, exclude=[train], target=test)
+
+
+def test_host_preparation_is_cached_per_interaction_arrays():
+  user_emb, item_emb, train, valid, test = random_problem(11)
+  kw = dict(exclude=[train], target=valid, ks=KS, batch_size=16)
+  ev._PREP_CACHE.clear()
+  first = ev.evaluate_embeddings(user_emb, item_emb, **kw)
+  assert len(ev._PREP_CACHE) == 1
+  again = ev.evaluate_embeddings(user_emb, item_emb, **kw)
+  assert again == first and len(ev._PREP_CACHE) == 1  # reused, same numbers
+  # Same length, other content: a new entry and the reference's numbers, never the stale ones.
+  other = Interactions(valid.user[::-1].copy(), (valid.item + 1) % I)
+  got = ev.evaluate_embeddings(user_emb, item_emb, exclude=[train], target=other, ks=KS,
+                               batch_size=16)
+  assert len(ev._PREP_CACHE) == 2
+  ref = metrics_numpy(user_emb @ item_emb.T, per_user_lists([other], U),
+                      per_user_lists([train], U), KS)
+  for key, value in ref.items():
+    assert got[key] == pytest.approx(value, abs=1e-6), key
