@@ -126,7 +126,6 @@ def probe(args) -> int:
 
 
 def bench(args) -> list[dict]:
-  import jax
   from gnnrec_jax import experiment
   from gnnrec_jax.propagate import DENSE_MAX_NODES
   rows = []

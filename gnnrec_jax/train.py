@@ -28,7 +28,6 @@ import time
 import warnings
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -3,11 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from gnnrec_jax import cli
-from gnnrec_jax.data import atomic, lastfm, lightgcn_format, movielens, registry, tabular
+from gnnrec_jax.data import atomic, lastfm, lightgcn_format, movielens, tabular
 from gnnrec_jax.data.checks import DataWarning
 from gnnrec_jax.errors import ConfigError, DataError
 

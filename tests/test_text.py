@@ -8,7 +8,6 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import jax
 import jax.numpy as jnp
