@@ -213,7 +213,8 @@ def _check_workdir(workdir: str, exp: Experiment, resume: bool, overwrite: bool)
                           "or --overwrite to start over")
 
 
-def evaluate_params(embed, params, inputs, exp: Experiment, *, target, exclude) -> dict[str, float]:
+def evaluate_params(embed, params, inputs, exp: Experiment, *, target,
+                    exclude) -> dict[str, float]:
   user_emb, item_emb = embed(params, inputs)
   return evaluate.evaluate_embeddings(
       user_emb, item_emb, num_users=exp.num_users, num_items=exp.num_items, exclude=exclude,

@@ -45,10 +45,9 @@ def run(args) -> int:
     x = ease_runner.train_matrix(exp)
     b = np.asarray(params["B"])
   else:
-    from gnnrec_jax import coldstart  # cold items/users are embedded without ID vectors
-    embed = coldstart.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    has_id = coldstart.has_id_mask(exp.split.train, exp.num_users, exp.num_items)
-    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs, jnp.asarray(has_id)))
+    from gnnrec_jax import train  # inputs carry has_id: cold nodes are embedded without IDs
+    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
 
   if args.user:
     if args.user not in ds.users:
