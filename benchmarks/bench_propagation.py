@@ -1,7 +1,8 @@
 """One LightGCN propagation step, out = D^-1/2 A D^-1/2 x, per `weighted_sum` backend vs scipy.
 
   python benchmarks/bench_propagation.py [--datasets ml-100k gowalla] [--repeats 7] [--dim 64] \
-      [--gowalla-dir /work/shared/data/gowalla] [--backends segment dense csr]
+      [--gowalla-dir /work/shared/data/gowalla] [--backends segment dense csr scipy] \
+      [--csr-threads 1 2]
 
 For each dataset the graph is built once, then the contenders run in turns (scipy, backend 1,
 backend 2, ..., scipy, ...), so that on a shared machine all of them see the same load; min and
@@ -82,14 +83,16 @@ def bench_dataset(name: str, graph, *, backends, dim: int, repeats: int,
     def fwd(x, g, b=b):
       return weighted_sum(x, g, g.edges["norm"], num_nodes=n, backend=b)
 
-    fwd_j = jax.jit(fwd)
-    vg_j = jax.jit(jax.value_and_grad(lambda x, c, g, f=fwd: jnp.sum(f(x, g) * c)))
-    out = np.asarray(fwd_j(xj, g))
-    err = float(np.abs(out - ref).max())
-    if err > 1e-4:
-      raise AssertionError(f"{name}/{b}: max |out - scipy| = {err}")
-    vg_j(xj, cj, g)[1].block_until_ready()  # compile outside the timed turns
-    for t in (csr_threads or [None]) if b == "csr" else [None]:
+    for t in (csr_threads or [None]) if b in ("csr", "scipy") else [None]:
+      # Fresh jits per thread count: the native kernels read the cap when tracing, scipy when
+      # called, so both run under the variable.
+      fwd_j = jax.jit(fwd)
+      vg_j = jax.jit(jax.value_and_grad(lambda x, c, g, f=fwd: jnp.sum(f(x, g) * c)))
+      out = np.asarray(_with_threads(lambda f=fwd_j: f(xj, g), t)())
+      err = float(np.abs(out - ref).max())
+      if err > 1e-4:
+        raise AssertionError(f"{name}/{b}: max |out - scipy| = {err}")
+      _with_threads(lambda f=vg_j: f(xj, cj, g)[1].block_until_ready(), t)()  # compile now
       label = b if t is None else f"{b}[t={t}]"
       contenders[label] = {
           "fwd": _with_threads(lambda f=fwd_j: f(xj, g).block_until_ready(), t),
@@ -131,9 +134,10 @@ def load_graph(name: str, gowalla_dir: str):
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--datasets", nargs="+", default=["ml-100k", "gowalla"])
-  parser.add_argument("--backends", nargs="+", default=["segment", "dense", "csr"])
+  parser.add_argument("--backends", nargs="+", default=["segment", "dense", "csr", "scipy"])
   parser.add_argument("--csr-threads", nargs="+", type=int, default=None,
-                      help="time csr once per thread count (GNNREC_CSR_THREADS); default: as set")
+                      help="time csr and scipy once per thread count (GNNREC_CSR_THREADS); "
+                      "default: as set (csr: every core of XLA's pool; scipy: 1)")
   parser.add_argument("--dim", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=7)
   parser.add_argument("--gowalla-dir", default=os.path.join(
@@ -142,6 +146,7 @@ def main(argv=None) -> int:
 
   import jax
 
+  from gnnrec_jax import kernels
   from gnnrec_jax.propagate import csr_threads
 
   load_start = os.getloadavg()
@@ -161,7 +166,8 @@ def main(argv=None) -> int:
       "benchmark": "propagation", "device": str(jax.devices()[0]),
       "platform": jax.default_backend(), "jax_version": jax.__version__,
       "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-      "csr_threads": csr_threads(), "repeats": args.repeats,
+      "csr_threads": csr_threads(), "native_kernels": kernels.available(),
+      "repeats": args.repeats,
       "loadavg_start": load_start, "loadavg_end": load_end, "results": rows}))
   return 0
 

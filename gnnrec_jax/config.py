@@ -49,7 +49,7 @@ class Config:
   self_loops: bool = False
   weighted_norm: bool = False    # LightGCN normalises the binary adjacency
   social: bool = False           # add user-user trust edges when the dataset has them
-  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr": see gnnrec_jax/propagate.py
+  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/propagate.py
   # --- loss and sampling -----------------------------------------------------------------------
   loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE)
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
@@ -154,7 +154,7 @@ def validate(config: Config) -> Config:
       (c.split in ("random", "loo", "temporal", "cold_item", "predefined"), "split must be random|loo|temporal|cold_item|predefined"),
       (len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6, "split_ratios must be three numbers summing to 1"),
       (0.0 < c.cold_fraction < 1.0, "cold_fraction must be in (0, 1)"),
-      (c.propagation in ("auto", "segment", "dense", "csr"), "propagation must be auto|segment|dense|csr"),
+      (c.propagation in ("auto", "segment", "dense", "csr", "scipy"), "propagation must be auto|segment|dense|csr|scipy"),
       (c.text_features in ("", "history", "profile", "both", "none"),
        "text_features must be empty (ID only) or history|profile|both|none"),
       (c.use_id_embedding or bool(c.text_features), "use_id_embedding=false needs text_features"),

@@ -42,7 +42,9 @@ def build_graph(
 
   Returns:
     A single `GraphsTuple` with `n_node = [U + I]`, `nodes = None` (features live in the model)
-    and `edges = {"weight", "norm", "mask"}`.
+    and `edges = {"weight", "norm", "mask", "reverse"}`; `reverse[e]` is the index of the edge
+    going the other way (every edge has one: the graph is built in both directions), which
+    lets the native `csr` propagation compute A^T x without re-sorting (gnnrec_jax/propagate.py).
   """
   u = train.user.astype(np.int64)
   i = train.item.astype(np.int64) + num_users
@@ -76,15 +78,33 @@ def build_graph(
   norm = (inv_sqrt[senders] * a * inv_sqrt[receivers]).astype(np.float32)
 
   e = len(senders)
+  edges = {"weight": weights, "norm": norm, "mask": np.ones(e, np.float32)}
+  reverse = reverse_edges(senders, receivers, n)
+  if reverse is not None:  # None only with duplicate edges (a social pair repeating another)
+    edges["reverse"] = reverse
   return jraph.GraphsTuple(
       nodes=None,
-      edges={"weight": weights, "norm": norm, "mask": np.ones(e, np.float32)},
+      edges=edges,
       senders=senders.astype(np.int32),
       receivers=receivers.astype(np.int32),
       n_node=np.array([n], np.int32),
       n_edge=np.array([e], np.int32),
       globals=None,
   )
+
+
+def reverse_edges(senders: np.ndarray, receivers: np.ndarray, n: int) -> np.ndarray | None:
+  """rev[e] = the index of the edge receivers[e] -> senders[e], for edges sorted by (receiver,
+  sender); None when some edge has no reverse or an edge repeats (then A^T is not A's structure
+  read backwards, and the kernels re-sort instead)."""
+  key = receivers.astype(np.int64) * n + senders
+  if len(key) > 1 and not np.all(key[1:] > key[:-1]):
+    return None  # not strictly sorted: duplicates (or not sorted by (receiver, sender))
+  want = senders.astype(np.int64) * n + receivers
+  rev = np.searchsorted(key, want)
+  if len(key) and (np.any(rev >= len(key)) or np.any(key[np.minimum(rev, len(key) - 1)] != want)):
+    return None
+  return rev.astype(np.int32)
 
 
 def num_nodes(graph: jraph.GraphsTuple) -> int:
@@ -114,8 +134,8 @@ def adjacency(graph: jraph.GraphsTuple, *, values: str = "norm") -> sp.csr_matri
 def pad_graph(graph: jraph.GraphsTuple, *, n_node: int, n_edge: int) -> jraph.GraphsTuple:
   """Pads to exactly `n_node` nodes and `n_edge` edges for static shapes under jit.
 
-  Padding edges connect the last padding node to itself with weight and norm 0 and mask 0, so
-  sums over them add nothing; padding nodes have no real neighbours. Like `jraph.pad_with_graphs`
+  Padding edges connect the last padding node to itself with weight and norm 0 and mask 0 (and
+  are their own reverse), so sums over them add nothing; padding nodes have no real neighbours. Like `jraph.pad_with_graphs`
   but keeping one graph, since the whole interaction graph is one graph.
   """
   n0, e0 = num_nodes(graph), int(np.asarray(graph.senders).shape[0])
@@ -125,7 +145,10 @@ def pad_graph(graph: jraph.GraphsTuple, *, n_node: int, n_edge: int) -> jraph.Gr
   pad_e = n_edge - e0
   last = n_node - 1
   edges = {k: np.concatenate([np.asarray(v), np.zeros(pad_e, np.float32)])
-           for k, v in graph.edges.items()}
+           for k, v in graph.edges.items() if k != "reverse"}
+  if "reverse" in graph.edges:  # a padding edge last -> last is its own reverse
+    edges["reverse"] = np.concatenate([np.asarray(graph.edges["reverse"]),
+                                       np.arange(e0, n_edge, dtype=np.int32)])
   return graph._replace(
       edges=edges,
       senders=np.concatenate([np.asarray(graph.senders), np.full(pad_e, last, np.int32)]),

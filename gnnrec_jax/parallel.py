@@ -223,8 +223,9 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
   """
   backend = getattr(model, "_backend", "segment")
   if backend != "segment":
-    why = ("a host callback that XLA cannot partition" if backend == "csr" else
-           "an [N, N] adjacency that would be all-reduced in every layer")
+    why = {"csr": "a native custom call that XLA cannot partition",
+           "scipy": "a host callback that XLA cannot partition"}.get(
+               backend, "an [N, N] adjacency that would be all-reduced in every layer")
     raise ConfigError(f"sharded training needs propagation=segment (the model resolves "
                       f"{getattr(model, 'backend', backend)!r} to {backend!r}: {why}); "
                       "--set propagation=segment")

@@ -3,30 +3,29 @@
 Every layer in `gnnrec_jax.layers` aggregates through `weighted_sum`, so a faster backend (a CSR
 kernel, a bipartite [U, I] matmul) can be added here without touching the layers.
 
-Backends of `weighted_sum`:
+Backends of `weighted_sum` and `edge_dot`:
   segment: `x[senders] * w` then `jax.ops.segment_sum` over receivers, O(E d). Edges are sorted by
     receiver (`gnnrec_jax.graph.build_graph` guarantees it), hence `indices_are_sorted=True`.
+    The choice on GPU/TPU.
   dense:   scatter the edge weights into an [N, N] matrix inside jit, then one matmul, O(N^2 d).
-    On CPU the matmul is far faster than the scatter of [E, d] rows when N is a few thousand
-    (ml-100k: N = 2,625, E = 160k); memory is N^2 floats per head.
-  csr:     (CPU) scipy's CSR sparse-times-dense product on the host through `jax.pure_callback`,
-    O(E d) with no [E, d] intermediate: XLA's CPU gather + scatter-add streams the [E, d] messages
-    through memory and ran 5-7x slower on Gowalla (one layer, N = 70k, E = 1.6M, d = 64: about
-    0.06 s for scipy vs 0.30 s for segment). The row pointers are computed inside jit from the
-    sorted receivers (a binary search, a few ms on Gowalla, shared by all layers), and the host
-    wraps them, the senders and the weights in a scipy matrix without copying, so the matrix is
-    never a jit constant and no host-side state exists. A `custom_vjp` gives the gradients:
-    dx = A^T g is the same product with the transposed (CSC) view of the matrix, and
-    dw_e = <g[r_e], x[s_e]> is computed with XLA gathers, which XLA removes when the weights need
-    no gradient (LightGCN's fixed norm). scipy releases the GIL, so the product can be split over
-    threads: `GNNREC_CSR_THREADS` (default 1, see `csr_threads`). Off CPU the host round trip
-    would dominate, so "csr" resolves to "segment" there. Edges must be sorted by receiver (an
-    error is raised otherwise). Attention logits (`edge_dot`) have no scipy kernel: "csr" uses
-    the dense product up to DENSE_MAX_NODES nodes and gathers above.
-  auto:    CPU: csr at every size. It beat dense even on ml-100k (N = 2,625), for fixed weights
-    (LightGCN train step 12-24 ms vs 100 ms) and for learned ones (SoftmaxGNN 304 vs 370 ms;
-    benchmarks/bench_train.py, shared 2-core machine). GPU/TPU: segment (not measured: no
-    accelerator was available when this was written).
+    Memory is N^2 floats per head; kept for small graphs and as a cross-check.
+  csr:     (CPU) native CSR kernels (`gnnrec_jax.kernels`: C++ XLA FFI custom calls built on first
+    use): SpMM for the neighbour sum, SDDMM for edge dot products, each walking the edges once
+    with the output row in registers, on XLA's own thread pool, no [E, d] intermediate and no
+    host round trip. A `custom_vjp` gives the gradients with the same kernels: dx = A^T g, which
+    for a structurally symmetric graph (every graph `build_graph` makes; it stores the reverse
+    of each edge in `graph.edges["reverse"]`) is A's own product with each edge reading its
+    reverse's weight, else the kernel re-sorts the edges by sender; dw_e = <g[r_e], x[s_e]> by
+    SDDMM, which XLA removes when the weights need no gradient (LightGCN's fixed norm). Measured
+    on the development CPU (benchmarks/bench_propagation.py): one Gowalla SpMM (1.6M edges,
+    d = 64) 4-8 ms against scipy's 22 ms and segment's 90 ms. Where the kernels cannot be
+    built (no C++ compiler) or `GNNREC_NATIVE=0`, "csr" means "scipy".
+  scipy:   (CPU) scipy's CSR product on the host through `jax.pure_callback`, with the same
+    custom VJP (A^T g through the CSC view). The fallback of "csr", 3-5x slower than the native
+    kernels and a host round trip per call; float64 inputs always take it (the native kernels
+    are float32). Threads: `GNNREC_CSR_THREADS` (default 1, see `csr_threads`).
+  auto:    CPU: csr. GPU/TPU: segment (not measured: no accelerator was available when this was
+    written).
 
 Both functions take the static node count `num_nodes` as an argument: `graph.n_node` is a traced
 array under jit, so the count must come from a static module attribute.
@@ -43,9 +42,10 @@ import jraph
 import numpy as np
 import scipy.sparse as sp
 
+from gnnrec_jax import kernels
 from gnnrec_jax.errors import ConfigError
 
-BACKENDS = ("auto", "segment", "dense", "csr")
+BACKENDS = ("auto", "segment", "dense", "csr", "scipy")
 DENSE_MAX_NODES = 8192  # one [N, N] float32 matrix is 256 MiB at this size (edge_dot's limit)
 
 
@@ -53,12 +53,13 @@ def resolve_backend(backend: str, num_nodes: int, *, platform: str | None = None
   """The concrete backend that `backend` means for `num_nodes` nodes on `platform`.
 
   Args:
-    backend: "auto" | "segment" | "dense" | "csr".
+    backend: "auto" | "segment" | "dense" | "csr" | "scipy".
     num_nodes: N, static.
     platform: "cpu", "gpu", "tpu", ...; default `jax.default_backend()`.
 
   Returns:
-    "segment", "dense" or "csr" ("csr" only on CPU; see the module docstring).
+    "segment", "dense", "csr" or "scipy" ("csr" and "scipy" only on CPU, "csr" only where the
+    native kernels are available; see the module docstring).
 
   Raises:
     ConfigError: an unknown backend name.
@@ -68,8 +69,12 @@ def resolve_backend(backend: str, num_nodes: int, *, platform: str | None = None
                       f"{', '.join(BACKENDS)}")
   del num_nodes  # every rule measured so far is size-independent; kept for size-based rules
   on_cpu = (platform or jax.default_backend()) == "cpu"
-  if backend in ("auto", "csr"):
-    return "csr" if on_cpu else "segment"
+  if backend in ("auto", "csr", "scipy"):
+    if not on_cpu:
+      return "segment"
+    if backend == "scipy" or not kernels.available():
+      return "scipy"
+    return "csr"
   return backend
 
 
@@ -83,7 +88,7 @@ def weighted_sum(x: jax.Array, graph: jraph.GraphsTuple, weights: jax.Array, *,
     weights: [E] or [E, H] edge weights. Padding edges must carry weight 0 (the graph's `norm`
       and `edge_softmax` both guarantee it), which is why no mask is applied here.
     num_nodes: N, static.
-    backend: "segment" | "dense" | "csr" | "auto" (see the module docstring).
+    backend: "segment" | "dense" | "csr" | "scipy" | "auto" (see the module docstring).
 
   Returns:
     [N, d] (or [N, H, dh]) aggregated messages; a node without incoming edges gets zeros.
@@ -93,9 +98,14 @@ def weighted_sum(x: jax.Array, graph: jraph.GraphsTuple, weights: jax.Array, *,
   multi_head = weights.ndim == 2
   if multi_head and x.ndim != 3:
     raise ValueError(f"weights of shape {weights.shape} need x of shape [N, H, dh], got {x.shape}")
-  if backend == "csr":
-    if x.shape[0] != num_nodes:
-      raise ValueError(f"x has {x.shape[0]} rows but num_nodes is {num_nodes}")
+  if backend in ("csr", "scipy") and x.shape[0] != num_nodes:
+    raise ValueError(f"x has {x.shape[0]} rows but num_nodes is {num_nodes}")
+  if backend == "csr" and x.dtype != jnp.float64:
+    w2 = weights if multi_head else weights[:, None]  # [E, H]
+    out = _native_weighted_sum(x.reshape(num_nodes, -1).astype(jnp.float32), senders,
+                               receivers, w2.astype(jnp.float32), _reverse(graph))
+    return out.reshape(x.shape).astype(x.dtype)
+  if backend in ("csr", "scipy"):
     return _csr_weighted_sum(x, senders, receivers, weights.astype(x.dtype))
   if backend == "dense":
     if multi_head:
@@ -111,7 +121,63 @@ def weighted_sum(x: jax.Array, graph: jraph.GraphsTuple, weights: jax.Array, *,
   return jax.ops.segment_sum(msgs, receivers, num_segments=num_nodes, indices_are_sorted=True)
 
 
-# --- csr backend -------------------------------------------------------------------------------
+# --- csr backend: native kernels ----------------------------------------------------------------
+def _reverse(graph: jraph.GraphsTuple) -> jax.Array | None:
+  edges = graph.edges if isinstance(graph.edges, dict) else {}
+  return edges.get("reverse")
+
+
+def _transposed(receivers, senders, weights, x, reverse):
+  """A^T x: through the reverse-edge index when the graph has one, else the kernel's re-sort."""
+  if reverse is None:
+    return kernels.spmm(receivers, senders, weights, x, transpose=True)
+  return kernels.spmm(receivers, senders, weights, x, weight_index=reverse)
+
+
+@jax.custom_vjp
+def _native_weighted_sum(x, senders, receivers, weights, reverse):
+  del reverse
+  return kernels.spmm(receivers, senders, weights, x)
+
+
+def _native_ws_fwd(x, senders, receivers, weights, reverse):
+  out = kernels.spmm(receivers, senders, weights, x)
+  return out, (x, senders, receivers, weights, reverse)
+
+
+def _native_ws_bwd(res, g):
+  x, senders, receivers, weights, reverse = res
+  dx = _transposed(receivers, senders, weights, g, reverse)
+  # Dead code (removed by XLA) when no gradient w.r.t. the weights is used.
+  dw = kernels.sddmm(receivers, senders, g, x, heads=weights.shape[1])
+  return dx, None, None, dw, None
+
+
+_native_weighted_sum.defvjp(_native_ws_fwd, _native_ws_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _native_edge_dot(q, k, senders, receivers, reverse, heads):
+  del reverse
+  return kernels.sddmm(receivers, senders, q, k, heads=heads)
+
+
+def _native_ed_fwd(q, k, senders, receivers, reverse, heads):
+  return kernels.sddmm(receivers, senders, q, k, heads=heads), (q, k, senders, receivers, reverse)
+
+
+def _native_ed_bwd(heads, res, g):
+  del heads
+  q, k, senders, receivers, reverse = res
+  dq = kernels.spmm(receivers, senders, g, k)  # dq[r] = sum_e g_e k[s_e]
+  dk = _transposed(receivers, senders, g, q, reverse)  # dk[s] = sum_e g_e q[r_e]
+  return dq, dk, None, None, None
+
+
+_native_edge_dot.defvjp(_native_ed_fwd, _native_ed_bwd)
+
+
+# --- scipy backend (the csr fallback) ------------------------------------------------------------
 # Below this many multiply-adds (nnz * d) per thread, handing work to a second thread cost more
 # than it saved (ml-100k, 10M: 2 threads were slower; Gowalla, 104M: see bench_propagation).
 _THREAD_MIN_WORK = 1 << 25
@@ -239,13 +305,20 @@ def edge_dot(q: jax.Array, k: jax.Array, graph: jraph.GraphsTuple, *, num_nodes:
     backend: "segment" gathers [E, d] rows; "dense" computes all [N, N] products with one matmul
       and gathers E scalars, which on CPU is several times faster for N of a few thousand (the
       row gathers, and above all their scatter-add gradients, dominate otherwise). "csr" uses
-      the dense product when N <= DENSE_MAX_NODES and the gathers above it.
+      the native SDDMM kernel (gradients by SpMM); "scipy" (no sampled product there) uses the
+      dense product when N <= DENSE_MAX_NODES and the gathers above it.
 
   Returns:
     [E] (or [E, H]) logits.
   """
   backend = resolve_backend(backend, num_nodes)
-  if backend == "csr" and num_nodes <= DENSE_MAX_NODES:
+  if backend == "csr" and q.dtype != jnp.float64:
+    heads = q.shape[1] if q.ndim == 3 else 1
+    out = _native_edge_dot(q.reshape(num_nodes, -1).astype(jnp.float32),
+                           k.reshape(num_nodes, -1).astype(jnp.float32), graph.senders,
+                           graph.receivers, _reverse(graph), heads)
+    return (out if q.ndim == 3 else out[:, 0]).astype(q.dtype)
+  if backend in ("csr", "scipy") and num_nodes <= DENSE_MAX_NODES:
     backend = "dense"  # scipy has no sampled dense-dense product; the matmul is the fast one
   if backend == "dense":
     if q.ndim == 3:

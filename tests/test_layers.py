@@ -98,14 +98,19 @@ def test_edge_dot_backends_agree_with_loop(shape):
   s, r = np.asarray(g.senders), np.asarray(g.receivers)
   expected = np.stack([np.sum(np.asarray(q)[r[e]] * np.asarray(k)[s[e]], axis=-1)
                        for e in range(len(s))])
-  for backend in ("segment", "dense"):
+  backends = ("segment", "dense", "csr", "scipy")
+  for backend in backends:
     out = jax.jit(lambda q, k, g: edge_dot(q, k, g, num_nodes=N_PAD, backend=backend))(q, k, g)
-    np.testing.assert_allclose(out, expected, atol=1e-5)
-  grads = [jax.grad(lambda q, k: jnp.sum(jnp.tanh(
-      edge_dot(q, k, g, num_nodes=N_PAD, backend=b))), argnums=(0, 1))(q, k)
-      for b in ("segment", "dense")]
-  for a, b in zip(*grads):
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(out, expected, atol=1e-5, err_msg=backend)
+  # A graph without the reverse-edge index takes the kernel's re-sorting transpose instead.
+  no_rev = g._replace(edges={k: v for k, v in g.edges.items() if k != "reverse"})
+  grads = {(b, rev): jax.grad(lambda q, k: jnp.sum(jnp.tanh(
+      edge_dot(q, k, g if rev else no_rev, num_nodes=N_PAD, backend=b)) * k[:, None].sum()),
+      argnums=(0, 1))(q, k) for b in backends for rev in (True, False)}
+  ref = grads[("segment", True)]
+  for key, got in grads.items():
+    for a, b in zip(got, ref):
+      np.testing.assert_allclose(a, b, atol=1e-5, err_msg=str(key))
 
 
 # --- edge_softmax ------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""Every `weighted_sum` backend (segment, dense, csr) against a hand-computed example and scipy:
-values and gradients (x and weights), one and several heads, jit and no-jit, padded graphs,
-and the rules of `resolve_backend`."""
+"""Every `weighted_sum` backend (segment, dense, csr = native kernels, scipy) against a
+hand-computed example and scipy: values and gradients (x and weights), one and several heads,
+jit and no-jit, padded graphs, with and without the reverse-edge index, thread counts, and the
+rules of `resolve_backend`."""
 from __future__ import annotations
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -9,15 +12,15 @@ import jraph
 import numpy as np
 import pytest
 
-from gnnrec_jax import propagate
+from gnnrec_jax import kernels, propagate
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.graph import adjacency, build_graph, pad_graph
+from gnnrec_jax.graph import adjacency, build_graph, pad_graph, reverse_edges
 from gnnrec_jax.models import create_model
 from gnnrec_jax.propagate import resolve_backend, weighted_sum
 
-BACKENDS = ("segment", "dense", "csr")
+BACKENDS = ("segment", "dense", "csr", "scipy")
 U, I = 6, 9
 N_PAD, E_PAD = 20, 80
 
@@ -92,7 +95,7 @@ def test_gradients_agree_across_backends(jit, heads):
   results = {b: maybe_jit(jax.value_and_grad(lambda x, w, b=b: loss(x, w, b), argnums=(0, 1)),
                           jit)(x, w) for b in BACKENDS}
   ref_val, (ref_dx, ref_dw) = results["segment"]
-  for b in ("dense", "csr"):
+  for b in BACKENDS[1:]:
     val, (dx, dw) = results[b]
     np.testing.assert_allclose(val, ref_val, atol=1e-5, err_msg=b)
     np.testing.assert_allclose(dx, ref_dx, atol=1e-5, err_msg=b)
@@ -114,13 +117,13 @@ def test_csr_gradient_matches_finite_differences():
     np.testing.assert_allclose(dw[e], fd, rtol=2e-2, atol=1e-4)
 
 
-def test_csr_threads_give_the_same_result(monkeypatch):
+def test_scipy_threads_give_the_same_result(monkeypatch):
   g = dev(random_graph(7))
   n = U + I
   x = jnp.asarray(np.random.default_rng(8).standard_normal((n, 6)), jnp.float32)
   c = jnp.asarray(np.random.default_rng(9).standard_normal((n, 6)), jnp.float32)
   f = jax.jit(jax.value_and_grad(
-      lambda x: jnp.sum(weighted_sum(x, g, g.edges["norm"], num_nodes=n, backend="csr") * c)))
+      lambda x: jnp.sum(weighted_sum(x, g, g.edges["norm"], num_nodes=n, backend="scipy") * c)))
   monkeypatch.setenv("GNNREC_CSR_THREADS", "1")
   one = f(x)
   monkeypatch.setattr(propagate, "_THREAD_MIN_WORK", 1)  # split even this tiny product
@@ -131,25 +134,56 @@ def test_csr_threads_give_the_same_result(monkeypatch):
     np.testing.assert_allclose(several[1], one[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("reverse", [True, False])
+def test_native_threads_give_identical_results(monkeypatch, reverse):
+  # Big enough (40k edges x 64) for the kernels to use every thread of XLA's pool; each output
+  # row is summed by one thread in edge order, so the results are bitwise equal.
+  rng = np.random.default_rng(14)
+  users, items = 300, 500
+  key = np.unique(rng.integers(0, users * items, 20_000))
+  g = build_graph(Interactions(key // items, key % items, None), users, items)
+  if not reverse:
+    g = g._replace(edges={k: v for k, v in g.edges.items() if k != "reverse"})
+  g = dev(g)
+  n = users + items
+  x = jnp.asarray(rng.standard_normal((n, 64)), jnp.float32)
+  c = jnp.asarray(rng.standard_normal((n, 64)), jnp.float32)
+
+  def run():  # traced anew each time: the thread cap is read when tracing
+    f = lambda x, w: jnp.sum(weighted_sum(x, g, w, num_nodes=n, backend="csr") * c)
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, g.edges["norm"])
+
+  monkeypatch.setenv("GNNREC_CSR_THREADS", "1")
+  one = run()
+  monkeypatch.delenv("GNNREC_CSR_THREADS")
+  many = run()
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
+    np.testing.assert_array_equal(a, b)
+  want = adjacency(jax.tree.map(np.asarray, g)).T @ np.asarray(c)
+  np.testing.assert_allclose(one[1][0], want, atol=1e-4)
+
+
 def test_csr_under_vmap_and_bfloat16():
   g = dev(random_graph(10))
   n = U + I
   xs = jnp.asarray(np.random.default_rng(11).standard_normal((2, n, 3)), jnp.float32)
   f = lambda x, b: weighted_sum(x, g, g.edges["norm"], num_nodes=n, backend=b)
-  np.testing.assert_allclose(jax.vmap(lambda x: f(x, "csr"))(xs),
-                             jax.vmap(lambda x: f(x, "segment"))(xs), atol=1e-5)
-  out = f(xs[0].astype(jnp.bfloat16), "csr")
-  assert out.dtype == jnp.bfloat16
-  np.testing.assert_allclose(out.astype(jnp.float32), f(xs[0], "segment"), atol=0.05)
+  for b in ("csr", "scipy"):
+    np.testing.assert_allclose(jax.vmap(lambda x: f(x, b))(xs),
+                               jax.vmap(lambda x: f(x, "segment"))(xs), atol=1e-5)
+    out = f(xs[0].astype(jnp.bfloat16), b)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(out.astype(jnp.float32), f(xs[0], "segment"), atol=0.05)
 
 
-def test_csr_refuses_unsorted_edges():
+@pytest.mark.parametrize("backend", ["csr", "scipy"])
+def test_csr_refuses_unsorted_edges(backend):
   g = jraph.GraphsTuple(nodes=None, edges={}, senders=np.array([0, 1], np.int32),
                         receivers=np.array([1, 0], np.int32), n_node=np.array([2]),
                         n_edge=np.array([2]), globals=None)
   with pytest.raises(Exception, match="sorted by receiver"):
     jax.block_until_ready(weighted_sum(jnp.ones((2, 2)), g, jnp.ones(2), num_nodes=2,
-                                       backend="csr"))
+                                       backend=backend))
 
 
 def test_csr_x_gradient_skips_the_edge_gathers():
@@ -164,6 +198,12 @@ def test_csr_x_gradient_skips_the_edge_gathers():
   grad_w = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(
       weighted_sum(x, g, w, num_nodes=n, backend="csr"))), argnums=1))
   w = g.edges["norm"]
+  # Native kernels: the weight cotangent is one SDDMM custom call, dropped for dx alone.
+  assert "gnnrec_sddmm" not in grad_x.lower(x, w).compile().as_text()
+  assert "gnnrec_sddmm" in grad_w.lower(x, w).compile().as_text()
+  # scipy: XLA gathers of [E, 1, d] rows.
+  grad_x, grad_w = (jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(
+      weighted_sum(x, g, w, num_nodes=n, backend="scipy"))), argnums=a)) for a in (0, 1))
   shape = f"[{num_edges},1,{d}]"
   assert shape not in grad_x.lower(x, w).compile().as_text()
   assert shape in grad_w.lower(x, w).compile().as_text()
@@ -172,15 +212,16 @@ def test_csr_x_gradient_skips_the_edge_gathers():
 def test_lightgcn_model_csr_equals_dense():
   g = dev(random_graph(13))
   outs = {}
-  for b in ("dense", "csr"):
+  for b in ("dense", "csr", "scipy"):
     model = create_model(Config(model="lightgcn", embed_dim=8, propagation=b),
                          num_users=U, num_items=I)
     params = model.init(jax.random.key(0), g)
     loss = lambda p: jnp.sum(jnp.sin(model.apply(p, g)[0]))
     outs[b] = jax.jit(jax.value_and_grad(loss))(params)
-  np.testing.assert_allclose(outs["csr"][0], outs["dense"][0], atol=1e-5)
-  for a, b in zip(jax.tree.leaves(outs["csr"][1]), jax.tree.leaves(outs["dense"][1])):
-    np.testing.assert_allclose(a, b, atol=1e-5)
+  for b in ("csr", "scipy"):
+    np.testing.assert_allclose(outs[b][0], outs["dense"][0], atol=1e-5)
+    for x, y in zip(jax.tree.leaves(outs[b][1]), jax.tree.leaves(outs["dense"][1])):
+      np.testing.assert_allclose(x, y, atol=1e-5)
 
 
 def test_resolve_backend():
@@ -190,5 +231,44 @@ def test_resolve_backend():
   assert resolve_backend("csr", 10, platform="cpu") == "csr"
   assert resolve_backend("csr", 10, platform="tpu") == "segment"  # no host round trip there
   assert resolve_backend("dense", 10**6, platform="cpu") == "dense"  # explicit choice kept
+  assert resolve_backend("scipy", 10, platform="cpu") == "scipy"
+  assert resolve_backend("scipy", 10, platform="gpu") == "segment"
   with pytest.raises(ConfigError, match="csr"):
     resolve_backend("cusparse", 10)
+
+
+def test_native_kernels_are_built_where_a_compiler_exists():
+  # A silent fallback to scipy would cost 3-5x; fail loudly instead where the build should work.
+  if kernels._compiler() is None or os.environ.get("GNNREC_NATIVE") == "0":
+    pytest.skip("no C++ compiler (or GNNREC_NATIVE=0): the scipy fallback is tested instead")
+  assert kernels.available(), kernels.unavailable_reason()
+
+
+def test_csr_falls_back_to_scipy_without_the_kernels(monkeypatch):
+  monkeypatch.setattr(kernels, "available", lambda: False)
+  assert resolve_backend("csr", 10, platform="cpu") == "scipy"
+  assert resolve_backend("auto", 10, platform="cpu") == "scipy"
+
+
+def test_kernel_build_failure_names_the_compiler_error(monkeypatch, tmp_path):
+  monkeypatch.setenv("GNNREC_JAX_CACHE", str(tmp_path))
+  fake = tmp_path / "fake-c++"
+  fake.write_text("#!/bin/sh\necho 'fake-c++: error: no such toolchain' >&2\nexit 1\n")
+  fake.chmod(0o755)
+  monkeypatch.setenv("CXX", str(fake))
+  with pytest.raises(RuntimeError, match="(?s)compiling csr_kernels.cc failed.*no such toolchain"):
+    kernels.build()
+  assert not list((tmp_path / "kernels").glob("*.so*"))  # no half-written library left
+
+
+def test_reverse_edges():
+  # Edges sorted by (receiver, sender): 1->0, 2->0, 0->1, 0->2, 2->2.
+  s, r = np.array([1, 2, 0, 0, 2]), np.array([0, 0, 1, 2, 2])
+  np.testing.assert_array_equal(reverse_edges(s, r, 3), [2, 3, 0, 1, 4])
+  assert reverse_edges(np.array([1, 2, 0]), np.array([0, 0, 1]), 3) is None  # 0->2 missing
+  assert reverse_edges(np.array([1, 1, 0]), np.array([0, 0, 1]), 3) is None  # duplicate
+  g = random_graph(15, padded=True)
+  rev = np.asarray(g.edges["reverse"])
+  np.testing.assert_array_equal(np.asarray(g.senders)[rev], np.asarray(g.receivers))
+  np.testing.assert_array_equal(np.asarray(g.receivers)[rev], np.asarray(g.senders))
+  np.testing.assert_array_equal(rev[rev], np.arange(len(rev)))
