@@ -1,6 +1,6 @@
 """LightGCN training and evaluation speed per propagation backend, through the library's own code.
 
-  python benchmarks/bench_train.py [--datasets ml-100k gowalla] [--backends csr dense segment] \
+  python benchmarks/bench_train.py [--datasets ml-100k gowalla] [--backends csr scipy dense segment] \
       [--steps 0] [--repeats 3] [--eval-repeats 2] [--model lightgcn] [--no-memory]
 
 Setting: batch 2048, d = 64, 3 layers, BPR with one negative, L2 1e-4, Adam 1e-3 (RecBole's and
@@ -182,7 +182,7 @@ def bench(args) -> list[dict]:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--datasets", nargs="+", default=["ml-100k", "gowalla"])
-  parser.add_argument("--backends", nargs="+", default=["csr", "dense", "segment"])
+  parser.add_argument("--backends", nargs="+", default=["csr", "scipy", "dense", "segment"])
   parser.add_argument("--model", default="lightgcn")
   parser.add_argument("--steps", type=int, default=0,
                       help="train steps per turn; 0 = one whole epoch")
@@ -200,6 +200,7 @@ def main(argv=None) -> int:
 
   import jax
 
+  from gnnrec_jax import kernels
   from gnnrec_jax.propagate import csr_threads
 
   rows = bench(args)
@@ -215,6 +216,7 @@ def main(argv=None) -> int:
   print(json.dumps({"benchmark": "train", "device": str(jax.devices()[0]),
                     "platform": jax.default_backend(), "jax_version": jax.__version__,
                     "cores": os.cpu_count(), "csr_threads": csr_threads(),
+                    "native_kernels": kernels.available(),
                     "batch_size": 2048, "embed_dim": 64, "num_layers": 3, "rows": rows}))
   return 0
 

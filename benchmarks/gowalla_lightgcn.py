@@ -3,6 +3,7 @@
   python benchmarks/gowalla_lightgcn.py [--workdir runs/gowalla_lightgcn] [--epochs 1000] \
       [--eval-every 20] [--lr 1e-3] [--batch-size 2048] [--backend auto]
   python benchmarks/gowalla_lightgcn.py --status      # the curve so far, without training
+  python benchmarks/gowalla_lightgcn.py --workdir runs/gowalla_ssm --set loss=softmax ...
 
 Protocol (He et al., SIGIR 2020): LightGCN's own train/test files, no validation set, d = 64,
 3 layers, BPR, L2 1e-4 on the batch's layer-0 embeddings, Adam; the test Recall/NDCG@20 is
@@ -89,13 +90,16 @@ def main(argv=None) -> int:
   parser.add_argument("--backend", default="auto")
   parser.add_argument("--k", type=int, default=K, help="the curve's cut-off")
   parser.add_argument("--status", action="store_true", help="print the curve so far and exit")
+  parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                      help="config overrides on top of the paper's recipe, e.g. loss=softmax "
+                      "num_negatives=64 softmax_temperature=0.2")
   args = parser.parse_args(argv)
   K = args.k
   history = os.path.join(args.workdir, "history.jsonl")
 
   if not args.status:
     from gnnrec_jax import train
-    from gnnrec_jax.config import Config
+    from gnnrec_jax.config import Config, apply_overrides
     from gnnrec_jax.data.registry import load_dataset
     from gnnrec_jax.propagate import resolve_backend
 
@@ -106,13 +110,15 @@ def main(argv=None) -> int:
         split="predefined", lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
         eval_every=args.eval_every, topk=(K,), select_metric=f"ndcg@{K}",
         propagation=args.backend, checkpoint_every=1)
+    cfg = apply_overrides(cfg, args.set)
     ds = load_dataset("gowalla", data_dir=args.data_dir)
     resume = os.path.exists(os.path.join(args.workdir, "run.json"))
     start = len(read_history(history)) if resume else 0
     print(f"gowalla: {ds.num_users} users, {ds.num_items} items; backend "
-          f"{resolve_backend(args.backend, ds.num_users + ds.num_items)}, lr {args.lr}, batch "
-          f"{args.batch_size}; {'resuming after epoch ' + str(start) if resume else 'new run'} "
-          f"in {args.workdir}", flush=True)
+          f"{resolve_backend(args.backend, ds.num_users + ds.num_items)}, lr {cfg.lr}, batch "
+          f"{cfg.batch_size}, loss {cfg.loss} ({cfg.num_negatives} negatives), l2 {cfg.l2}; "
+          f"{'resuming after epoch ' + str(start) if resume else 'new run'} in {args.workdir}",
+          flush=True)
     stop = threading.Event()
     watcher = threading.Thread(target=follow, args=(history, start, stop), daemon=True)
     watcher.start()

@@ -84,6 +84,7 @@ def main(argv=None) -> int:
   import jax
 
   from bench_train import Runner, load, make_config
+  from gnnrec_jax import kernels
   from gnnrec_jax.propagate import csr_threads, resolve_backend
 
   cfg = make_config(args.dataset, args.backend, OUR_MODEL[args.model])
@@ -128,7 +129,10 @@ def main(argv=None) -> int:
   print(json.dumps({"benchmark": "vs_recbole", "dataset": args.dataset, "model": args.model,
                     "epochs": args.epochs, "rounds": args.rounds,
                     "recbole_threads": args.threads, "backend": args.backend,
-                    "csr_threads": csr_threads(), "device": str(jax.devices()[0]),
+                    "backend_resolved": resolve_backend(args.backend,
+                                                        ds.num_users + ds.num_items),
+                    "csr_threads": csr_threads(), "native_kernels": kernels.available(),
+                    "device": str(jax.devices()[0]),
                     "jax_version": jax.__version__, "warmup_s": warmup_s,
                     "summary": summary, "rounds_detail": rounds}))
   return 0

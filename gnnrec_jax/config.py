@@ -55,6 +55,7 @@ class Config:
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
   num_negatives: int = 1         # per positive (BPR averages its pairwise term over them)
   softmax_temperature: float = 0.1
+  score: str = "dot"             # "dot" | "cosine": final vectors L2-normalised (train and rank)
   # --- optimisation ----------------------------------------------------------------------------
   optimizer: str = "adam"
   lr: float = 1e-3               # LightGCN and RecBole default
@@ -141,6 +142,7 @@ def validate(config: Config) -> Config:
       (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
       (0.0 <= c.id_dropout <= 1.0, "id_dropout must be in [0, 1]"),
       (c.loss in ("bpr", "softmax"), "loss must be bpr|softmax"),
+      (c.score in ("dot", "cosine"), "score must be dot|cosine"),
       (c.l2 >= 0, "l2 must be >= 0"),
       (c.num_negatives >= 1, "num_negatives must be >= 1"),
       (c.lr > 0, "lr must be > 0"),

@@ -46,6 +46,18 @@ def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
   raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
 
 
+def score_space(final: jax.Array, score: str) -> jax.Array:
+  """The vectors whose dot products are the scores: `final` itself ("dot"), or `final` scaled to
+  unit length ("cosine"; a zero vector stays zero), so that training, ranking and
+  recommendation all score by cosine without knowing it."""
+  if score == "dot":
+    return final
+  if score == "cosine":
+    sq = jnp.sum(jnp.square(final), axis=-1, keepdims=True)
+    return final * jnp.where(sq > 0, jax.lax.rsqrt(jnp.maximum(sq, 1e-30)), 0.0)
+  raise ConfigError(f"unknown score {score!r}; choose dot or cosine")
+
+
 class _Recommender(nn.Module):
   """Fields and layer-0 inputs shared by every model (not used on its own)."""
 
@@ -57,6 +69,7 @@ class _Recommender(nn.Module):
   use_id_embedding: bool = True
   id_dropout: float = 0.0
   backend: str = "auto"          # gnnrec_jax.propagate.weighted_sum backend
+  score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
 
   @property
   def n(self) -> int:
@@ -80,7 +93,7 @@ class MF(_Recommender):
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
                train: bool = False) -> tuple[jax.Array, jax.Array]:
     ego = self._ego(features, feature_mask, has_id, train)
-    return ego, ego
+    return score_space(ego, self.score), ego
 
 
 class _LayerStack(_Recommender):
@@ -100,7 +113,7 @@ class _LayerStack(_Recommender):
     hs = [ego]
     for k in range(self.num_layers):
       hs.append(self._layer(k, hs[-1], graph, train))
-    return combine_layers(hs, self.layer_combine), ego
+    return score_space(combine_layers(hs, self.layer_combine), self.score), ego
 
 
 class LightGCN(_LayerStack):
@@ -209,9 +222,10 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
     raise ConfigError("use_id_embedding=False needs text features (set text_features)")
   backend = c.propagation
   resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
+  score_space(jnp.zeros((1, 1)), c.score)  # likewise for an unknown score
   common = dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
                 num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
-                id_dropout=c.id_dropout, backend=backend)
+                id_dropout=c.id_dropout, backend=backend, score=c.score)
   if c.model in ("lightgcn", "softmax_gnn", "gat") and c.layer_combine not in COMBINES:
     raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
                       f"{', '.join(COMBINES)}")

@@ -90,6 +90,16 @@ def test_lightgcn_terms_sum_to_score_and_match_scipy(lightgcn):
         assert abs(c["value"] - c_ref @ final[u_count + i]) < TOL
 
 
+def test_cosine_lightgcn_terms_sum_to_the_cosine_score(tmp_path_factory):
+  exp, model, params, inputs = _trained(tmp_path_factory, lr=0.05, score="cosine")
+  scores = _scores(exp, model, params, inputs)
+  assert np.abs(scores).max() <= 1 + 1e-6  # cosines
+  for u in USERS:
+    rows = explain.explain_user(exp, params, model, inputs, user=u, items=_top_items(scores, u))
+    assert all(r["exact"] for r in rows)
+    _check_sums(rows, scores, u)
+
+
 def test_softmax_gnn_identity_terms_sum_to_score(softmax_gnn):
   exp, model, params, inputs = softmax_gnn
   assert model.activation == "identity"

@@ -90,6 +90,24 @@ def test_lightgcn_matches_scipy_powers(combine, backend):
   np.testing.assert_allclose(final, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["lightgcn", "mf"])
+def test_cosine_score_normalises_the_final_vectors(name):
+  g = graph()
+  dot = create_model(cfg(model=name), num_users=U, num_items=I)
+  cos = create_model(cfg(model=name, score="cosine"), num_users=U, num_items=I)
+  params, (final, ego) = init_apply(dot, dev(g))
+  final_cos, ego_cos = cos.apply(params, dev(g))
+  f = np.asarray(final, np.float64)
+  np.testing.assert_allclose(final_cos, f / np.linalg.norm(f, axis=1, keepdims=True), atol=1e-6)
+  np.testing.assert_array_equal(ego_cos, ego)  # the L2 term still sees layer 0 as it is
+  # Scores are cosines: a user with itself is 1, every score within [-1, 1].
+  s = np.asarray(final_cos) @ np.asarray(final_cos).T
+  np.testing.assert_allclose(np.diag(s), 1.0, atol=1e-5)
+  assert np.abs(s).max() <= 1 + 1e-5
+  with pytest.raises(ConfigError, match="score"):
+    create_model(cfg(model=name, score="euclid"), num_users=U, num_items=I)
+
+
 @pytest.mark.parametrize("name", ["lightgcn", "softmax_gnn", "ngcf", "gat", "mf"])
 def test_padded_graph_gives_the_same_vectors(name):
   c = cfg(model=name, heads=2 if name == "gat" else 1)

@@ -138,6 +138,11 @@ def max_threads() -> int:
   return max(0, int(os.environ.get("GNNREC_CSR_THREADS") or 0))
 
 
+def _require() -> None:
+  if not available():
+    raise RuntimeError(f"gnnrec_jax native kernels unavailable: {_error}")
+
+
 def spmm(receivers: jax.Array, senders: jax.Array, weights: jax.Array, x: jax.Array, *,
          transpose: bool = False, weight_index: jax.Array | None = None) -> jax.Array:
   """A x for A[receivers[e], senders[e]] = weights[e, h]; x [N, H * dh] float32.
@@ -147,6 +152,7 @@ def spmm(receivers: jax.Array, senders: jax.Array, weights: jax.Array, x: jax.Ar
     permutation of a structurally symmetric graph (`graph.edges["reverse"]`) this gives A^T x
     without re-sorting.
   """
+  _require()
   call = jax.ffi.ffi_call("gnnrec_spmm", jax.ShapeDtypeStruct(x.shape, jnp.float32),
                           vmap_method="sequential")
   index = (jnp.zeros((0,), jnp.int32) if weight_index is None
@@ -159,6 +165,7 @@ def spmm(receivers: jax.Array, senders: jax.Array, weights: jax.Array, x: jax.Ar
 def sddmm(receivers: jax.Array, senders: jax.Array, a: jax.Array, b: jax.Array, *,
           heads: int = 1) -> jax.Array:
   """out[e, h] = <a[receivers[e], h], b[senders[e], h]>; a, b [N, H * dh] float32."""
+  _require()
   call = jax.ffi.ffi_call("gnnrec_sddmm",
                           jax.ShapeDtypeStruct((senders.shape[0], heads), jnp.float32),
                           vmap_method="sequential")
