@@ -209,7 +209,7 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
   Args:
     model: a model built with `num_nodes` equal to the padded graph's node count and the
       "segment" propagation backend (dense would all-reduce an [N, N] matrix per layer; csr is
-      a host callback XLA cannot partition).
+      a native custom call and scipy a host callback, neither of which XLA can partition).
     config: the run's Config (loss, negatives, l2, ...).
     mesh: from `make_mesh`.
     num_users: U.
