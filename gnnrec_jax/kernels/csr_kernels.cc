@@ -80,6 +80,17 @@ void RowBlocks(const int64_t* indptr, int64_t n_rows, int64_t parts, int64_t* bo
   bounds[parts] = n_rows;
 }
 
+// Runs fn(lo, hi) over the rows [0, n) cut into blocks of about equal nonzeros (four per thread,
+// so that a thread slowed by other load hands its share to the others).
+template <typename F>
+void ForRowBlocks(ffi::ThreadPool& pool, const int64_t* indptr, int64_t n, int64_t threads,
+                  const F& fn) {
+  const int64_t parts = threads == 1 ? 1 : 4 * threads;
+  std::vector<int64_t> bounds(parts + 1);
+  RowBlocks(indptr, n, parts, bounds.data());
+  ParallelFor(pool, parts, threads, [&](int64_t k) { fn(bounds[k], bounds[k + 1]); });
+}
+
 int64_t Threads(ffi::ThreadPool& pool, int64_t work, int64_t max_threads) {
   // Below ~1M multiply-adds per thread, waking a second thread costs more than it saves.
   int64_t t = std::min<int64_t>(pool.num_threads(), max_threads > 0 ? max_threads : 1 << 30);
@@ -225,16 +236,13 @@ ffi::Error SpmmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> receivers,
   const float* w = weights.typed_data();
   const float* xs = x.typed_data();
   float* out = y->typed_data();
-  const int64_t threads = Threads(pool, nnz * width, max_threads);
-  const int64_t parts = threads == 1 ? 1 : 4 * threads;
-  std::unique_ptr<int64_t[]> bounds(new int64_t[parts + 1]);
-  RowBlocks(ip, n, parts, bounds.get());
-  ParallelFor(pool, parts, threads, [&](int64_t k) {
-    if (wi)
-      Gather<true>(ip, idx, wi, w, xs, out, bounds[k], bounds[k + 1], heads, dh);
-    else
-      Gather<false>(ip, idx, wi, w, xs, out, bounds[k], bounds[k + 1], heads, dh);
-  });
+  ForRowBlocks(pool, ip, n, Threads(pool, nnz * width, max_threads),
+               [&](int64_t lo, int64_t hi) {
+                 if (wi)
+                   Gather<true>(ip, idx, wi, w, xs, out, lo, hi, heads, dh);
+                 else
+                   Gather<false>(ip, idx, wi, w, xs, out, lo, hi, heads, dh);
+               });
   return ffi::Error::Success();
 }
 
@@ -296,12 +304,8 @@ ffi::Error SddmmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> receivers,
   const float* as = a.typed_data();
   const float* bs = b.typed_data();
   float* o = out->typed_data();
-  const int64_t threads = Threads(pool, nnz * width, max_threads);
-  const int64_t parts = threads == 1 ? 1 : 4 * threads;
-  std::unique_ptr<int64_t[]> bounds(new int64_t[parts + 1]);
-  RowBlocks(ip, n, parts, bounds.get());
-  ParallelFor(pool, parts, threads, [&](int64_t k) {
-    const int64_t lo = bounds[k], hi = bounds[k + 1];
+  ForRowBlocks(pool, ip, n, Threads(pool, nnz * width, max_threads), [&](int64_t lo,
+                                                                          int64_t hi) {
     if (heads == 1 && dh == 16) return SddmmRowsVec<1>(ip, snd, as, bs, o, lo, hi);
     if (heads == 1 && dh == 32) return SddmmRowsVec<2>(ip, snd, as, bs, o, lo, hi);
     if (heads == 1 && dh == 64) return SddmmRowsVec<4>(ip, snd, as, bs, o, lo, hi);
