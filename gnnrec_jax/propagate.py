@@ -190,12 +190,14 @@ def _pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
 
 
 def csr_threads() -> int:
-  """Threads of one CSR product: $GNNREC_CSR_THREADS, default 1.
+  """Threads of one scipy CSR product (backend "scipy"): $GNNREC_CSR_THREADS, default 1.
 
-  One by default because that was faster where it was measured: on 2 cores shared with other
-  jobs (load average 8) two threads made a Gowalla layer slower (fwd 45 -> 89 ms, fwd+bwd
-  123 -> 172 ms, benchmarks/bench_propagation.py --csr-threads 1 2). On a dedicated machine with
-  idle cores, set GNNREC_CSR_THREADS to their number.
+  (The native "csr" kernels read the same variable as a cap, default: every thread of XLA's
+  pool; see `gnnrec_jax.kernels.max_threads`.) One by default because that was faster where it
+  was measured: on 2 cores shared with other jobs (load average 8) two threads made a Gowalla
+  layer slower (fwd 45 -> 89 ms, fwd+bwd 123 -> 172 ms, benchmarks/bench_propagation.py
+  --csr-threads 1 2). On a dedicated machine with idle cores, set GNNREC_CSR_THREADS to their
+  number.
   """
   return max(1, int(os.environ.get("GNNREC_CSR_THREADS") or 1))
 
