@@ -261,6 +261,18 @@ def test_kernel_build_failure_names_the_compiler_error(monkeypatch, tmp_path):
   assert not list((tmp_path / "kernels").glob("*.so*"))  # no half-written library left
 
 
+def test_stale_reverse_index_is_an_error():
+  g = dev(random_graph(16))
+  n = U + I
+  rev = g.edges["reverse"]
+  stale = g._replace(edges={**g.edges, "reverse": jnp.roll(rev, 1)})
+  f = lambda g: jax.grad(lambda x: jnp.sum(jnp.sin(weighted_sum(
+      x, g, g.edges["norm"], num_nodes=n, backend="csr"))))(jnp.ones((n, 4)))
+  jax.block_until_ready(f(g))
+  with pytest.raises(Exception, match="is not the reverse of edge"):
+    jax.block_until_ready(f(stale))
+
+
 def test_reverse_edges():
   # Edges sorted by (receiver, sender): 1->0, 2->0, 0->1, 0->2, 2->2.
   s, r = np.array([1, 2, 0, 0, 2]), np.array([0, 0, 1, 2, 2])
