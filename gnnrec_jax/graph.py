@@ -102,7 +102,8 @@ def reverse_edges(senders: np.ndarray, receivers: np.ndarray, n: int) -> np.ndar
     return None  # not strictly sorted: duplicates (or not sorted by (receiver, sender))
   want = senders.astype(np.int64) * n + receivers
   rev = np.searchsorted(key, want)
-  if len(key) and (np.any(rev >= len(key)) or np.any(key[np.minimum(rev, len(key) - 1)] != want)):
+  # A missing reverse lands on a different key (or past the end, clipped to the last key).
+  if len(key) and np.any(key[np.minimum(rev, len(key) - 1)] != want):
     return None
   return rev.astype(np.int32)
 
@@ -135,8 +136,9 @@ def pad_graph(graph: jraph.GraphsTuple, *, n_node: int, n_edge: int) -> jraph.Gr
   """Pads to exactly `n_node` nodes and `n_edge` edges for static shapes under jit.
 
   Padding edges connect the last padding node to itself with weight and norm 0 and mask 0 (and
-  are their own reverse), so sums over them add nothing; padding nodes have no real neighbours. Like `jraph.pad_with_graphs`
-  but keeping one graph, since the whole interaction graph is one graph.
+  are their own reverse), so sums over them add nothing; padding nodes have no real neighbours.
+  Like `jraph.pad_with_graphs` but keeping one graph, since the whole interaction graph is one
+  graph.
   """
   n0, e0 = num_nodes(graph), int(np.asarray(graph.senders).shape[0])
   if n_node < n0 + (1 if n_edge > e0 else 0) or n_edge < e0:

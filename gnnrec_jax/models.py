@@ -46,16 +46,23 @@ def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
   raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
 
 
+SCORES = ("dot", "cosine")
+
+
+def check_score(score: str) -> None:
+  if score not in SCORES:
+    raise ConfigError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+
+
 def score_space(final: jax.Array, score: str) -> jax.Array:
   """The vectors whose dot products are the scores: `final` itself ("dot"), or `final` scaled to
   unit length ("cosine"; a zero vector stays zero), so that training, ranking and
   recommendation all score by cosine without knowing it."""
+  check_score(score)
   if score == "dot":
     return final
-  if score == "cosine":
-    sq = jnp.sum(jnp.square(final), axis=-1, keepdims=True)
-    return final * jnp.where(sq > 0, jax.lax.rsqrt(jnp.maximum(sq, 1e-30)), 0.0)
-  raise ConfigError(f"unknown score {score!r}; choose dot or cosine")
+  sq = jnp.sum(jnp.square(final), axis=-1, keepdims=True)
+  return final * jnp.where(sq > 0, jax.lax.rsqrt(jnp.maximum(sq, 1e-30)), 0.0)
 
 
 class _Recommender(nn.Module):
@@ -222,7 +229,7 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
     raise ConfigError("use_id_embedding=False needs text features (set text_features)")
   backend = c.propagation
   resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
-  score_space(jnp.zeros((1, 1)), c.score)  # likewise for an unknown score
+  check_score(c.score)  # likewise
   common = dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
                 num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
                 id_dropout=c.id_dropout, backend=backend, score=c.score)

@@ -242,7 +242,7 @@ def _spmm(mat, x: np.ndarray, threads: int, *, transpose: bool) -> np.ndarray:
 def _spmm_host(indptr, senders, weights, x, ok, *, transpose: bool) -> np.ndarray:
   """Host side of the csr backend: (A or A^T) @ x per head; x [N, d] or [N, H, dh]."""
   if not bool(ok):
-    raise ValueError("propagation backend 'csr' needs edges sorted by receiver "
+    raise ValueError("propagation backends 'csr' and 'scipy' need edges sorted by receiver "
                      "(as gnnrec_jax.graph.build_graph and pad_graph make them)")
   indptr, senders = np.asarray(indptr), np.asarray(senders)
   weights, x = np.asarray(weights), np.asarray(x)

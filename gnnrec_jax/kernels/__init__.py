@@ -43,8 +43,9 @@ _error: str | None = None
 
 def _compiler() -> str | None:
   for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-    if name and shutil.which(name):
-      return shutil.which(name)
+    path = shutil.which(name) if name else None
+    if path:
+      return path
   return None
 
 

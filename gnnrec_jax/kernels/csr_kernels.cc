@@ -219,13 +219,18 @@ ffi::Error SpmmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> receivers,
       if (wi[e] < 0 || wi[e] >= nnz)
         return ffi::Error::InvalidArgument("weight_index entry " + std::to_string(e) +
                                            " out of range");
-    auto is_reverse = [&](int64_t e) { return rcv[wi[e]] == snd[e] && snd[wi[e]] == rcv[e]; };
-    for (int64_t e = 0; e < nnz; e = e + 31 < nnz ? e + 31 : (e == nnz - 1 ? nnz : nnz - 1))
-      if (!is_reverse(e))
-        return ffi::Error::InvalidArgument(
-            "gnnrec native propagation: graph.edges[\"reverse\"][" + std::to_string(e) +
-            "] is not the reverse of edge " + std::to_string(e) +
-            " (edges changed after gnnrec_jax.graph.build_graph?)");
+    auto not_reverse = [&](int64_t e) {
+      return rcv[wi[e]] != snd[e] || snd[wi[e]] != rcv[e];
+    };
+    auto stale = [](int64_t e) {
+      return ffi::Error::InvalidArgument(
+          "gnnrec native propagation: graph.edges[\"reverse\"][" + std::to_string(e) +
+          "] is not the reverse of edge " + std::to_string(e) +
+          " (edges changed after gnnrec_jax.graph.build_graph?)");
+    };
+    for (int64_t e = 0; e < nnz; e += 31)
+      if (not_reverse(e)) return stale(e);
+    if (nnz > 0 && not_reverse(nnz - 1)) return stale(nnz - 1);
   } else if (transpose) {
     // A^T in CSR form = A in CSC form: a stable counting sort of the edges by sender.
     std::vector<int64_t> cptr(n + 1, 0);
