@@ -60,7 +60,8 @@ class Runner:
 
   def __init__(self, cfg, ds, exp=None):
     import jax
-    from gnnrec_jax import experiment, train
+    from gnnrec_jax import experiment
+    from gnnrec_jax.training import fit as train
     self.exp = exp or experiment.prepare(cfg, ds)
     self.exp.config = cfg
     self.cfg = cfg
@@ -78,7 +79,7 @@ class Runner:
   def train_steps(self, steps: int) -> tuple[float, int]:
     """Runs `steps` steps (0: one epoch) of a fresh epoch; returns (seconds, steps run)."""
     import jax
-    from gnnrec_jax import train
+    from gnnrec_jax.training import fit as train
     self.epoch += 1
     batches = train.epoch_batches(self.exp.split.train, batch_size=self.cfg.batch_size,
                                   seed=self.cfg.seed, epoch=self.epoch)
@@ -95,7 +96,7 @@ class Runner:
 
   def evaluate(self) -> tuple[float, dict]:
     """One full-ranking evaluation (valid when the split has one, else test), timed."""
-    from gnnrec_jax import train
+    from gnnrec_jax.training import fit as train
     split = self.exp.split
     target = split.valid if self.has_valid else split.test
     t0 = time.perf_counter()
@@ -127,7 +128,7 @@ def probe(args) -> int:
 
 def bench(args) -> list[dict]:
   from gnnrec_jax import experiment
-  from gnnrec_jax.propagate import DENSE_MAX_NODES
+  from gnnrec_jax.graph.propagate import DENSE_MAX_NODES
   rows = []
   for name in args.datasets:
     ds = load(name, args.data_dir if len(args.datasets) == 1 else None)
@@ -200,8 +201,8 @@ def main(argv=None) -> int:
 
   import jax
 
-  from gnnrec_jax import kernels
-  from gnnrec_jax.propagate import csr_threads
+  from gnnrec_jax.graph import kernels
+  from gnnrec_jax.graph.propagate import csr_threads
 
   rows = bench(args)
   print(f"{'dataset':8} {'backend':8} {'ms/step':>8} {'(median)':>9} {'steps':>6} "

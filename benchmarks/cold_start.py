@@ -6,7 +6,7 @@
 
 Protocol: `split=cold_item`, 20% of the items (seed 2020) never in train, half of them (with all
 their ratings) in valid and half in test; the warm ratings split 80/10/10 per user. Test metrics
-come in blocks (`gnnrec_jax.coldstart`): COLD ranks only never-in-train items for the test pairs on
+come in blocks (`gnnrec_jax.evaluation.coldstart`): COLD ranks only never-in-train items for the test pairs on
 such items, WARM ranks only train items for the other pairs. Cold nodes are embedded with
 `has_id=False` (text only).
 
@@ -50,7 +50,8 @@ def warm_first(exp):
   """
   import dataclasses
 
-  from gnnrec_jax import coldstart, experiment
+  from gnnrec_jax.evaluation import coldstart
+  from gnnrec_jax import experiment
   from gnnrec_jax.data.types import Interactions, Split, Vocab
   ds, s, u = exp.dataset, exp.split, exp.num_users
   _, item_in = coldstart.train_presence(s.train, u, exp.num_items)
@@ -90,7 +91,8 @@ def fit(exp, *, select, eval_every: int, patience: int, negative_items: int | No
   Returns:
     {"params", "model", "inputs", "embed", "best_epoch", "epochs_run", "valid", "wall_s"}.
   """
-  from gnnrec_jax import coldstart, train
+  from gnnrec_jax.evaluation import coldstart
+  from gnnrec_jax.training import fit as train
   t0 = time.perf_counter()
   cfg = exp.config
   model, params, inputs = train.init_model(exp)
@@ -131,7 +133,7 @@ def fit(exp, *, select, eval_every: int, patience: int, negative_items: int | No
 
 
 def test_blocks(exp, run) -> dict:
-  from gnnrec_jax import coldstart
+  from gnnrec_jax.evaluation import coldstart
   return coldstart.evaluate_blocks(exp, run["model"], run["params"], run["inputs"],
                                    target=exp.split.test,
                                    exclude=[exp.split.train, exp.split.valid], embed=run["embed"])
@@ -157,7 +159,8 @@ def main(argv=None) -> int:
   p.add_argument("--data-dir", default=None)
   args = p.parse_args(argv)
 
-  from gnnrec_jax import baselines, experiment
+  from gnnrec_jax.models import baselines
+  from gnnrec_jax import experiment
   from gnnrec_jax.config import Config
   from gnnrec_jax.data import load_dataset
 

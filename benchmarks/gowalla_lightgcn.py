@@ -101,10 +101,10 @@ def main(argv=None) -> int:
   history = os.path.join(args.workdir, "history.jsonl")
 
   if not args.status:
-    from gnnrec_jax import train
+    from gnnrec_jax.training import fit as train
     from gnnrec_jax.config import Config, apply_overrides
     from gnnrec_jax.data.registry import load_dataset
-    from gnnrec_jax.propagate import resolve_backend
+    from gnnrec_jax.graph.propagate import resolve_backend
 
     # The paper's BPR recipe spelled out (configs/lightgcn.py may hold a tuned other one).
     cfg = Config(

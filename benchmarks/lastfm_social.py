@@ -11,7 +11,7 @@ users (itself, train and valid friends excluded). Scorers: common neighbours and
 the train friendships; the final user vectors of the social=False item model ("item graph
 only"); and of a LightGCN trained with the item BPR objective on the graph with the TRAIN
 friendships as edges (the social=True model above cannot be used: its graph holds the test
-friendships). See gnnrec_jax/social.py for why no friendship loss is used.
+friendships). See gnnrec_jax/evaluation/social.py for why no friendship loss is used.
 
 Prints a table, then one JSON line with every number.
 """
@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from gnnrec_jax import checkpoint, social, train  # noqa: E402
+from gnnrec_jax.training import checkpoint, fit as train
+from gnnrec_jax.evaluation import social  # noqa: E402
 from gnnrec_jax.config import Config  # noqa: E402
 from gnnrec_jax.data import load_dataset  # noqa: E402
 from gnnrec_jax.experiment import prepare  # noqa: E402

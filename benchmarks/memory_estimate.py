@@ -1,11 +1,11 @@
-"""Per-device memory of one LightGCN train step at web scale, under gnnrec_jax.parallel's scheme.
+"""Per-device memory of one LightGCN train step at web scale, under gnnrec_jax.training.parallel's scheme.
 
   /work/venv/bin/python benchmarks/memory_estimate.py [--users 10e6 --items 2e6 --interactions 1e9]
 
 Nothing is allocated: the shapes come from `jax.eval_shape` of the real model init, optimizer
 init, one propagation layer, the per-edge message and the whole `train.make_train_step` step
 (global shapes, E = 2 x interactions directed edges), and the bytes per device are summed by
-hand from those shapes under the sharding of `gnnrec_jax.parallel`:
+hand from those shapes under the sharding of `gnnrec_jax.training.parallel`:
 
   edges (senders, receivers int32; weight, norm, mask float32)   split over D devices
   params, Adam moments, gradients                                 replicated (model_parallel=1)
@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
-from gnnrec_jax import models, train
+from gnnrec_jax.models import embedding as models
+from gnnrec_jax.training import fit as train
 from gnnrec_jax.config import Config
-from gnnrec_jax.layers import LightGCNConv
+from gnnrec_jax.models.layers import LightGCNConv
 
 GB = 1e9
 

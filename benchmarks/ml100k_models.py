@@ -6,7 +6,7 @@
 
 Protocol (RecBole's, our default config): random 80/10/10 split per user with seed 2020, every
 rating a positive, full ranking with train items masked (train and valid at test time), the
-epoch kept by valid NDCG@20. Each model runs through `gnnrec_jax.train.run` with
+epoch kept by valid NDCG@20. Each model runs through `gnnrec_jax.training.fit.run` with
 `gnnrec_jax.configs.get_config(model)`; `--set` overrides apply to every model named in
 `--models`, which is how the tuning log (benchmarks/ml100k_tuning.md) was produced, one setting
 per call. Runs are sequential: the machine is shared and parallel runs only slow each other.
@@ -46,7 +46,7 @@ def pop_scores(params, users):
 
 def run_pop(exp, ks) -> dict:
   """Popularity baseline on the experiment's split: valid and test metrics, no training."""
-  from gnnrec_jax import evaluate
+  from gnnrec_jax.evaluation import evaluate
   train = exp.split.train
   counts = np.bincount(train.item, minlength=exp.num_items).astype(np.float32)
   common = dict(num_users=exp.num_users, num_items=exp.num_items, ks=ks)
@@ -83,7 +83,7 @@ def run_full_softmax(config, exp, *, cosine: bool) -> dict:
   """Trains `config.model` with `full_softmax_loss`; early stopping as the trainer does it.
 
   Same batches (`train.epoch_batches`), optimizer, evaluation and stopping rule (valid
-  `select_metric` every `eval_every` epochs, `patience` evaluations) as `gnnrec_jax.train.run`;
+  `select_metric` every `eval_every` epochs, `patience` evaluations) as `gnnrec_jax.training.fit.run`;
   only the loss differs. The best parameters are kept in memory (no checkpoints).
   """
   import functools
@@ -92,7 +92,7 @@ def run_full_softmax(config, exp, *, cosine: bool) -> dict:
   import jax
   import optax
 
-  from gnnrec_jax import train
+  from gnnrec_jax.training import fit as train
   cfg = exp.config
   model, params, inputs = train.init_model(exp)
   steps = math.ceil(len(exp.split.train) / cfg.batch_size)
@@ -181,7 +181,8 @@ def main(argv=None) -> int:
 
   import jax
 
-  from gnnrec_jax import configs, train
+  from gnnrec_jax import configs
+  from gnnrec_jax.training import fit as train
   from gnnrec_jax.config import apply_overrides
   from gnnrec_jax.data import load_dataset
   from gnnrec_jax.experiment import prepare

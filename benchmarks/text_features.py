@@ -41,7 +41,8 @@ def main(argv=None) -> int:
   if bad:
     p.error(f"unknown modes {bad}; choose from {', '.join(MODES)}")
 
-  from gnnrec_jax import coldstart, experiment
+  from gnnrec_jax.evaluation import coldstart
+  from gnnrec_jax import experiment
   from gnnrec_jax.config import Config
   from gnnrec_jax.data import load_dataset
 

@@ -49,7 +49,7 @@ class Config:
   self_loops: bool = False
   weighted_norm: bool = False    # LightGCN normalises the binary adjacency
   social: bool = False           # add user-user trust edges when the dataset has them
-  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/propagate.py
+  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/graph/propagate.py
   # --- loss and sampling -----------------------------------------------------------------------
   loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE)
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings

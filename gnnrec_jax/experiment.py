@@ -12,8 +12,8 @@ import json
 import jraph
 import numpy as np
 
-from gnnrec_jax import graph as graph_lib
-from gnnrec_jax import splits
+from gnnrec_jax.graph import build as graph_lib
+from gnnrec_jax.data import splits
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Dataset, Interactions, Split
 from gnnrec_jax.errors import DataError

@@ -10,7 +10,7 @@ GNNREC_NOTEBOOK_SMOKE=1. Conventions of the notebooks:
   * cell 1 installs the package only in Colab; cell 2 (tagged "parameters") sets `SMOKE` and
     the run sizes;
   * figures are shown with `display(fig)`, which works whatever matplotlib backend is active
-    (`gnnrec_jax.plots` selects Agg when the trainer imports it);
+    (`gnnrec_jax.training.plots` selects Agg when the trainer imports it);
   * numbers the text relies on are asserted, so a notebook that runs is a notebook that is right.
 """
 from __future__ import annotations
@@ -118,7 +118,7 @@ QUICKSTART = [
     code('''
     import pathlib
 
-    from gnnrec_jax import train
+    from gnnrec_jax.training import fit as train
 
     workdir = pathlib.Path(RUNS) / "01_quickstart_lightgcn"
     test_metrics = train.run(config, dataset, str(workdir), exp=exp, overwrite=True,
@@ -136,7 +136,7 @@ QUICKSTART = [
     user has not seen in train or valid competes. Evaluating again gives the same numbers.
     '''),
     code('''
-    from gnnrec_jax import workdir as workdir_lib
+    from gnnrec_jax.training import workdir as workdir_lib
 
     _, exp, model, params, inputs = workdir_lib.load(str(workdir))
     embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
@@ -153,7 +153,7 @@ QUICKSTART = [
     the movies the user rated highest in train.
     '''),
     code('''
-    from gnnrec_jax import ranking
+    from gnnrec_jax.evaluation import ranking
 
     user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
     u = dataset.users.index(USER)
@@ -204,7 +204,7 @@ SEED_WALKTHROUGH = [
     (`build_graph`, `SoftmaxEdgeConv`, `create_model("softmax_gnn")`) and check every number
     against a plain NumPy implementation of the equations written in this notebook.
 
-    Our reading (as in `gnnrec_jax/layers/softmax_edge.py`): σ = identity, no √d scaling, τ = 1;
+    Our reading (as in `gnnrec_jax/models/layers/softmax_edge.py`): σ = identity, no √d scaling, τ = 1;
     step 1 uses the relation weights normalised per receiver (w_ij / Σ_k w_ik); items are nodes too
     and are updated from their users by the same rule; α is recomputed from the previous layer's
     output. Nothing here trains, so `SMOKE` changes nothing.
@@ -221,8 +221,8 @@ SEED_WALKTHROUGH = [
     from IPython.display import Image, display
 
     from gnnrec_jax.data.types import Interactions
-    from gnnrec_jax.graph import adjacency, build_graph, degrees
-    from gnnrec_jax.layers import SoftmaxEdgeConv
+    from gnnrec_jax.graph.build import adjacency, build_graph, degrees
+    from gnnrec_jax.models.layers import SoftmaxEdgeConv
 
     np.set_printoptions(precision=4, suppress=True)
     U, I = 3, 3
@@ -379,7 +379,7 @@ SEED_WALKTHROUGH = [
     '''),
     code('''
     from gnnrec_jax.config import Config
-    from gnnrec_jax.models import create_model
+    from gnnrec_jax.models.embedding import create_model
 
     cfg = Config(model="softmax_gnn", embed_dim=2, num_layers=2, layer_combine="last",
                  scale_logits=False, temperature=1.0, activation="identity",
@@ -567,7 +567,8 @@ TEXT_COLD_START = [
     code('''
     import pathlib
 
-    from gnnrec_jax import experiment, train
+    from gnnrec_jax import experiment
+    from gnnrec_jax.training import fit as train
     from gnnrec_jax.configs import get_config
     from gnnrec_jax.data.synthetic import make_synthetic
 
@@ -609,7 +610,8 @@ TEXT_COLD_START = [
     of cold test items).
     '''),
     code('''
-    from gnnrec_jax import checkpoint, evaluate
+    from gnnrec_jax.training import checkpoint
+    from gnnrec_jax.evaluation import evaluate
 
 
     def cold_item_metrics(exp, workdir, ks=(5, 10)):
@@ -647,7 +649,7 @@ EXPLANATIONS = [
     md('''
     # Why was this recommended?
 
-    `gnnrec_jax.explain` splits a score exactly into the user's own term and one term per graph
+    `gnnrec_jax.evaluation.explain` splits a score exactly into the user's own term and one term per graph
     neighbour (their train items, and friends when the graph has social edges). For LightGCN and
     the seed's SoftmaxGNN with σ = identity,
 
@@ -677,7 +679,9 @@ EXPLANATIONS = [
     import numpy as np
     from IPython.display import Image, display
 
-    from gnnrec_jax import checkpoint, experiment, explain, ranking, train
+    from gnnrec_jax.training import checkpoint, fit as train
+    from gnnrec_jax import experiment
+    from gnnrec_jax.evaluation import explain, ranking
     from gnnrec_jax.configs import get_config
     from gnnrec_jax.data import load_dataset
     from gnnrec_jax.data.synthetic import make_synthetic
@@ -767,7 +771,7 @@ SOCIAL_LASTFM = [
     Last.fm (HetRec 2011, as the LightGCN repository ships it) has listening counts and a friend
     network. `Config(social=True)` adds each friendship as two user–user edges of the graph, so
     LightGCN also propagates between friends. We train with and without them, recommend friends
-    with `gnnrec_jax.social`, and see friends appear in the explanations.
+    with `gnnrec_jax.evaluation.social`, and see friends appear in the explanations.
 
     The data is expected at `../shared/data/lastfm` relative to the repository root (or set
     `GNNREC_LASTFM_DIR`). Under `SMOKE`, when it is absent, a synthetic dataset with friendships
@@ -828,7 +832,9 @@ SOCIAL_LASTFM = [
     recommendation below, where the test friendships must stay unseen.
     '''),
     code('''
-    from gnnrec_jax import checkpoint, experiment, social, train
+    from gnnrec_jax.training import checkpoint, fit as train
+    from gnnrec_jax import experiment
+    from gnnrec_jax.evaluation import social
     from gnnrec_jax.configs import get_config
 
     f_train, f_valid, f_test = social.split_friendships(dataset.social, ratios=(0.8, 0.1, 0.1))
@@ -894,7 +900,7 @@ SOCIAL_LASTFM = [
     them.
     '''),
     code('''
-    from gnnrec_jax import explain, ranking
+    from gnnrec_jax.evaluation import explain, ranking
 
     exp = runs["social"]
     model, params, inputs = models["social"]

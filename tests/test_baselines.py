@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gnnrec_jax import baselines, coldstart, evaluate
+from gnnrec_jax.models import baselines
+from gnnrec_jax.evaluation import coldstart, evaluate
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Interactions, Split
 from gnnrec_jax.errors import ConfigError

@@ -15,9 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from gnnrec_jax import checkpoint, cli
+from gnnrec_jax.training import checkpoint
+from gnnrec_jax import cli
 from gnnrec_jax.data.synthetic import make_synthetic
-from gnnrec_jax.splits import split_random
+from gnnrec_jax.data.splits import split_random
 
 HEADER = "user_id\titem_id\trating\n"
 FAST = ["--config", "test", "--set", "epochs=2", "--no-progress"]

@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gnnrec_jax import coldstart, experiment, splits, train
+from gnnrec_jax.evaluation import coldstart
+from gnnrec_jax import experiment
+from gnnrec_jax.data import splits
+from gnnrec_jax.training import fit as train
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.data.types import Interactions

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.ease import ease_scores, fit_ease, interaction_matrix
+from gnnrec_jax.models.ease import ease_scores, fit_ease, interaction_matrix
 from gnnrec_jax.errors import ConfigError
 
 

@@ -9,8 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from gnnrec_jax import checkpoint, cli, configs, ease, explain, train
-from gnnrec_jax import graph as graph_lib
+from gnnrec_jax.training import checkpoint, fit as train
+from gnnrec_jax import cli, configs
+from gnnrec_jax.models import ease
+from gnnrec_jax.evaluation import explain
+from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.experiment import prepare
 
@@ -215,7 +218,7 @@ def test_recommend_explain_cli_credits_friends(tmp_path, capsys):
 
 def _text_lightgcn():
   """Untrained LightGCN with text features on a cold-item split (3 items never in train)."""
-  from gnnrec_jax import splits
+  from gnnrec_jax.data import splits
   from gnnrec_jax.config import Config
   from gnnrec_jax.text.node_texts import user_history_vectors
   ds = make_synthetic(num_users=12, num_items=10, per_user=4, seed=1)
@@ -237,7 +240,7 @@ def _text_lightgcn():
 
 def test_text_model_explains_the_scores_recommend_ranks_by():
   # recommend embeds cold items without their (untrained) ID vectors; so must the explanation.
-  from gnnrec_jax import coldstart
+  from gnnrec_jax.evaluation import coldstart
   exp, model, params, inputs = _text_lightgcn()
   has_id = coldstart.has_id_mask(exp.split.train, exp.num_users, exp.num_items)
   embed = coldstart.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)

@@ -1,4 +1,4 @@
-"""Tests of gnnrec_jax.parallel: host-side padding and parsing here, the 8-device step in a child.
+"""Tests of gnnrec_jax.training.parallel: host-side padding and parsing here, the 8-device step in a child.
 
 The child process gets `--xla_force_host_platform_device_count=8`, which must be set before JAX
 is imported (so not in this pytest process), and compares the single-device `train_step` with
@@ -15,8 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from gnnrec_jax import graph as graph_lib
-from gnnrec_jax import parallel
+from gnnrec_jax.graph import build as graph_lib
+from gnnrec_jax.training import parallel
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.errors import ConfigError
 
@@ -26,7 +26,9 @@ DEVICES = 8
 _CHILD = textwrap.dedent("""
   import json, sys
   import jax, jax.numpy as jnp, numpy as np, optax
-  from gnnrec_jax import graph as graph_lib, models, parallel, train
+  from gnnrec_jax.graph import build as graph_lib
+  from gnnrec_jax.models import embedding as models
+  from gnnrec_jax.training import parallel, fit as train
   from gnnrec_jax.config import Config
   from gnnrec_jax.data.synthetic import make_synthetic
 
@@ -190,7 +192,7 @@ def test_mesh_and_inputs_validation():
 
 
 def test_dense_backend_is_refused():
-  from gnnrec_jax import models
+  from gnnrec_jax.models import embedding as models
   from gnnrec_jax.config import Config
   cfg = Config(model="lightgcn", propagation="dense")
   model = models.create_model(cfg, num_users=3, num_items=2)

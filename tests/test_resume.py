@@ -17,9 +17,10 @@ import time
 
 import pytest
 
-from gnnrec_jax import checkpoint, cli
+from gnnrec_jax.training import checkpoint
+from gnnrec_jax import cli
 from gnnrec_jax.data.synthetic import make_synthetic
-from gnnrec_jax.splits import split_random
+from gnnrec_jax.data.splits import split_random
 
 EPOCHS = 6
 # 12k train rows in batches of 64: ~190 steps, an epoch of about half a second on one CPU core,

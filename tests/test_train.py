@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from gnnrec_jax import configs, train
+from gnnrec_jax import configs
+from gnnrec_jax.training import fit as train
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.errors import GnnrecError, TrainingError
 from gnnrec_jax.experiment import prepare
-from gnnrec_jax.metrics import metrics_numpy
+from gnnrec_jax.evaluation.metrics import metrics_numpy
 
 FAST = dict(embed_dim=16, batch_size=64, epochs=25, lr=0.05, eval_every=5, patience=5,
             topk=(5, 10), select_metric="ndcg@10", eval_batch_size=32)

@@ -10,7 +10,9 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-  from gnnrec_jax import ease_runner, evaluate, train, workdir
+  from gnnrec_jax.models import ease_runner
+  from gnnrec_jax.evaluation import evaluate
+  from gnnrec_jax.training import fit as train, workdir
 
   _, exp, model, params, inputs = workdir.load(args.workdir)
   cfg = exp.config

@@ -30,7 +30,8 @@ def seen_items(exp, user: int) -> np.ndarray:
 
 def run(args) -> int:
   import jax.numpy as jnp
-  from gnnrec_jax import ranking, workdir
+  from gnnrec_jax.evaluation import ranking
+  from gnnrec_jax.training import workdir
 
   if not args.user and not args.history:
     raise DataError("recommend needs --user TOKEN or --history ITEM,ITEM,...")
@@ -41,11 +42,11 @@ def run(args) -> int:
   _, exp, model, params, inputs = workdir.load(args.workdir)
   ds = exp.dataset
   if model is None:  # EASE: scores are x_u B
-    from gnnrec_jax import ease_runner
+    from gnnrec_jax.models import ease_runner
     x = ease_runner.train_matrix(exp)
     b = np.asarray(params["B"])
   else:
-    from gnnrec_jax import train  # inputs carry has_id: cold nodes are embedded without IDs
+    from gnnrec_jax.training import fit as train  # inputs carry has_id: cold nodes are embedded without IDs
     embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
     user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
 
@@ -68,7 +69,7 @@ def run(args) -> int:
       row[seen] = 1.0
       query = row @ b
     else:  # inductive: the new user's vector from its history, no retraining (coldstart.py)
-      from gnnrec_jax import coldstart
+      from gnnrec_jax.evaluation import coldstart
       query = coldstart.embed_new_user(exp, model, params, inputs, seen)
     who = f"a new user with {len(seen)} items"
   if args.k > exp.num_items - len(seen):
@@ -87,7 +88,7 @@ def run(args) -> int:
     print(f"{rank:3d}. {title}  [item {ds.items.tokens[i]}]  score {s:.4f}")
     rows.append({"rank": rank, "item": ds.items.tokens[i], "title": title, "score": float(s)})
   if args.explain:
-    from gnnrec_jax import explain
+    from gnnrec_jax.evaluation import explain
     explain.print_explanations(exp, params, model, inputs, user=u if args.user else None,
                                history=seen if not args.user else None, items=items)
   print(json.dumps({"user": args.user, "recommendations": rows}))

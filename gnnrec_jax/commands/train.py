@@ -32,7 +32,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-  from gnnrec_jax import configs, train, workdir
+  from gnnrec_jax import configs
+  from gnnrec_jax.training import fit as train, workdir
   from gnnrec_jax.data.cli_args import dataset_from_args
 
   config = configs.get_config(args.config or args.model or "lightgcn")

@@ -35,7 +35,10 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from gnnrec_jax import checkpoint, evaluate, fileio, losses, models, sampling
+from gnnrec_jax.training import checkpoint, losses, sampling
+from gnnrec_jax.evaluation import evaluate
+from gnnrec_jax import fileio
+from gnnrec_jax.models import embedding as models
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import CheckpointError, TrainingError
@@ -75,7 +78,7 @@ def device_inputs(exp: Experiment) -> dict[str, Any]:
   in train only: a cold item drawn as a negative would teach the text path to push every cold
   item down, which measurably hurts the cold block).
   """
-  from gnnrec_jax import coldstart
+  from gnnrec_jax.evaluation import coldstart
   features = None if exp.features is None else jnp.asarray(exp.features)
   feature_mask = None if exp.feature_mask is None else jnp.asarray(exp.feature_mask)
   inputs = {"graph": jax.tree.map(jnp.asarray, exp.graph), "features": features,
@@ -226,9 +229,9 @@ def evaluate_test(model, embed, params, inputs, exp: Experiment):
   """Test metrics (train and valid items masked) and, when the test set holds items or users
   never seen in train, the cold-start blocks as flat keys ("warm/ndcg@20", "cold/recall@20",
   "cold_users/..."). Cold nodes are then embedded without their (untrained) ID vectors, in
-  "all" too; see `gnnrec_jax.coldstart`.
+  "all" too; see `gnnrec_jax.evaluation.coldstart`.
   """
-  from gnnrec_jax import coldstart
+  from gnnrec_jax.evaluation import coldstart
   test_part, exclude = exp.split.test, [exp.split.train, exp.split.valid]
   user_in, item_in = coldstart.train_presence(exp.split.train, exp.num_users, exp.num_items)
   if user_in[test_part.user].all() and item_in[test_part.item].all():
@@ -326,7 +329,7 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
       "split_sizes": exp.split.sizes(), **(extra_meta or {})})
   _cold_user_warning(exp)
   if cfg.model == "ease":
-    from gnnrec_jax import ease_runner  # closed form: no epochs, no optimizer
+    from gnnrec_jax.models import ease_runner  # closed form: no epochs, no optimizer
     return ease_runner.run(exp, workdir)
 
   model, params, inputs = init_model(exp)
@@ -434,7 +437,7 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
             "epochs_run": last_epoch}
   fileio.write_json(os.path.join(workdir, "metrics.json"), result)
   try:
-    from gnnrec_jax import plots
+    from gnnrec_jax.training import plots
     plots.plot_history(history, os.path.join(workdir, "curves.png"), select_metric=metric)
   except ImportError:
     pass

@@ -15,7 +15,7 @@ edges and batch; with m = D every table and its optimizer state is row-sharded o
 
 Partitioning is GSPMD (sharding annotations on the jit inputs and outputs; XLA's SPMD partitioner
 inserts the collectives), not `jax.shard_map` with a hand-written `psum`. Why: every layer
-aggregates through `gnnrec_jax.propagate.weighted_sum`, called deep inside Linen modules, and
+aggregates through `gnnrec_jax.graph.propagate.weighted_sum`, called deep inside Linen modules, and
 GAT/SoftmaxGNN also use `edge_softmax` (a segment max and a segment sum); a `psum` would need a
 hook in `propagate.py` and in every layer, forward and backward. With the edge arrays sharded,
 XLA partitions the gather `x[senders]` (replicated operand, sharded indices) into local gathers
@@ -64,7 +64,7 @@ import jraph
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from gnnrec_jax import graph as graph_lib
+from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.errors import ConfigError
 
 DATA, MODEL = "data", "model"
@@ -229,7 +229,7 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
     raise ConfigError(f"sharded training needs propagation=segment (the model resolves "
                       f"{getattr(model, 'backend', backend)!r} to {backend!r}: {why}); "
                       "--set propagation=segment")
-  from gnnrec_jax import train  # train imports the whole stack; keep parallel importable alone
+  from gnnrec_jax.training import fit as train  # train imports the whole stack; keep parallel importable alone
   single = train.make_train_step(model, config, num_users=num_users, num_items=num_items)
 
   def step(state, batch, inputs, rng):

@@ -9,7 +9,7 @@ Every model is a Linen module with the same call signature, so the trainer treat
   ego:   [N, d], the layer-0 vectors on which the L2 regulariser is computed (LightGCN's rule).
 
 N is the static `num_nodes` attribute (default U + I). Graphs padded by
-`gnnrec_jax.graph.pad_graph` add nodes after U + I; set `num_nodes` to the padded count (it
+`gnnrec_jax.graph.build.pad_graph` add nodes after U + I; set `num_nodes` to the padded count (it
 cannot be read from `graph.n_node`, which is a traced array under jit). Padding rows of `final`
 and `ego` are zero for the linear models and never read by the trainer.
 
@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import jraph
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.layers import GATConv, LightGCNConv, NGCFConv, SoftmaxEdgeConv, activation_fn
-from gnnrec_jax.node_inputs import NodeInputs
-from gnnrec_jax.propagate import resolve_backend
+from gnnrec_jax.models.layers import GATConv, LightGCNConv, NGCFConv, SoftmaxEdgeConv, activation_fn
+from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.graph.propagate import resolve_backend
 
 COMBINES = ("mean", "sum", "last", "concat")
 
@@ -75,7 +75,7 @@ class _Recommender(nn.Module):
   init_std: float = 0.1
   use_id_embedding: bool = True
   id_dropout: float = 0.0
-  backend: str = "auto"          # gnnrec_jax.propagate.weighted_sum backend
+  backend: str = "auto"          # gnnrec_jax.graph.propagate.weighted_sum backend
   score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
 
   @property
@@ -219,7 +219,7 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
 
   Raises:
     ConfigError: unknown model, activation, combine or backend; "ease" (closed form, see
-      `gnnrec_jax.ease.fit_ease`); or no input at all (no IDs and no features).
+      `gnnrec_jax.models.ease.fit_ease`); or no input at all (no IDs and no features).
   """
   c = config
   base = num_users + num_items
@@ -257,6 +257,6 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
                heads=c.heads, dropout=c.dropout, activation=c.activation)
   if c.model == "ease":
     raise ConfigError("ease is a closed-form model without parameters to train; "
-                      "fit it with gnnrec_jax.ease.fit_ease")
+                      "fit it with gnnrec_jax.models.ease.fit_ease")
   raise ConfigError(f"unknown model {c.model!r}; choose one of "
-                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.ease)")
+                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.models.ease)")

@@ -2,7 +2,7 @@
 
 A node is *cold* when it has no train interaction: its ID vector never received a positive
 gradient, so at evaluation its final vector is computed with `has_id=False` (text path only, see
-`gnnrec_jax.node_inputs`), which is what `make_embed_fn` here does.
+`gnnrec_jax.models.node_inputs`), which is what `make_embed_fn` here does.
 
 Blocks of one held-out set (`evaluate_score_blocks`):
   all         every target pair, every item rankable (the ordinary full ranking).
@@ -33,11 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gnnrec_jax import evaluate, models
+from gnnrec_jax.evaluation import evaluate
+from gnnrec_jax.models import embedding as models
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError
-from gnnrec_jax.node_inputs import NodeInputs
-from gnnrec_jax.propagate import weighted_sum
+from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.graph.propagate import weighted_sum
 
 BLOCKS = ("all", "warm", "cold", "cold_users")
 
@@ -62,7 +63,7 @@ def has_id_mask(train: Interactions, num_users: int, num_items: int) -> np.ndarr
 def make_embed_fn(model, *, num_users: int, num_items: int):
   """Returns jitted `embed(params, inputs, has_id) -> (user_emb [U, d], item_emb [I, d])`.
 
-  Like `gnnrec_jax.train.make_embed_fn`, plus `has_id` ([U + I] bool, `has_id_mask`), an
+  Like `gnnrec_jax.training.fit.make_embed_fn`, plus `has_id` ([U + I] bool, `has_id_mask`), an
   argument of the compiled program like the graph and features.
   """
 
@@ -148,7 +149,7 @@ def evaluate_blocks(exp, model, params, inputs, *, target: Interactions,
 
   Args:
     exp: the `gnnrec_jax.experiment.Experiment`.
-    model, params, inputs: as `gnnrec_jax.train.init_model` returns them (params trained).
+    model, params, inputs: as `gnnrec_jax.training.fit.init_model` returns them (params trained).
     target: valid or test interactions.
     exclude: [train] for valid, [train, valid] for test.
     ks: cut-offs (default `exp.config.topk`).
@@ -215,7 +216,7 @@ def embed_new_user(exp, model, params, inputs, history: np.ndarray) -> np.ndarra
 
   Args:
     exp: the Experiment.
-    model, params, inputs: the trained model, as `gnnrec_jax.train.init_model` returns them.
+    model, params, inputs: the trained model, as `gnnrec_jax.training.fit.init_model` returns them.
     history: [m] item indices (repeats count as repeated interactions).
 
   Returns:

@@ -25,11 +25,11 @@ EASE (Steck 2019): score(u, i) = x_u B[:, i] = sum_{j in history} B[j, i], exact
 
 A new user given by a history (`gnnrec-jax recommend --history`) of an ID-only model is folded in
 as the mean of the history items' final vectors, so score = sum_j final_j . final_i / |H|, exact.
-A text model embeds it inductively (`gnnrec_jax.coldstart.embed_new_user`); its score is then
+A text model embeds it inductively (`gnnrec_jax.evaluation.coldstart.embed_new_user`); its score is then
 shown with the same per-item similarities, labelled as such, and the rest as the remainder.
 
 Scores are those `recommend` ranks by: nodes without train interactions (cold items and users)
-are embedded without their untrained ID vectors (`has_id`, see `gnnrec_jax.coldstart`).
+are embedded without their untrained ID vectors (`has_id`, see `gnnrec_jax.evaluation.coldstart`).
 
 Other models (MF, NGCF, GAT) have no such split through their layers; for them each of the
 user's train items is credited with its similarity final_j . final_i to the recommended item,
@@ -46,9 +46,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gnnrec_jax import coldstart, models
+from gnnrec_jax.evaluation import coldstart
+from gnnrec_jax.models import embedding as models
 from gnnrec_jax.errors import ConfigError, DataError
-from gnnrec_jax.layers import activation_fn
+from gnnrec_jax.models.layers import activation_fn
 
 
 def layer_outputs(model, params, inputs, has_id=None
@@ -298,7 +299,7 @@ def _explain_history(model, params, inputs, exp, history, items):
   query = np.asarray(coldstart.embed_new_user(exp, model, params, inputs, hist), np.float64)
   res["score"] = item_emb[items] @ query
   return res, ("not a decomposition: the new user's vector is inductive (text + graph, see "
-               "gnnrec_jax.coldstart); each history item j is credited with "
+               "gnnrec_jax.evaluation.coldstart); each history item j is credited with "
                "final_j . final_i / |history|"), False
 
 

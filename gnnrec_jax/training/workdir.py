@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 
-from gnnrec_jax import checkpoint
+from gnnrec_jax.training import checkpoint
 from gnnrec_jax.config import Config, validate
 from gnnrec_jax.errors import CheckpointError
 
@@ -73,7 +73,7 @@ def load(workdir: str):
   """
   from gnnrec_jax.data.cli_args import dataset_from_args
   from gnnrec_jax.experiment import prepare
-  from gnnrec_jax import train as train_lib
+  from gnnrec_jax.training import fit as train_lib
 
   run = read_run(workdir)
   config = config_of(run)

@@ -12,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gnnrec_jax import checkpoint, ease, evaluate, fileio
+from gnnrec_jax.training import checkpoint
+from gnnrec_jax.models import ease
+from gnnrec_jax.evaluation import evaluate
+from gnnrec_jax import fileio
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.experiment import Experiment
 
