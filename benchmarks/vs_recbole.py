@@ -82,8 +82,8 @@ def main(argv=None) -> int:
 
   sys.path.insert(0, HERE)
   import jax
-
   from bench_train import Runner, load, make_config
+
   from gnnrec_jax.graph import kernels
   from gnnrec_jax.graph.propagate import csr_threads, resolve_backend
 

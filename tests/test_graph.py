@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gnnrec_jax.graph import build as G
 from gnnrec_jax.data.types import Interactions
+from gnnrec_jax.graph import build as G
 
 U, I = 3, 3
 S2 = np.sqrt(2.0)

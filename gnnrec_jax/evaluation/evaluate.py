@@ -28,25 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax.evaluation import metrics as metrics_lib
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError, TrainingError
+from gnnrec_jax.evaluation import metrics as metrics_lib
+from gnnrec_jax.models.embedding import dot_scores
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
-
-
-def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Array:
-  """Dot-product scores of a batch of users against every item.
-
-  Args:
-    params: (user_emb [U, d], item_emb [I, d]).
-    users: [B] int32 user indices.
-
-  Returns:
-    [B, I] float32 scores.
-  """
-  user_emb, item_emb = params
-  return user_emb[users] @ item_emb.T
 
 
 def evaluate_embeddings(

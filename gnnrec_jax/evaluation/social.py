@@ -36,10 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax.evaluation import evaluate
+from gnnrec_jax.data.splits import split_counts
 from gnnrec_jax.data.types import Dataset, Interactions
 from gnnrec_jax.errors import ConfigError, DataError
-from gnnrec_jax.data.splits import split_counts
+from gnnrec_jax.evaluation import evaluate
+from gnnrec_jax.models.embedding import dot_scores
 
 NEIGHBOUR_METHODS = ("common_neighbours", "adamic_adar")
 
@@ -148,7 +149,7 @@ def evaluate_friends(score_fn, params, *, num_users: int, train: np.ndarray,
 
   Args:
     score_fn: `score_fn(params, users [B]) -> [B, U]`, a module-level function (static under
-      jit), e.g. `neighbour_scores` or `gnnrec_jax.evaluation.evaluate.dot_scores`.
+      jit), e.g. `neighbour_scores` or `gnnrec_jax.models.embedding.dot_scores`.
     params: its arrays.
     num_users: U.
     train: [m, 2] the friendships the scorer was built on: never ranked.
@@ -171,5 +172,5 @@ def evaluate_friends(score_fn, params, *, num_users: int, train: np.ndarray,
 def evaluate_friend_embeddings(user_emb, **kwargs) -> dict[str, float]:
   """`evaluate_friends` with score(a, b) = user_emb[a] . user_emb[b] ([U, d] final vectors)."""
   user_emb = jnp.asarray(user_emb)
-  return evaluate_friends(evaluate.dot_scores, (user_emb, user_emb),
+  return evaluate_friends(dot_scores, (user_emb, user_emb),
                           num_users=int(user_emb.shape[0]), **kwargs)

@@ -43,8 +43,8 @@ import jraph
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax.graph import kernels
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph import kernels
 
 BACKENDS = ("auto", "segment", "dense", "csr", "scipy")
 DENSE_MAX_NODES = 8192  # one [N, N] float32 matrix is 256 MiB at this size (edge_dot's limit)

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax.evaluation import coldstart
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.evaluation import coldstart
 
 NAMES = ("random", "popularity", "content_knn")
 

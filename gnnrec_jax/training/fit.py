@@ -1,10 +1,13 @@
-"""The training loop: one jitted `train_step`, full-ranking validation, early stopping, resume.
+"""The one training loop: `fit(exp, workdir)` for every model, trained or closed-form.
 
-Shape of a run (`run(config, dataset, workdir)`):
-  prepare (split, graph, features) -> init params -> for each epoch: shuffled static-shape batches
-  of (user, positive item), negatives sampled on device, `train_step` -> validation every
-  `eval_every` epochs (full ranking, train items masked) -> early stopping on `select_metric` ->
-  the best parameters restored -> test pass with train and valid items masked.
+Shape of a run:
+  claim the workdir (`workdir.RunDir`: ownership, one writer, same run) -> the model
+  (`gnnrec_jax.models.create`) -> trained models: for each epoch, shuffled static-shape batches
+  of (user, positive item), one jitted `train_step` each (`rec.loss`, negatives sampled on
+  device), validation every `eval_every` epochs (full ranking, train items masked), early stopping
+  on `select_metric`, the best parameters restored; closed-form models: the fit (`rec.init`) and
+  one validation, recorded as epoch 0 -> the test pass with train and valid items masked
+  (`gnnrec_jax.evaluation.protocol`) -> metrics.json, curves.png.
 
 Every epoch's randomness comes from `fold_in(key(seed), epoch)` and a host permutation seeded by
 `(seed, epoch)`, so a run resumed from a checkpoint replays exactly the batches and negatives that
@@ -20,37 +23,45 @@ than the checkpoint is rewritten by the replay, since the replay draws the same 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import math
-import os
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from gnnrec_jax.training import checkpoint, losses, sampling
-from gnnrec_jax.evaluation import evaluate
-from gnnrec_jax import fileio
-from gnnrec_jax.models import embedding as models
+from gnnrec_jax import models
 from gnnrec_jax.config import Config
-from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import CheckpointError, TrainingError
-from gnnrec_jax.experiment import Experiment, prepare
+from gnnrec_jax.evaluation.protocol import evaluate_split
+from gnnrec_jax.experiment import Experiment
+from gnnrec_jax.models.base import Recommender
+from gnnrec_jax.training import checkpoint
+from gnnrec_jax.training.workdir import RunDir
 
 
 class TrainState(train_state.TrainState):
   """Params and optimizer state; the rest of the run state travels in the checkpoint meta."""
 
 
+@dataclasses.dataclass
+class Fitted:
+  """What `fit` returns: the model, its selected parameters, test metrics and the history."""
+
+  rec: Recommender
+  params: Any
+  metrics: dict[str, Any]
+  history: list[dict]
+
+
 def create_optimizer(config: Config, total_steps: int) -> optax.GradientTransformation:
-  """Optax optimizer from the config; raises ConfigError (via validate) for unknown names."""
+  """Optax optimizer from the config (names are validated by `config.validate`)."""
   if config.lr_schedule == "constant":
     lr = config.lr
   elif config.lr_schedule == "cosine":
@@ -69,80 +80,21 @@ def create_optimizer(config: Config, total_steps: int) -> optax.GradientTransfor
   return opt
 
 
-def device_inputs(exp: Experiment) -> dict[str, Any]:
-  """The arrays every jitted function reads, moved to the device once and passed as arguments.
-
-  When some users or items have no train interaction (cold-start splits), two more arrays:
-  `has_id` [U+I] bool (cold nodes are embedded without their never-trained ID vectors, in
-  validation as at test time) and `neg_pool` [I_warm] int32 (negatives are drawn from items seen
-  in train only: a cold item drawn as a negative would teach the text path to push every cold
-  item down, which measurably hurts the cold block).
-  """
-  from gnnrec_jax.evaluation import coldstart
-  features = None if exp.features is None else jnp.asarray(exp.features)
-  feature_mask = None if exp.feature_mask is None else jnp.asarray(exp.feature_mask)
-  inputs = {"graph": jax.tree.map(jnp.asarray, exp.graph), "features": features,
-            "feature_mask": feature_mask, "has_id": None, "neg_pool": None}
-  user_in, item_in = coldstart.train_presence(exp.split.train, exp.num_users, exp.num_items)
-  if not (user_in.all() and item_in.all()):
-    inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
-    inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
-  return inputs
-
-
-def _apply(model, params, inputs, *, train, rng=None):
-  rngs = {"dropout": rng} if rng is not None else None
-  return model.apply({"params": params}, inputs["graph"], inputs["features"],
-                     feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
-                     train=train, rngs=rngs)
-
-
-def make_train_step(model, config: Config, *, num_users: int, num_items: int):
+def make_train_step(rec: Recommender):
   """Returns `train_step(state, batch, inputs, rng) -> (state, metrics)`, jitted.
 
   `batch` holds `user`, `item` ([B] int32) and `mask` ([B] float32, 0 for padding rows of the
-  last batch), so every step has the same shape and compiles once.
+  last batch), so every step has the same shape and compiles once; `inputs` is `rec.inputs`.
   """
-
-  def loss_fn(params, batch, inputs, rng):
-    drop_rng, neg_rng = jax.random.split(rng)
-    final, ego = _apply(model, params, inputs, train=True, rng=drop_rng)
-    pool = inputs.get("neg_pool")
-    neg = sampling.sample_negatives(
-        neg_rng, batch_users=batch["user"],
-        num_items=num_items if pool is None else pool.shape[0],  # static: the pool's length
-        num_negatives=config.num_negatives)  # [B, K]
-    if pool is not None:
-      neg = pool[neg]
-    u, p = batch["user"], batch["item"] + num_users
-    n = neg + num_users
-    if config.loss == "bpr":
-      return losses.bpr_loss(user=final[u], pos=final[p], neg=final[n],  # [B, K, d]
-                             user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n],
-                             l2=config.l2, mask=batch["mask"])
-    return losses.sampled_softmax_loss(user=final[u], pos=final[p], neg=final[n],
-                                       user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n],
-                                       l2=config.l2, temperature=config.softmax_temperature,
-                                       mask=batch["mask"])
 
   @functools.partial(jax.jit, donate_argnums=(0,))
   def train_step(state, batch, inputs, rng):
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, inputs, rng)
+    (loss, aux), grads = jax.value_and_grad(rec.loss, has_aux=True)(
+        state.params, inputs, batch, rng)
     state = state.apply_gradients(grads=grads)
     return state, {"loss": loss, **aux}
 
   return train_step
-
-
-def make_embed_fn(model, *, num_users: int, num_items: int):
-  """Returns jitted `embed(params, inputs) -> (user_emb [U, d], item_emb [I, d])` for ranking."""
-
-  @jax.jit
-  def embed(params, inputs):
-    final, _ = _apply(model, params, inputs, train=False)
-    return final[:num_users], final[num_users:num_users + num_items]
-
-  return embed
 
 
 def epoch_batches(train, *, batch_size: int, seed: int, epoch: int):
@@ -159,205 +111,111 @@ def epoch_batches(train, *, batch_size: int, seed: int, epoch: int):
     yield {"user": train.user[idx], "item": train.item[idx], "mask": mask[sl]}
 
 
-def _append_line(path: str, row: dict) -> None:
-  # fsynced before the epoch's checkpoint is written, so a checkpoint never survives a power
-  # loss that its history rows do not (a plain kill loses nothing already written).
-  with open(path, "a") as f:
-    f.write(json.dumps(row) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+def fit(exp: Experiment, workdir: str, *, resume: bool = False, overwrite: bool = False,
+        progress: bool = True, extra_meta: dict | None = None,
+        select: Callable[[dict], float] | None = None) -> Fitted:
+  """Trains (or fits) `exp.config.model` on `exp`, writing everything into `workdir`.
 
-
-def _read_history(path: str, upto_epoch: int) -> list[dict]:
-  if not os.path.exists(path):
-    return []
-  rows = []
-  with open(path) as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError:
-        break  # a line cut by a crash: everything after it is redone
-      if row.get("epoch", 0) <= upto_epoch:
-        rows.append(row)
-  return rows
-
-
-def _check_workdir(workdir: str, exp: Experiment, resume: bool, overwrite: bool) -> None:
-  """Refuses to mix runs: a workdir holds one dataset+config (compared by fingerprint).
-
-  Raises:
-    CheckpointError: `resume` without a run, a run of another dataset or config, or this run
-      again without `resume` or `overwrite`.
-  """
-  run_path = os.path.join(workdir, "run.json")
-  if not os.path.exists(run_path):
-    if resume:
-      raise CheckpointError(f"--resume: {workdir} holds no run to resume (no run.json)")
-    return
-  if overwrite:
-    return
-  try:
-    with open(run_path) as f:
-      old = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise CheckpointError(f"{run_path}: unreadable ({e}); pass --overwrite to start over"
-                          ) from None
-  if old.get("fingerprint") != exp.fingerprint:
-    # Through JSON, as run.json stores it: tuples become lists and compare equal.
-    old_cfg, new_cfg = old.get("config", {}), json.loads(json.dumps(exp.config.to_dict()))
-    diff = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
-    what = f"config keys differ: {', '.join(diff)}" if diff else (
-        f"dataset differs ({old.get('dataset')} vs {exp.dataset.name}, or another split)")
-    raise CheckpointError(f"{workdir} belongs to a different run ({what}); "
-                          "use another --workdir or pass --overwrite")
-  if not resume:
-    raise CheckpointError(f"{workdir} already holds this run; pass --resume to continue it "
-                          "or --overwrite to start over")
-
-
-def evaluate_params(embed, params, inputs, exp: Experiment, *, target,
-                    exclude) -> dict[str, float]:
-  user_emb, item_emb = embed(params, inputs)
-  return evaluate.evaluate_embeddings(
-      user_emb, item_emb, num_users=exp.num_users, num_items=exp.num_items, exclude=exclude,
-      target=target, ks=tuple(int(k) for k in exp.config.topk),
-      batch_size=exp.config.eval_batch_size)
-
-
-def evaluate_test(model, embed, params, inputs, exp: Experiment):
-  """Test metrics (train and valid items masked) and, when the test set holds items or users
-  never seen in train, the cold-start blocks as flat keys ("warm/ndcg@20", "cold/recall@20",
-  "cold_users/..."). Cold nodes are then embedded without their (untrained) ID vectors, in
-  "all" too; see `gnnrec_jax.evaluation.coldstart`.
-  """
-  from gnnrec_jax.evaluation import coldstart
-  test_part, exclude = exp.split.test, [exp.split.train, exp.split.valid]
-  user_in, item_in = coldstart.train_presence(exp.split.train, exp.num_users, exp.num_items)
-  if user_in[test_part.user].all() and item_in[test_part.item].all():
-    return evaluate_params(embed, params, inputs, exp, target=test_part, exclude=exclude), {}
-  blocks = coldstart.evaluate_blocks(exp, model, params, inputs, target=test_part,
-                                     exclude=exclude)
-  test = blocks.pop("all")
-  test.pop("num_pairs", None)
-  return test, {f"{b}/{k}": v for b, m in blocks.items() for k, v in m.items()}
-
-
-def init_model(exp: Experiment):
-  """Creates the model and its initial parameters (deterministic in `config.seed`)."""
-  cfg = exp.config
-  feature_dim = None if exp.features is None else int(exp.features.shape[1])
-  model = models.create_model(cfg, num_users=exp.num_users, num_items=exp.num_items,
-                              feature_dim=feature_dim)
-  inputs = device_inputs(exp)
-  init_key = jax.random.fold_in(jax.random.key(cfg.seed), -1 & 0x7FFFFFFF)
-  variables = model.init({"params": init_key, "dropout": init_key}, inputs["graph"],
-                         inputs["features"], feature_mask=inputs["feature_mask"], train=False)
-  return model, variables["params"], inputs
-
-
-def _cold_user_warning(exp: Experiment) -> None:
-  """Warns about evaluated users without train interactions (documented policy: kept).
-
-  Such users (possible with predefined splits that list them in user metadata, or cold_item
-  splits) have no edges, so their final vector is their layer-0 vector alone: finite, but an ID
-  vector that never appears in a batch keeps its random initialisation (chance-level ranking);
-  text features (`text_features=item+user_profile`) give them signal. They stay in the
-  evaluation because a cold user is a real user; a benchmark that must exclude them (as
-  protocols where every user has train data do) filters its split first.
-  """
-  has_train = np.zeros(exp.num_users, bool)
-  has_train[exp.split.train.user] = True
-  held_out = [p.user for p in (exp.split.valid, exp.split.test) if len(p)]
-  if not held_out:
-    return
-  cold = np.unique(np.concatenate(held_out))
-  cold = cold[~has_train[cold]]
-  if len(cold):
-    token = exp.dataset.users.tokens[int(cold[0])]
-    warnings.warn(f"{len(cold)} valid/test users have no train interactions (e.g. user "
-                  f"{token!r}); they are evaluated from their layer-0 vectors alone",
-                  stacklevel=3)
-
-
-def _clear_run_files(workdir: str) -> None:
-  """Removes a previous run's outputs, so that a fresh run can never fall back to them."""
-  for name in ("latest", "best"):
-    for path in checkpoint.checkpoint_paths(workdir, name):
-      path.unlink()
-  for name in ("metrics.json", "history.jsonl", "curves.png"):
-    path = os.path.join(workdir, name)
-    if os.path.exists(path):
-      os.remove(path)
-
-
-def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
-        overwrite: bool = False, progress: bool = True, exp: Experiment | None = None,
-        extra_meta: dict | None = None) -> dict[str, Any]:
-  """Trains (or fits) `config.model` on `dataset`, writing everything into `workdir`.
-
-  Writes `config.json`, `run.json` (fingerprint, dataset, extra_meta such as the CLI's dataset
-  arguments), `history.jsonl` (one line per epoch), `latest.ckpt` (+ `.prev`), `best.ckpt`,
-  `metrics.json` and `curves.png`. Returns the test metrics (keys like "recall@20").
+  Writes `config.json`, `run.json`, `history.jsonl` (one line per epoch), `latest.ckpt`
+  (+ `.prev`), `best.ckpt`, `metrics.json` and `curves.png` (`gnnrec_jax.training.workdir`).
 
   Args:
+    exp: the prepared experiment (`gnnrec_jax.experiment.prepare`).
+    workdir: the run folder (created; a folder that holds files of no gnnrec-jax run is refused).
     resume: continue the run in `workdir` from its newest intact `latest` checkpoint (from
       epoch 1 when it holds none yet); the result equals an uninterrupted run's.
     overwrite: start over in a workdir that holds another (or this) run, deleting its outputs.
+    progress: show a progress bar.
+    extra_meta: more fields for run.json (e.g. the CLI's dataset arguments).
+    select: the early-stopping criterion, a function of the validation metrics (higher is
+      better; keys as in `evaluate_split`, e.g. "warm/ndcg@20" when blocks are reported);
+      default: `config.select_metric`. A library hook for benchmarks (the CLI uses the config).
+
+  Returns:
+    `Fitted(rec, params, metrics, history)`; metrics are the test metrics (keys like
+    "recall@20", cold-start blocks as "cold/recall@20") plus "best_epoch" and "epochs_run".
 
   Raises:
-    CheckpointError: the workdir holds another run, or this one without `resume`/`overwrite`;
-      no intact checkpoint to resume from (each unusable file is named).
+    CheckpointError: the workdir is not ours, is in use, holds another run, or this one
+      without `resume`/`overwrite`; no intact checkpoint to resume from (each file named).
     TrainingError: a non-finite loss (the message names the epoch and step; `latest.ckpt`
       stays at the last good epoch).
   """
-  exp = exp or prepare(config, dataset)
-  cfg = exp.config
-  os.makedirs(workdir, exist_ok=True)
-  _check_workdir(workdir, exp, resume, overwrite)
-  if resume and not checkpoint.checkpoint_paths(workdir, "latest"):
-    # Killed before the first checkpoint: nothing to lose by starting over.
-    warnings.warn(f"--resume: {workdir} holds no checkpoint yet; starting from epoch 1",
-                  stacklevel=2)
-    resume = False
-  if not resume:
-    _clear_run_files(workdir)
-  fileio.write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
-  fileio.write_json(os.path.join(workdir, "run.json"), {
-      "fingerprint": exp.fingerprint, "dataset": dataset.name, "config": cfg.to_dict(),
-      "num_users": exp.num_users, "num_items": exp.num_items,
-      "split_sizes": exp.split.sizes(), **(extra_meta or {})})
-  _cold_user_warning(exp)
-  if cfg.model == "ease":
-    from gnnrec_jax.models import ease_runner  # closed form: no epochs, no optimizer
-    return ease_runner.run(exp, workdir)
+  rec = models.create(exp)
+  with RunDir.open(workdir, exp, resume=resume, overwrite=overwrite,
+                   extra_meta=extra_meta) as run:
+    if resume and not checkpoint.checkpoint_paths(workdir, "latest"):
+      # Killed before the first checkpoint: nothing to lose by starting over.
+      warnings.warn(f"--resume: {workdir} holds no checkpoint yet; starting from epoch 1",
+                    stacklevel=2)
+      resume = False
+    if not resume:
+      run.clear()
+    _cold_user_warning(exp)
+    if rec.trainable:
+      params, history, best_epoch, last_epoch = _train(rec, run, resume=resume,
+                                                       progress=progress, select=select)
+    else:
+      params, history = _fit_closed_form(rec, run)
+      best_epoch = last_epoch = 0
+    test = evaluate_split(rec, params, "test")
+    metrics = {**test, "best_epoch": best_epoch, "epochs_run": last_epoch}
+    run.write_metrics(metrics)
+    run.plot(history)
+  return Fitted(rec, params, metrics, history)
 
-  model, params, inputs = init_model(exp)
+
+def _fit_closed_form(rec: Recommender, run: RunDir):
+  """The closed-form fit: `rec.init`, saved as best.ckpt, validated once as epoch 0."""
+  exp = rec.exp
+  t0 = time.perf_counter()
+  params = jax.block_until_ready(rec.init(jax.random.key(exp.config.seed)))
+  row = {"epoch": 0, "loss": 0.0, "fit_s": time.perf_counter() - t0}
+  checkpoint.save(run.path, "best", {"params": params}, keep=1,
+                  meta={"epoch": 0, "fingerprint": exp.fingerprint})
+  if len(exp.split.valid):
+    t1 = time.perf_counter()
+    valid = evaluate_split(rec, params, "valid", blocks=False)
+    row["eval_s"] = time.perf_counter() - t1
+    row.update({f"valid/{k}": v for k, v in valid.items()})
+  run.write_history([row])
+  return params, [row]
+
+
+def _train(rec: Recommender, run: RunDir, *, resume: bool, progress: bool, select=None):
+  """The epoch loop of a trained model; returns (best params, history, best epoch, last epoch)."""
+  exp, cfg = rec.exp, rec.config
+  workdir = run.path
+  base_key = jax.random.key(cfg.seed)
+  params = rec.init(base_key)
   train = exp.split.train
   steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
   tx = create_optimizer(cfg, steps_per_epoch * max(cfg.epochs, 1))
-  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-  target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+  state = TrainState.create(apply_fn=None, params=params, tx=tx)
   early = {"best": -math.inf, "best_epoch": 0, "bad_evals": 0, "stopped": False}
   start_epoch = 1
-  history_path = os.path.join(workdir, "history.jsonl")
   history: list[dict] = []
   if resume:
+    target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
     saved, meta = checkpoint.load_latest_good(workdir, "latest", target,
                                               fingerprint=exp.fingerprint)
+    early, last = _resume_state(meta)
     state = state.replace(params=saved["params"], opt_state=saved["opt_state"],
                           step=saved["step"])
-    early, start_epoch = meta["early_stopping"], int(meta["epoch"]) + 1
-    history = _read_history(history_path, int(meta["epoch"]))
+    start_epoch = last + 1
+    history = run.read_history(last)
   # Rewritten atomically: drops the rows of epochs after the checkpoint (a resume replays them).
-  fileio.write_atomic(history_path, "".join(json.dumps(r) + "\n" for r in history))
+  run.write_history(history)
   last_saved = start_epoch - 1  # the epoch of the newest intact `latest` checkpoint
 
-  train_step = make_train_step(model, cfg, num_users=exp.num_users, num_items=exp.num_items)
-  embed = make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
+  train_step = make_train_step(rec)
+  inputs = rec.inputs
   has_valid = len(exp.split.valid) > 0
-  base_key = jax.random.key(cfg.seed)
   metric = cfg.select_metric
+  label = "select" if select else metric
+  select = select or (lambda m: m[metric])
+  # Blocks in validation when the split withholds items (or the metric names a block).
+  blocks = None if "/" not in metric else True
   bar = tqdm(range(start_epoch, cfg.epochs + 1), disable=not progress, desc=cfg.model,
              unit="epoch", initial=start_epoch - 1, total=cfg.epochs)
   last_epoch = start_epoch - 1
@@ -383,34 +241,29 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
           f"non-finite loss ({step_losses[bad]}) at epoch {epoch}, step {bad}; training stopped "
           f"and {kept} (try a lower lr, grad_clip or temperature)")
     row = {"epoch": epoch, "loss": float(step_losses.mean()), "train_s": time.perf_counter() - t0}
-    if has_valid and epoch % cfg.eval_every == 0:
-      t1 = time.perf_counter()
-      valid = evaluate_params(embed, state.params, inputs, exp, target=exp.split.valid,
-                              exclude=[train])
-      row["eval_s"] = time.perf_counter() - t1
-      row.update({f"valid/{k}": v for k, v in valid.items()})
-      if valid[metric] > early["best"]:
-        early.update(best=float(valid[metric]), best_epoch=epoch, bad_evals=0)
-        # Before `latest`: a checkpoint whose early-stopping state names epoch e as the best
-        # must never exist without best.ckpt holding epoch e.
-        checkpoint.save(workdir, "best", {"params": state.params}, keep=1,
-                        meta={"epoch": epoch, "fingerprint": exp.fingerprint, "valid": valid})
-      else:
-        early["bad_evals"] += 1
-        early["stopped"] = early["bad_evals"] >= cfg.patience
-      bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{valid[metric]:.4f}"})
-    elif not has_valid and epoch % cfg.eval_every == 0:
+    if epoch % cfg.eval_every == 0:
       # No validation data (the LightGCN protocol): record the test curve, never select on it.
+      part = "valid" if has_valid else "test"
       t1 = time.perf_counter()
-      test_now = evaluate_params(embed, state.params, inputs, exp, target=exp.split.test,
-                                 exclude=[train])
+      now = evaluate_split(rec, state.params, part, blocks=blocks if has_valid else False)
       row["eval_s"] = time.perf_counter() - t1
-      row.update({f"test/{k}": v for k, v in test_now.items()})
-      bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"test_{metric}": f"{test_now[metric]:.4f}"})
+      row.update({f"{part}/{k}": v for k, v in now.items()})
+      shown = select(now) if has_valid else now[metric.rpartition("/")[2]]
+      bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"{part}_{label}": f"{shown:.4f}"})
+      if has_valid:
+        if shown > early["best"]:
+          early.update(best=float(shown), best_epoch=epoch, bad_evals=0)
+          # Before `latest`: a checkpoint whose early-stopping state names epoch e as the best
+          # must never exist without best.ckpt holding epoch e.
+          checkpoint.save(workdir, "best", {"params": state.params}, keep=1,
+                          meta={"epoch": epoch, "fingerprint": exp.fingerprint, "valid": now})
+        else:
+          early["bad_evals"] += 1
+          early["stopped"] = early["bad_evals"] >= cfg.patience
     else:
       bar.set_postfix(loss=f"{row['loss']:.4f}")
     history.append(row)
-    _append_line(history_path, row)
+    run.append_history(row)
     last_epoch = epoch
     if epoch % cfg.checkpoint_every == 0 or early["stopped"] or epoch == cfg.epochs:
       checkpoint.save(workdir, "latest",
@@ -423,22 +276,50 @@ def run(config: Config, dataset: Dataset, workdir: str, *, resume: bool = False,
   if has_valid and early["best_epoch"] > 0:
     best, best_meta = checkpoint.load(workdir, "best", {"params": state.params},
                                       fingerprint=exp.fingerprint)
-    if int(best_meta["epoch"]) != int(early["best_epoch"]):
+    if best_meta.get("epoch") != early["best_epoch"]:
       raise CheckpointError(
-          f"{best_meta['path']} holds epoch {best_meta['epoch']} but the run's best epoch is "
-          f"{early['best_epoch']} (was it replaced by hand?); retrain with --overwrite")
-    params = best["params"]
-  else:  # no validation data (e.g. the LightGCN protocol): the last epoch's parameters
-    params = state.params
-    checkpoint.save(workdir, "best", {"params": params}, keep=1,
-                    meta={"epoch": last_epoch, "fingerprint": exp.fingerprint})
-  test, blocks = evaluate_test(model, embed, params, inputs, exp)
-  result = {**test, **blocks, "best_epoch": early["best_epoch"] if has_valid else last_epoch,
-            "epochs_run": last_epoch}
-  fileio.write_json(os.path.join(workdir, "metrics.json"), result)
-  try:
-    from gnnrec_jax.training import plots
-    plots.plot_history(history, os.path.join(workdir, "curves.png"), select_metric=metric)
-  except ImportError:
-    pass
-  return result
+          f"{best_meta['path']} holds epoch {best_meta.get('epoch')} but the run's best epoch "
+          f"is {early['best_epoch']} (was it replaced by hand?); retrain with --overwrite")
+    return best["params"], history, early["best_epoch"], last_epoch
+  # No validation data (e.g. the LightGCN protocol): the last epoch's parameters.
+  checkpoint.save(workdir, "best", {"params": state.params}, keep=1,
+                  meta={"epoch": last_epoch, "fingerprint": exp.fingerprint})
+  return state.params, history, last_epoch, last_epoch
+
+
+def _resume_state(meta: dict) -> tuple[dict, int]:
+  """(early-stopping state, epoch) from a `latest` checkpoint's meta, schema-checked."""
+  path = meta.get("path", "latest.ckpt")
+  epoch, early = meta.get("epoch"), meta.get("early_stopping")
+  fields = {"best": (int, float), "best_epoch": int, "bad_evals": int, "stopped": bool}
+  ok = isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 and isinstance(
+      early, dict) and all(isinstance(early.get(k), t) for k, t in fields.items())
+  if not ok:
+    raise CheckpointError(f"{path}: the header's epoch or early_stopping fields are missing or "
+                          "of the wrong type (damaged or foreign file); pass --overwrite to "
+                          "start over")
+  return dict(early), epoch
+
+
+def _cold_user_warning(exp: Experiment) -> None:
+  """Warns about evaluated users without train interactions (documented policy: kept).
+
+  Such users (possible with predefined splits that list them in user metadata, or cold_item
+  splits) have no edges, so their final vector is their layer-0 vector alone: finite, but an ID
+  vector that never appears in a batch keeps its random initialisation (chance-level ranking);
+  text features (`text_features=item+user_profile`) give them signal. They stay in the
+  evaluation because a cold user is a real user; a benchmark that must exclude them (as
+  protocols where every user has train data do) filters its split first.
+  """
+  has_train = np.zeros(exp.num_users, bool)
+  has_train[exp.split.train.user] = True
+  held_out = [p.user for p in (exp.split.valid, exp.split.test) if len(p)]
+  if not held_out:
+    return
+  cold = np.unique(np.concatenate(held_out))
+  cold = cold[~has_train[cold]]
+  if len(cold):
+    token = exp.dataset.users.tokens[int(cold[0])]
+    warnings.warn(f"{len(cold)} valid/test users have no train interactions (e.g. user "
+                  f"{token!r}); they are evaluated from their layer-0 vectors alone",
+                  stacklevel=3)

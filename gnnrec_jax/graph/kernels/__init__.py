@@ -66,8 +66,9 @@ def _cpu_id() -> str:
 
 def library_path(compiler: str) -> pathlib.Path:
   """Where the compiled library for this source, jaxlib, compiler and CPU lives."""
-  from gnnrec_jax.data.movielens import cache_root
   import jaxlib
+
+  from gnnrec_jax.data.movielens import cache_root
   key = hashlib.sha256()
   for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), compiler.encode(),
                " ".join(FLAGS).encode(), _cpu_id().encode()):

@@ -11,7 +11,11 @@ arguments, and aggregates through `gnnrec_jax.graph.propagate.weighted_sum`.
 from gnnrec_jax.models.layers.gat import GATConv
 from gnnrec_jax.models.layers.lightgcn import LightGCNConv
 from gnnrec_jax.models.layers.ngcf import NGCFConv
-from gnnrec_jax.models.layers.softmax_edge import ACTIVATIONS, SoftmaxEdgeConv, activation_fn
+from gnnrec_jax.models.layers.softmax_edge import (
+           ACTIVATIONS,
+           SoftmaxEdgeConv,
+           activation_fn,
+)
 
 __all__ = ["ACTIVATIONS", "GATConv", "LightGCNConv", "NGCFConv", "SoftmaxEdgeConv",
            "activation_fn"]

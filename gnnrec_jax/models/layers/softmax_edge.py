@@ -31,7 +31,12 @@ import jax.numpy as jnp
 import jraph
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.graph.propagate import edge_dot, edge_softmax, normalize_per_receiver, weighted_sum
+from gnnrec_jax.graph.propagate import (
+  edge_dot,
+  edge_softmax,
+  normalize_per_receiver,
+  weighted_sum,
+)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda x: x,
