@@ -3,6 +3,8 @@
     gnnrec-jax data --dataset ml-100k --split random --seed 2020
     gnnrec-jax data --dataset gowalla            # predefined LightGCN split
     gnnrec-jax data --dataset lastfm --valid-from-train 0.1
+    gnnrec-jax data --dataset csv --data-dir events.csv --columns user=u,item=i,behaviour=b \
+        --set behaviour_weights=click:1,cart:2,purchase:4 --set duplicates=sum
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ def add_arguments(parser) -> None:
                       help="train,valid,test ratios for random/temporal/cold_item splits")
   parser.add_argument("--cold-fraction", type=float, default=0.2,
                       help="cold_item split: fraction of items withheld from train")
+  parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config field the loaders read: behaviour_weights=NAME:W,... or "
+                           "duplicates=max|sum|last (repeatable), as for train")
 
 
 def _ratios(text: str) -> tuple[float, ...]:
@@ -66,6 +71,8 @@ def statistics(dataset, split) -> dict:
     values, counts = np.unique(w, return_counts=True)
     if len(values) <= 10:
       stats["weights"]["counts"] = {f"{v:g}": int(c) for v, c in zip(values, counts)}
+  if dataset.behaviours is not None:
+    stats["behaviours"] = {k: dict(v) for k, v in dataset.behaviours.items()}
   if inter.timestamp is not None and n:
     stats["timestamps"] = {"min": int(inter.timestamp.min()), "max": int(inter.timestamp.max())}
   if split.cold_items is not None:
@@ -101,6 +108,9 @@ def format_statistics(s: dict) -> str:
     if "counts" in w:
       text += " (" + ", ".join(f"{k}: {v:,}" for k, v in w["counts"].items()) + ")"
     lines.append(f"weights      {text}")
+  if "behaviours" in s:
+    lines.append("behaviours   " + ", ".join(f"{k} x{v['rows']:,} (weight {v['weight']:g})"
+                                             for k, v in s["behaviours"].items()))
   if "timestamps" in s:
     lines.append(f"timestamps   {s['timestamps']['min']} .. {s['timestamps']['max']}")
   if "cold_items" in s:
@@ -114,11 +124,24 @@ def format_statistics(s: dict) -> str:
   return "\n".join(lines)
 
 
+def _check_overrides(overrides) -> None:
+  from gnnrec_jax.data.cli_args import DATA_FIELDS
+  from gnnrec_jax.errors import ConfigError
+  for item in overrides:
+    key, eq, _ = item.partition("=")
+    if not eq:
+      raise ConfigError(f"--set {item!r}: expected key=value")
+    if key.strip() not in DATA_FIELDS:
+      raise ConfigError(f"--set {key.strip()}: not read by `data` (it reads "
+                        f"{', '.join(DATA_FIELDS)}; other fields belong to train)")
+
+
 def run(args) -> int:
   from gnnrec_jax.data.checks import one_line_warnings
   from gnnrec_jax.data.cli_args import dataset_from_args
   from gnnrec_jax.splits import make_split
 
+  _check_overrides(args.overrides)
   with one_line_warnings("gnnrec-jax data"):
     dataset = dataset_from_args(args)
     method = args.split or ("predefined" if dataset.split is not None else "random")

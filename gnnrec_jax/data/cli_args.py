@@ -4,19 +4,31 @@
     gnnrec-jax data --dataset gowalla --data-dir ../shared/data/gowalla
     gnnrec-jax data --train train.tsv --valid valid.tsv --test test.tsv --item-meta items.tsv
     gnnrec-jax data --dataset csv --data-dir ratings.csv --columns user=uid,item=iid,weight=r
+    gnnrec-jax data --dataset csv --data-dir events.csv --columns user=u,item=i,behaviour=event \
+        --set behaviour_weights=click:1,cart:2,purchase:4 --set duplicates=sum
+
+The config fields that change what a loader reads (`DATA_FIELDS`: behaviour_weights,
+duplicates) come from the command's config: `dataset_from_args(args, config)`, or, when a
+command passes none, from its `--set` overrides. They are recorded on `args.data_settings`, a
+dataset option, so that a workdir's saved dataset options reload the same data.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 
+from gnnrec_jax.data import behaviours, checks
 from gnnrec_jax.data.registry import DATASETS, load_dataset
 from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import ConfigError
 
+# Config fields read by the loaders, with their defaults (those of `gnnrec_jax.config.Config`).
+DATA_FIELDS = {"behaviour_weights": behaviours.DEFAULT_BEHAVIOUR_WEIGHTS, "duplicates": "max"}
+
 # Options that only some datasets read: (attribute, flag, dataset names that read it).
 _SPECIFIC = (
     ("name", "--name", ("atomic", "lightgcn", "csv", "predefined")),
-    ("columns", "--columns", ("csv",)),
+    ("columns", "--columns", ("csv", "atomic", "ml-100k")),
     ("sep", "--sep", ("csv",)),
     ("no_header", "--no-header", ("csv",)),
     ("valid_from_train", "--valid-from-train", ("lightgcn", "gowalla", "lastfm")),
@@ -48,12 +60,20 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--user-meta", default=None, metavar="FILE",
                  help="tab-separated user metadata with a header, the id first")
   g.add_argument("--columns", default=None, metavar="SPEC",
-                 help="csv: user=COL,item=COL[,weight=COL][,timestamp=COL]")
+                 help="csv: user=COL,item=COL[,weight=COL][,timestamp=COL][,behaviour=COL]; "
+                      "atomic: the same roles naming .inter fields; ml-100k: behaviour=rating "
+                      "(ratings as behaviour levels, weighted by --set behaviour_weights=1:..,5:..)")
   g.add_argument("--sep", default=None, help="csv: field separator (default ','; 'tab' for TSV)")
   g.add_argument("--no-header", action="store_true", default=None,
                  help="csv: the file has no header (columns are 0-based positions)")
   g.add_argument("--valid-from-train", type=float, default=None, metavar="FRACTION",
                  help="lightgcn/gowalla/lastfm: carve this per-user fraction of train into valid")
+  g.add_argument("--max-file-size", default=None, metavar="SIZE",
+                 help=f"refuse input files larger than SIZE (e.g. 4G, 500M, or none; default "
+                      f"${checks.MAX_FILE_SIZE_ENV} or 1G): loaders hold 10-20x a file in memory")
+  # Not for users: the data config fields a run was loaded with, saved among the dataset
+  # options of its workdir (see the module docstring).
+  g.add_argument("--data-settings", default=None, help=argparse.SUPPRESS)
 
 
 def dataset_name(args: argparse.Namespace) -> str:
@@ -63,11 +83,40 @@ def dataset_name(args: argparse.Namespace) -> str:
   return "predefined" if getattr(args, "train", None) else "ml-100k"
 
 
-def dataset_from_args(args: argparse.Namespace) -> Dataset:
+def data_settings(args: argparse.Namespace, config=None) -> dict:
+  """The `DATA_FIELDS` values for loading: from `config` when given, else those saved with a run
+  (`args.data_settings`), else the command's `--set` overrides (`args.overrides`), else defaults.
+
+  Raises:
+    ConfigError: a malformed behaviour_weights or an unknown duplicates rule.
+  """
+  if config is not None:
+    return {k: getattr(config, k) for k in DATA_FIELDS}
+  saved = getattr(args, "data_settings", None)
+  if isinstance(saved, dict):
+    settings = {**DATA_FIELDS, **{k: v for k, v in saved.items() if k in DATA_FIELDS}}
+  else:
+    settings = dict(DATA_FIELDS)
+    for item in getattr(args, "overrides", None) or ():
+      key, eq, value = str(item).partition("=")
+      if eq and key.strip() in DATA_FIELDS:
+        settings[key.strip()] = value.strip()
+  behaviours.parse_behaviour_weights(settings["behaviour_weights"],
+                                     "--set behaviour_weights")
+  checks.check_duplicates_rule(settings["duplicates"])
+  return settings
+
+
+def dataset_from_args(args: argparse.Namespace, config=None) -> Dataset:
   """Loads the dataset the shared options describe (`ConfigError` for options it does not use).
 
-  `--valid-from-train` uses `args.seed` when the command has a `--seed` (else 2020).
+  `--valid-from-train` uses `args.seed` when the command has a `--seed` (else 2020). The data
+  config fields come from `config` (or see `data_settings`) and are recorded on
+  `args.data_settings`. A behaviour_weights set for data without a behaviour column is
+  reported with a warning, since it changes nothing.
   """
+  settings = data_settings(args, config)
+  args.data_settings = settings  # saved with the dataset options of a workdir (module docstring)
   name = dataset_name(args)
   if name not in DATASETS:
     raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
@@ -86,4 +135,15 @@ def dataset_from_args(args: argparse.Namespace) -> Dataset:
   if "valid_from_train" in options:
     seed = getattr(args, "seed", None)
     options["seed"] = 2020 if seed is None else int(seed)
-  return load_dataset(name, data_dir=args.data_dir, **options)
+  params = inspect.signature(DATASETS[name]).parameters
+  options.update({k: v for k, v in settings.items() if k in params})
+  limit = getattr(args, "max_file_size", None)
+  limit = checks.max_file_size() if limit is None else checks.parse_size(limit)
+  with checks.file_size_limit(limit):
+    dataset = load_dataset(name, data_dir=args.data_dir, **options)
+  if (dataset.behaviours is None
+      and settings["behaviour_weights"] != DATA_FIELDS["behaviour_weights"]):
+    checks.warn(f"behaviour_weights is set but dataset {dataset.name!r} has no behaviour column, "
+                "so it changes nothing (csv: --columns ...,behaviour=COL; ml-100k: --columns "
+                "behaviour=rating)")
+  return dataset
