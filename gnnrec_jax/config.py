@@ -153,9 +153,7 @@ def _validate_data_fields(c: Config) -> Config:
     raise ConfigError(f"invalid config: weighted_norm must be {'|'.join(WEIGHTED_NORM)}, got "
                       f"{c.weighted_norm!r}")
   behaviours.parse_behaviour_weights(c.behaviour_weights, "invalid config: behaviour_weights")
-  if c.duplicates not in data_checks.DUPLICATE_RULES:
-    raise ConfigError(f"invalid config: duplicates must be "
-                      f"{'|'.join(data_checks.DUPLICATE_RULES)}, got {c.duplicates!r}")
+  data_checks.check_duplicates_rule(c.duplicates)
   return c
 
 

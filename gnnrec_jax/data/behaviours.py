@@ -105,7 +105,9 @@ def behaviour_weights(tokens: Sequence, numbers: Sequence[int], path, spec: str 
       line = where(path, int(numbers[first[k]]))
       if not uniq[k]:
         raise DataError(f"{line}: empty behaviour (expected one of {', '.join(mapping)})")
-      raise DataError(f"{line}: behaviour {show(tokens[first[k]])} has no weight in "
+      token = tokens[first[k]]
+      raise DataError(f"{line}: behaviour {show(token if isinstance(token, str) else uniq[k])} "
+                      "has no weight in "
                       f"behaviour_weights (known: {', '.join(mapping)}); add it, e.g. "
                       f"--set behaviour_weights=...,{uniq[k]}:1")
   w = np.array([mapping[str(u)] for u in uniq], np.float64)[inverse.reshape(-1)]

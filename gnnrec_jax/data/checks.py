@@ -421,7 +421,8 @@ _RULE_TEXT = {
 
 def check_duplicates_rule(rule: str) -> str:
   if rule not in DUPLICATE_RULES:
-    raise ConfigError(f"duplicates={rule!r}: expected one of {', '.join(DUPLICATE_RULES)}")
+    raise ConfigError(f"duplicates={rule!r}: expected one of {'|'.join(DUPLICATE_RULES)} (how "
+                      "repeated user-item rows combine)")
   return rule
 
 
@@ -493,7 +494,8 @@ def combine_duplicates(inter: Interactions, path, numbers: np.ndarray | None = N
   k = int(np.argmin(is_first))
   at = where(path, int(numbers[k])) if numbers is not None else str(path)
   pairs = int((counts > 1).sum())
-  warn(f"{path}: {n - g} rows repeat a user-item pair ({pairs} pair{'s' * (pairs != 1)}; first "
+  repeated = "1 row repeats" if n - g == 1 else f"{n - g} rows repeat"
+  warn(f"{path}: {repeated} a user-item pair ({pairs} pair{'s' * (pairs != 1)}; first "
        f"repeat at {at}); combined with duplicates={rule}: {_RULE_TEXT[rule]} (duplicates="
        f"{'|'.join(DUPLICATE_RULES)} sets the rule)")
   return out, (None if numbers is None else np.asarray(numbers)[rows])
