@@ -136,7 +136,7 @@ def test_bad_data_settings_are_one_line_errors(events, tmp_path, setting, messag
 def test_data_set_takes_only_data_fields(events):
   code, _, err = _main("data", "--dataset", "csv", "--data-dir", events, "--columns", COLUMNS,
                        "--set", "lr=0.1")
-  assert code == 2 and "--set lr: not read by `data`" in err
+  assert code == 2 and "--set 'lr=0.1': this command reads only behaviour_weights=" in err
 
 
 def test_behaviour_weights_without_a_behaviour_column_warns(tmp_path):

@@ -27,9 +27,6 @@ def add_arguments(parser) -> None:
                       help="train,valid,test ratios for random/temporal/cold_item splits")
   parser.add_argument("--cold-fraction", type=float, default=0.2,
                       help="cold_item split: fraction of items withheld from train")
-  parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="a config field the loaders read: behaviour_weights=NAME:W,... or "
-                           "duplicates=max|sum|last (repeatable), as for train")
 
 
 def _ratios(text: str) -> tuple[float, ...]:
@@ -124,24 +121,11 @@ def format_statistics(s: dict) -> str:
   return "\n".join(lines)
 
 
-def _check_overrides(overrides) -> None:
-  from gnnrec_jax.data.cli_args import DATA_FIELDS
-  from gnnrec_jax.errors import ConfigError
-  for item in overrides:
-    key, eq, _ = item.partition("=")
-    if not eq:
-      raise ConfigError(f"--set {item!r}: expected key=value")
-    if key.strip() not in DATA_FIELDS:
-      raise ConfigError(f"--set {key.strip()}: not read by `data` (it reads "
-                        f"{', '.join(DATA_FIELDS)}; other fields belong to train)")
-
-
 def run(args) -> int:
   from gnnrec_jax.data.checks import one_line_warnings
   from gnnrec_jax.data.cli_args import dataset_from_args
   from gnnrec_jax.splits import make_split
 
-  _check_overrides(args.overrides)
   with one_line_warnings("gnnrec-jax data"):
     dataset = dataset_from_args(args)
     method = args.split or ("predefined" if dataset.split is not None else "random")

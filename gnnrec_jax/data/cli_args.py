@@ -71,6 +71,11 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--max-file-size", default=None, metavar="SIZE",
                  help=f"refuse input files larger than SIZE (e.g. 4G, 500M, or none; default "
                       f"${checks.MAX_FILE_SIZE_ENV} or 1G): loaders hold 10-20x a file in memory")
+  if "--set" not in parser._option_string_actions:  # train has its own, for every field
+    g.add_argument("--set", dest="data_overrides", action="append", default=None,
+                   metavar="KEY=VALUE",
+                   help="a config field the loaders read (repeatable): "
+                        "behaviour_weights=NAME:WEIGHT,... or duplicates=max|sum|last")
   # Not for users: the data config fields a run was loaded with, saved among the dataset
   # options of its workdir (see the module docstring).
   g.add_argument("--data-settings", default=None, help=argparse.SUPPRESS)
@@ -97,10 +102,18 @@ def data_settings(args: argparse.Namespace, config=None) -> dict:
     settings = {**DATA_FIELDS, **{k: v for k, v in saved.items() if k in DATA_FIELDS}}
   else:
     settings = dict(DATA_FIELDS)
-    for item in getattr(args, "overrides", None) or ():
+    # `overrides`: train's --set, whose other fields are the trainer's; `data_overrides`: the
+    # --set of commands without a config (data, encode), which take only these fields.
+    for item, strict in ([(o, False) for o in getattr(args, "overrides", None) or ()]
+                         + [(o, True) for o in getattr(args, "data_overrides", None) or ()]):
       key, eq, value = str(item).partition("=")
-      if eq and key.strip() in DATA_FIELDS:
-        settings[key.strip()] = value.strip()
+      key = key.strip()
+      if strict and (not eq or key not in DATA_FIELDS):
+        raise ConfigError(f"--set {item!r}: this command reads only "
+                          f"{', '.join(f'{k}=...' for k in DATA_FIELDS)} (the other config "
+                          "fields belong to train)")
+      if eq and key in DATA_FIELDS:
+        settings[key] = value.strip()
   behaviours.parse_behaviour_weights(settings["behaviour_weights"],
                                      "--set behaviour_weights")
   checks.check_duplicates_rule(settings["duplicates"])

@@ -76,8 +76,10 @@ def _check_dense(ids: np.ndarray, lines: np.ndarray, path, what: str) -> None:
   if not len(ids):
     return
   size = int(ids.max()) + 1
+  if size <= 1_000_000:  # the common case: no need to count distinct ids
+    return
   distinct = len(np.unique(ids))
-  if size > 1_000_000 and size > 10 * distinct:
+  if size > 10 * distinct:
     k = int(np.argmax(ids))
     raise DataError(f"{where(path, int(lines[k]))}: {what} id {size - 1} makes a catalogue of "
                     f"{size:,} {what}s for {distinct:,} distinct ids; this format's ids are dense "
