@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from gnnrec_jax import cli
-from gnnrec_jax.data import checks, tabular
+from gnnrec_jax.data import files, tabular
 
 DATA = Path(__file__).parent / "data"
 FAST = ["--config", "test", "--set", "epochs=1", "--no-progress"]
@@ -306,7 +306,7 @@ def test_files_beyond_the_size_limit_unless_asked(tmp_path, monkeypatch):
   assert _warnings(*_csv_args(f))[0]["interactions"] == 40
   assert "is not a size" in _error("data", *_csv_args(f), "--max-file-size", "lots")
   monkeypatch.delenv("GNNREC_JAX_MAX_FILE_SIZE")
-  assert checks.max_file_size() == 1 << 30  # the stated default
+  assert files.max_file_size() == 1 << 30  # the stated default
 
 
 # --- 6. rows of separators or whitespace; ids of absurd length ----------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gnnrec_jax.data import behaviours, checks
+from gnnrec_jax.data import behaviours, checks, files
 from gnnrec_jax.data.types import Dataset, Vocab
 from gnnrec_jax.errors import DataError, where
 
@@ -51,7 +51,7 @@ class AtomicTable:
 def read_atomic(path, *, encoding: str = "utf-8") -> AtomicTable:
   """Reads one atomic file; `DataError` for a bad header, column count, or float value."""
   path = Path(path)
-  text = checks.read_text(path, encoding=encoding, what="atomic file")
+  text = files.read_text(path, encoding=encoding, what="atomic file")
   lines, numbers = checks.split_lines(text, path, "\t")
   header = lines[0].split("\t")
   names, types = [], {}
@@ -81,7 +81,7 @@ def read_atomic(path, *, encoding: str = "utf-8") -> AtomicTable:
 
 def find_atomic(data_dir, name: str | None = None) -> tuple[Path, str]:
   """The `NAME.inter` file of `data_dir` (NAME defaults to the folder's name, else the only one)."""
-  d = checks.require_dir(data_dir, "atomic data folder")
+  d = files.require_dir(data_dir, "atomic data folder")
   explicit = name is not None
   name = name or d.name
   if (d / f"{name}.inter").exists():  # not is_file(): read_text names a FIFO or a folder

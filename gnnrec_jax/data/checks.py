@@ -1,4 +1,4 @@
-"""Validation shared by every loader: files, lines, ids, weights, duplicates.
+"""Validation shared by every loader: lines, values, ids, weights, repeated pairs.
 
 Every problem in a user's file becomes a `DataError` that names `file:line` (1-based, as editors
 show it) or the id at fault, and says what was expected. Problems that a loader repairs (repeated
@@ -6,9 +6,7 @@ pairs, ids unknown to the catalogue, blank rows) become a `DataWarning` with a c
 see how much of the file was changed.
 
 Policies every loader shares:
-  * Files: only regular files are read (a FIFO would block, a device never end), and none larger
-    than `max_file_size()` (1 GiB unless `GNNREC_JAX_MAX_FILE_SIZE` or `--max-file-size` says
-    otherwise): a loader holds the text and its parsed rows in memory, 10-20x the file's size.
+  * Files are read through `gnnrec_jax.data.files` (regular files only, a size limit).
   * Lines: empty lines are skipped silently; lines made only of whitespace or separators are
     skipped with a counted warning (they usually are rows whose values were lost).
   * Values are checked in the type they are stored in: weights in float32 (beyond 3.4e38 is an
@@ -21,12 +19,8 @@ Policies every loader shares:
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import os
-import stat
 import sys
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -34,21 +28,12 @@ import numpy as np
 from gnnrec_jax.data.types import Interactions, Vocab
 from gnnrec_jax.errors import ConfigError, DataError, where
 
-# Input files larger than this are refused unless asked: loaders keep the whole text plus its parsed
-# rows (Python strings and lists) in memory, 10-20x the file's size, so 1 GiB already means
-# 10-20 GiB of RAM; the largest benchmark file (Gowalla's train.txt) is 4.5 MiB.
-DEFAULT_MAX_FILE_SIZE = 1 << 30
-MAX_FILE_SIZE_ENV = "GNNREC_JAX_MAX_FILE_SIZE"
 # Ids longer than this are kept but counted in a warning: real ids (numbers, UUIDs, ASINs, most
 # URLs) are far shorter, and a very long one usually means a column was misparsed.
 MAX_ID_CHARS = 256
 INT64_MAX = int(np.iinfo(np.int64).max)
 INT32_MAX = int(np.iinfo(np.int32).max)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-_UNSET = object()
-_size_limit: contextvars.ContextVar = contextvars.ContextVar("gnnrec_jax_max_file_size",
-                                                            default=_UNSET)
 
 
 class DataWarning(UserWarning):
@@ -84,126 +69,6 @@ def show(token, limit: int = 60) -> str:
   if len(token) <= limit:
     return repr(token)
   return repr(token[:limit]) + f"... ({len(token):,} characters)"
-
-
-def parse_size(text: str, source: str = "--max-file-size") -> int | None:
-  """`"512M"` -> 536870912 (K, M, G, T: powers of 1024); "none", "unlimited" or "0" -> None."""
-  t = str(text).strip().upper().removesuffix("B").removesuffix("I")
-  if t in ("NONE", "UNLIMITED", "0", "NO"):
-    return None
-  scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
-  number = t[:-1] if t[-1:] in "KMGT" and t else t
-  try:
-    value = float(number)
-  except ValueError:
-    value = -1.0
-  if not np.isfinite(value) or value <= 0:
-    raise ConfigError(f"{source}: {text!r} is not a size (e.g. 2G, 500M, 100000, or none)")
-  return int(value * scale)
-
-
-def _human(size: int) -> str:
-  for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-    if size >= scale:
-      return f"{size / scale:.3g} {unit}"
-  return f"{size} bytes"
-
-
-def max_file_size() -> int | None:
-  """The size limit on input files in bytes (None: no limit).
-
-  `file_size_limit(...)` when inside one, else `$GNNREC_JAX_MAX_FILE_SIZE`, else 1 GiB.
-  """
-  limit = _size_limit.get()
-  if limit is not _UNSET:
-    return limit
-  env = os.environ.get(MAX_FILE_SIZE_ENV)
-  if env:
-    return parse_size(env, f"${MAX_FILE_SIZE_ENV}")
-  return DEFAULT_MAX_FILE_SIZE
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int | None):
-  """Sets the input-file size limit (bytes, None for none) for the loads inside the block."""
-  token = _size_limit.set(limit)
-  try:
-    yield
-  finally:
-    _size_limit.reset(token)
-
-
-_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def read_bytes(path, what: str = "file") -> bytes:
-  """The bytes of a regular file of at most `max_file_size()` bytes.
-
-  Opened without blocking and checked on the open descriptor (no race with a rename): a FIFO
-  would block until a writer appears, and a device such as /dev/zero never ends.
-
-  Raises:
-    DataError: missing, a directory, not a regular file, or beyond the size limit.
-  """
-  path = Path(path)
-  try:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-  except (FileNotFoundError, NotADirectoryError):
-    raise DataError(f"{path}: {what} not found") from None
-  except IsADirectoryError:
-    raise DataError(f"{path}: expected a {what}, found a directory") from None
-  with open(fd, "rb", closefd=True) as f:
-    st = os.fstat(fd)
-    if stat.S_ISDIR(st.st_mode):
-      raise DataError(f"{path}: expected a {what}, found a directory")
-    if not stat.S_ISREG(st.st_mode):
-      kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
-      raise DataError(f"{path}: {kind}, not a regular file; expected a {what} (pipes and "
-                      "devices are refused: reading one can block or never end)")
-    limit = max_file_size()
-    size = st.st_size
-    if limit is None:
-      return f.read()
-    if size <= limit:
-      data = f.read(limit + 1)  # a file growing while it is read stops at the limit too
-      size = max(size, len(data))
-      if len(data) <= limit:
-        return data
-    raise DataError(f"{path}: {_human(size)} is beyond the {_human(limit)} limit on input files "
-                    f"(a loader holds 10-20x a file's size in memory); raise it with "
-                    f"--max-file-size SIZE or {MAX_FILE_SIZE_ENV}=SIZE (e.g. 8G, or none)")
-
-
-def require_dir(path, what: str = "data folder") -> Path:
-  """`path` as a `Path`; a `DataError` saying so when it is not an existing folder."""
-  path = Path(path)
-  if not path.exists():
-    raise DataError(f"{path}: {what} not found")
-  if not path.is_dir():
-    raise DataError(f"{path}: expected a {what} (a directory), found a file")
-  return path
-
-
-def read_text(path, *, encoding: str = "utf-8", what: str = "file") -> str:
-  """Reads a whole text file.
-
-  Raises:
-    DataError: the file is missing, is a folder, is not a regular file, is beyond the size limit
-      (`read_bytes`), is empty (only whitespace), or is not valid `encoding` (naming the line of
-      the first bad byte).
-  """
-  path = Path(path)
-  data = read_bytes(path, what)
-  try:
-    text = data.decode(encoding)
-  except UnicodeDecodeError as e:
-    line = data[:e.start].count(b"\n") + 1
-    raise DataError(f"{where(path, line)}: byte {data[e.start]:#04x} is not valid {encoding} "
-                    f"(expected a {encoding} text file)") from None
-  if not text.strip():
-    raise DataError(f"{path}: {what} is empty")
-  return text.lstrip("\ufeff")  # a UTF-8 byte-order mark is not part of the first field
 
 
 def split_lines(text: str, path=None, sep: str | None = None) -> tuple[list[str], list[int]]:

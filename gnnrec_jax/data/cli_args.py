@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 
-from gnnrec_jax.data import behaviours, checks
+from gnnrec_jax.data import behaviours, checks, files
 from gnnrec_jax.data.registry import DATASETS, load_dataset
 from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import ConfigError
@@ -70,7 +70,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                  help="lightgcn/gowalla/lastfm: carve this per-user fraction of train into valid")
   g.add_argument("--max-file-size", default=None, metavar="SIZE",
                  help=f"refuse input files larger than SIZE (e.g. 4G, 500M, or none; default "
-                      f"${checks.MAX_FILE_SIZE_ENV} or 1G): loaders hold 10-20x a file in memory")
+                      f"${files.MAX_FILE_SIZE_ENV} or 1G): loaders hold 10-20x a file in memory")
   if "--set" not in parser._option_string_actions:  # train has its own, for every field
     g.add_argument("--set", dest="data_overrides", action="append", default=None,
                    metavar="KEY=VALUE",
@@ -151,8 +151,8 @@ def dataset_from_args(args: argparse.Namespace, config=None) -> Dataset:
   params = inspect.signature(DATASETS[name]).parameters
   options.update({k: v for k, v in settings.items() if k in params})
   limit = getattr(args, "max_file_size", None)
-  limit = checks.max_file_size() if limit is None else checks.parse_size(limit)
-  with checks.file_size_limit(limit):
+  limit = files.max_file_size() if limit is None else files.parse_size(limit)
+  with files.file_size_limit(limit):
     dataset = load_dataset(name, data_dir=args.data_dir, **options)
   if (dataset.behaviours is None
       and settings["behaviour_weights"] != DATA_FIELDS["behaviour_weights"]):

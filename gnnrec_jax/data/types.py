@@ -43,7 +43,8 @@ class Vocab:
     try:
       return self._index[token]  # type: ignore[attr-defined]
     except KeyError:
-      raise DataError(f"unknown id {token!r}") from None
+      shown = repr(token) if len(str(token)) <= 60 else repr(str(token)[:60]) + "..."
+      raise DataError(f"unknown id {shown}") from None
 
   def lookup(self, tokens: Sequence[str]) -> np.ndarray:
     """Indices of many tokens, -1 where unknown."""
