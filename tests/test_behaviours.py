@@ -149,7 +149,8 @@ def test_behaviour_weights_without_a_behaviour_column_warns(tmp_path):
 def test_predefined_and_atomic_behaviour_columns(tmp_path):
   (tmp_path / "train.tsv").write_text("user_id\titem_id\tbehavior\na\tx\tpv\na\tx\tbuy\n"
                                       "b\ty\tfav\n")
-  ds = tabular.load_predefined(tmp_path / "train.tsv")
+  with pytest.warns(DataWarning, match="1 row repeats a user-item pair"):
+    ds = tabular.load_predefined(tmp_path / "train.tsv")
   assert ds.split.train.weight.tolist() == [4.0, 2.0]  # Taobao names, max of pv and buy
   (tmp_path / "t.inter").write_text("user_id:token\titem_id:token\tbehavior_type:token\t"
                                     "timestamp:float\na\tx\tpv\t1\nb\tx\tcart\t2\n"
@@ -193,8 +194,13 @@ def _all_train(**kw):
   return Config(split="random", split_ratios=(1.0, 0.0, 0.0), embed_dim=2, num_layers=1, **kw)
 
 
+def _load_sum(events):
+  with pytest.warns(DataWarning, match="3 rows repeat a user-item pair"):
+    return registry.load_dataset("csv", data_dir=events, columns=COLUMNS, duplicates="sum")
+
+
 def test_graph_edge_weights_and_weighted_norm_by_hand(events):
-  ds = registry.load_dataset("csv", data_dir=events, columns=COLUMNS, duplicates="sum")
+  ds = _load_sum(events)
   exp = prepare(validate(_all_train(duplicates="sum")), ds)  # weighted_norm="auto"
   weight, norm = _edge_values(exp.graph, "weight"), _edge_values(exp.graph, "norm")
   assert len(weight) == 12
@@ -210,7 +216,7 @@ def test_graph_edge_weights_and_weighted_norm_by_hand(events):
 
 
 def test_seed_first_layer_alpha_reads_the_behaviour_weights(events):
-  ds = registry.load_dataset("csv", data_dir=events, columns=COLUMNS, duplicates="sum")
+  ds = _load_sum(events)
   cfg = validate(_all_train(model="softmax_gnn", initial_alpha="weights", attention_mix=1.0,
                             layer_combine="last", scale_logits=False))
   exp = prepare(cfg, ds)
@@ -281,5 +287,6 @@ def test_train_then_evaluate_reloads_behaviour_data(tmp_path):
   assert "ndcg@10" in evaluated
   # What train loaded: the saved settings give the same weights as the command line.
   args = argparse.Namespace(**run["dataset_args"])
-  reloaded = dataset_from_args(args)
+  with pytest.warns(DataWarning, match="30 rows repeat a user-item pair"):
+    reloaded = dataset_from_args(args)
   assert reloaded.interactions.weight.max() == 10.0  # click + purchase summed (1 + 9)

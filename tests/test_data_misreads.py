@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -277,15 +276,16 @@ def test_devices_are_refused_in_a_memory_capped_process(tmp_path):
   _write(d / "test.txt", "0 1\n")
   (d / "train.txt").symlink_to("/dev/zero")
 
-  def cap():
-    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-
+  # The cap is set by the child itself (a preexec_fn would run Python after fork() in this
+  # multithreaded process).
+  capped = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30));"
+            " sys.argv[0] = 'gnnrec-jax'; runpy.run_module('gnnrec_jax', run_name='__main__')")
   env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
   for args, want in ((_csv_args("/dev/zero"), "/dev/zero: a character device, not a regular"),
                      (["--dataset", "lightgcn", "--data-dir", d],
                       "train.txt: a character device, not a regular file")):
-    proc = subprocess.run([sys.executable, "-m", "gnnrec_jax", "data", *map(str, args)],
-                          capture_output=True, text=True, timeout=120, preexec_fn=cap, env=env)
+    proc = subprocess.run([sys.executable, "-c", capped, "data", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert want in proc.stderr
