@@ -70,7 +70,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                  help="lightgcn/gowalla/lastfm: carve this per-user fraction of train into valid")
   g.add_argument("--max-file-size", default=None, metavar="SIZE",
                  help=f"refuse input files larger than SIZE (e.g. 4G, 500M, or none; default "
-                      f"${files.MAX_FILE_SIZE_ENV} or 1G): loaders hold 10-20x a file in memory")
+                      f"${files.MAX_FILE_SIZE_ENV} or 1G): loaders hold ~25x a file in memory")
   if "--set" not in parser._option_string_actions:  # train has its own, for every field
     g.add_argument("--set", dest="data_overrides", action="append", default=None,
                    metavar="KEY=VALUE",

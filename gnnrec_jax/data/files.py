@@ -4,7 +4,7 @@ of a bad byte.
 A FIFO would block the loader until some writer appears and a device such as /dev/zero never
 ends, so anything that is not a regular file is refused by name. Files larger than
 `max_file_size()` are refused unless asked: a loader holds the text and its parsed rows (Python
-strings and lists) in memory, 10-20x the file's size. The limit is 1 GiB, or
+strings and lists) in memory, about 25x the file's size. The limit is 1 GiB, or
 `$GNNREC_JAX_MAX_FILE_SIZE`, or `--max-file-size` on any command that loads data
 (`file_size_limit`); "none" lifts it.
 """
@@ -21,8 +21,9 @@ import numpy as np
 from gnnrec_jax.errors import ConfigError, DataError, where
 
 # Input files larger than this are refused unless asked: loaders keep the whole text plus its parsed
-# rows (Python strings and lists) in memory, 10-20x the file's size, so 1 GiB already means
-# 10-20 GiB of RAM; the largest benchmark file (Gowalla's train.txt) is 4.5 MiB.
+# rows (Python strings and lists) in memory, about 25x the file's size (measured: a 44 MiB CSV
+# peaks at 1.07 GB, a 10 MiB LightGCN file at 0.28 GB), so 1 GiB already means ~25 GB of RAM;
+# the largest benchmark file (Gowalla's train.txt) is 4.5 MiB.
 DEFAULT_MAX_FILE_SIZE = 1 << 30
 MAX_FILE_SIZE_ENV = "GNNREC_JAX_MAX_FILE_SIZE"
 _UNSET = object()
@@ -115,7 +116,7 @@ def read_bytes(path, what: str = "file") -> bytes:
       if len(data) <= limit:
         return data
     raise DataError(f"{path}: {_human(size)} is beyond the {_human(limit)} limit on input files "
-                    f"(a loader holds 10-20x a file's size in memory); raise it with "
+                    f"(a loader holds about 25x a file's size in memory); raise it with "
                     f"--max-file-size SIZE or {MAX_FILE_SIZE_ENV}=SIZE (e.g. 8G, or none)")
 
 
