@@ -42,7 +42,7 @@ def run(args) -> int:
   if args.model:
     config = config.replace(model=args.model)
   config = apply_overrides(config, args.overrides)
-  dataset = dataset_from_args(args)
+  dataset = dataset_from_args(args, config)
   if not args.no_progress:  # on stderr: stdout ends with the metrics JSON for scripts
     print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
           f"{len(dataset.interactions):,} interactions; training {config.model} into "

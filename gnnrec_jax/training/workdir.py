@@ -337,7 +337,7 @@ def load(workdir: str):
 
   run = read_run(workdir)
   config = config_of(run, os.path.join(workdir, "run.json"))
-  dataset = dataset_from_args(argparse.Namespace(**run.get("dataset_args", {})))
+  dataset = dataset_from_args(argparse.Namespace(**run.get("dataset_args", {})), config)
   exp = prepare(config, dataset)
   if exp.fingerprint != run["fingerprint"]:
     raise CheckpointError(f"{workdir}: the data no longer matches this run's fingerprint "
