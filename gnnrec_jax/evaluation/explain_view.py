@@ -11,15 +11,18 @@ taken relative to a baseline over the list,
                                                    over the list ("mean"),
 
 the shared part (the baseline's own terms) is reported once, and each item lists the terms that
-lift it most above the baseline, each as a share of its gap score_k - base. The split stays
-exact wherever the decomposition is (the shares of all terms add up to 100%); the listed terms'
-coverage of the gap is printed, not assumed.
+move it most (either way) against the baseline, each as a share of its gap score_k - base. The
+split stays exact wherever the decomposition is (the shares of all terms add up to 100%); how
+much of the gap the listed terms cover is printed, not assumed.
 
-Each term names its path: "your item j -> this item i" with the number of train users who had
-both j and i (the co-occurrences a graph model and EASE learn from), and for the graph models
-the layer whose term differs most, with that layer's edge weight w^l_uj (LightGCN's norm, the
-softmax GNN's attention alpha) beside the mean weight over the user's neighbours. A friend's
-path says whether the friend had the item.
+For the graph models the user's own term is split by the item's layer m (a_0 a_m h_u^0 . h_i^m:
+the item's own vector, the users who had it, the items two steps away, ...), since it is the
+part that differs most between items for a trained LightGCN. Each neighbour term names its
+path: "your item j -> this item i" with the number of train users who had both j and i (the
+co-occurrences a graph model and EASE learn from), and for the graph models the layer whose
+term differs most, with that layer's edge weight w^l_uj (LightGCN's norm, the softmax GNN's
+attention alpha) beside the mean weight over the user's neighbours. A friend's path says
+whether the friend had the item.
 """
 from __future__ import annotations
 
@@ -96,15 +99,15 @@ def contrast(rec, rows: list[dict[str, Any]], *, against: str = "last") -> dict[
     against: "last" (why this item rather than the last one listed) or "mean" (the list's mean).
 
   Returns:
-    {"method", "exact", "against", "baseline": {"label", "score"}, "shared": {"score", "self",
-     "constant", "items", "n_items", "friends", "n_friends", "rest"}, "items": [per row:
-     {"rank", "item", "title", "score", "gap", "terms"}]}, where "terms" lists
-    every term {"kind": "self" | "constant" | "rest" | "item" | "friend", "index", "token",
-    "title", "value" (relative to the baseline), "share" (value / gap, None at gap 0),
+    {"method", "exact", "against", "weight_name", "baseline": {"label", "score"}, "shared":
+     {"score", "self", "constant", "items", "n_items", "friends", "n_friends", "rest"},
+     "items": [per row: {"rank", "item", "title", "score", "gap", "terms"}]}, where "terms"
+    lists every term {"kind": "self" | "constant" | "rest" | "item" | "friend", "index",
+    "token", "title", "value" (relative to the baseline), "share" (value / gap, None at gap 0),
     "absolute" (the term itself), "co_users" (items: train users who had both; friends: 1 if
     the friend had this item), and for graph models "layer" (1-based, the layer whose term
-    differs most), "weight", "weight_mean"}, sorted by |value|, largest first. The values of
-    each item add up to its gap up to float rounding whenever the rows are exact.
+    differs most in the term's direction), "weight", "weight_mean"}, sorted by |value|,
+    largest first. An item's values add up to its gap whenever the rows are exact.
   """
   if against not in AGAINST:
     raise ConfigError(f"unknown explanation baseline {against!r}; choose one of "
@@ -157,13 +160,12 @@ def contrast(rec, rows: list[dict[str, Any]], *, against: str = "last") -> dict[
       if src["kind"] in ("item", "friend"):
         term["co_users"] = int(co[t, r])
       if layered and src["kind"] in ("item", "friend"):
-        l = int(np.argmax(rel_layers[t]))
+        l = int(np.argmax(np.sign(rel[t]) * rel_layers[t]))  # the layer moving it that way
         term.update(layer=l + 1, weight=float(src["weights"][l]),
                     weight_mean=float(row["layer_weight_mean"][l]))
       terms.append(term)
     out_items.append({"rank": row["rank"], "item": row["item"], "title": row["title"],
-                      "score": float(scores[r]), "gap": gap,
-                      "terms": terms})
+                      "score": float(scores[r]), "gap": gap, "terms": terms})
   return {"method": rows[0]["method"], "exact": rows[0]["exact"], "against": against,
           "baseline": {"label": label, "score": float(base_score)}, "shared": shared,
           "weight_name": rows[0].get("weight_name"), "items": out_items}
