@@ -3,7 +3,7 @@
 Items the user has interacted with anywhere in the dataset (train, valid or test) are excluded:
 they are "seen". Titles are shown where the dataset has them. The last stdout line is JSON
 (with `--explain`, it carries the explanation's data under "explanation").
-`--explain` prints what lifts each item above the last one listed (`--explain-against mean`: the
+`--explain` prints what moves each item above the last one listed (`--explain-against mean`: the
 list's mean; `none`: the exact terms themselves), see `gnnrec_jax.evaluation.explain_view`.
 Unknown users or items, and a `-k` larger than the items left to recommend, are errors (exit 2).
 """
@@ -23,8 +23,9 @@ def add_arguments(p):
                  "with this history, without retraining")
   p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
   p.add_argument("--explain", action="store_true",
-                 help="why each item: the user's items (and own vector, friends) whose terms "
-                 "lift it most above the last item listed, as shares of that lead, with paths")
+                 help="why each item: the terms (the user's own vector by path, their items, "
+                 "friends) that move it most against the last item listed, as shares of its "
+                 "lead, with paths")
   p.add_argument("--explain-against", choices=("last", "mean", "none"), default="last",
                  help="what --explain compares each item with: the last item listed (default), "
                  "the list's mean, or none (the exact terms themselves, mostly shared)")

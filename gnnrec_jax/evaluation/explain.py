@@ -139,8 +139,10 @@ def decompose_user(model, final: np.ndarray, hs: list[np.ndarray], weights: list
      "values": [n, K] one row per distinct neighbour, "layer_values": [L, n, K] the same split
      by layer (values = layer_values.sum(0)), "layer_weights": [L, n] the edge weight
      w^l_uj of each neighbour at each layer (mean over heads), "layer_weight_mean": [L] the
-     mean of w^l_uj over the user's neighbours}; self + constant + values.sum(0) equals score
-     up to float rounding, for any activation.
+     mean of w^l_uj over the user's neighbours, "self_parts": [L + 1, K] the self term by the
+     item's layer (`_self_parts`), "self_loop": [K] what self-loops add to it}; self + constant
+     + values.sum(0) equals score up to float rounding, for any activation, and self equals
+     self_parts.sum(0) + self_loop.
   """
   how = model.layer_combine
   num_layers = model.num_layers
@@ -278,8 +280,7 @@ def explain_user(rec, params, *, user: int | None = None, history: np.ndarray | 
     history = np.asarray(history, np.int64)
   res, method, exact = rec.explain_terms(params, user=user, history=history, items=items)
   layered = "layer_values" in res
-  module = getattr(rec, "module", None)
-  weight_name = "alpha" if type(module).__name__ == "SoftmaxGNN" else "norm"
+  weight_name = "alpha" if isinstance(getattr(rec, "module", None), models.SoftmaxGNN) else "norm"
   out = []
   for r, i in enumerate(items):
     vals = res["values"][:, r]
