@@ -21,7 +21,8 @@ def add_arguments(p):
   p.add_argument("--model", choices=MODELS, default=None,
                  help="model to train (default: the config's model; lightgcn)")
   p.add_argument("--config", default=None,
-                 help="named default config (a model name or 'test'); default: the model's")
+                 help="named default config (a model name, 'seed' for the seed document's "
+                 "literal rule, or 'test'); default: the model's")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config field, e.g. --set lr=0.002 (repeatable)")
   p.add_argument("--workdir", required=True, help="folder for config, history, checkpoints, metrics")
