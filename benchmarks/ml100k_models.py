@@ -61,6 +61,16 @@ def run_pop(exp, ks) -> dict:
   return {"valid": valid, "test": test, "best_epoch": 0, "epochs_run": 0}
 
 
+def valid_curve(workdir: str, metric: str) -> list[float]:
+  """The valid `metric` of every evaluation in a run's history.jsonl, rounded for the log."""
+  path = os.path.join(workdir, "history.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [round(r[f"valid/{metric}"], 4) for r in rows if f"valid/{metric}" in r]
+
+
 def best_valid(workdir: str, metric: str) -> float | None:
   """The best valid `metric` in a run's history.jsonl (the epoch the trainer kept)."""
   path = os.path.join(workdir, "history.jsonl")
@@ -108,7 +118,7 @@ def main(argv=None) -> int:
     config = apply_overrides(configs.get_config("lightgcn" if base == "pop" else base),
                              PROTOTYPES.get(proto, []) + args.overrides)
     workdir = os.path.join(args.workdir, name)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()  # CPU seconds: all threads, this process
     if base == "pop":
       exp = prepare(config, dataset)
       out = run_pop(exp, tuple(int(k) for k in config.topk))
@@ -121,7 +131,9 @@ def main(argv=None) -> int:
     row = {"model": name, "overrides": args.overrides, "valid_ndcg@20": valid,
            **{f"{m}@20": test[f"{m}@20"] for m in METRICS},
            "best_epoch": out["best_epoch"], "epochs_run": out["epochs_run"],
-           "seconds": round(seconds, 1)}
+           "seconds": round(seconds, 1), "cpu_s": round(time.process_time() - c0, 1),
+           "valid_curve": valid_curve(workdir, "ndcg@20") if base != "pop" else [],
+           "command": " ".join(["python", *sys.argv])}
     rows.append(row)
     print(f"# {name}: valid ndcg@20 {valid:.4f} test ndcg@20 {test['ndcg@20']:.4f} "
           f"({seconds:.0f} s)", file=sys.stderr, flush=True)

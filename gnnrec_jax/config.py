@@ -54,11 +54,28 @@ class Config:
   social: bool = False           # add user-user trust edges when the dataset has them
   propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/graph/propagate.py
   # --- loss and sampling -----------------------------------------------------------------------
-  loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE) | "full_softmax" (every item a negative)
+  # "bpr" | "softmax" (sampled softmax / InfoNCE) | "full_softmax" (every item a negative) |
+  # "directau" | "ccl" (below; gnnrec_jax/training/contrastive.py)
+  loss: str = "bpr"
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
   num_negatives: int = 1         # per positive (BPR averages its pairwise term over them)
   softmax_temperature: float = 0.1
   score: str = "dot"             # "dot" | "cosine": final vectors L2-normalised (train and rank)
+  # loss=directau (Wang et al., KDD 2022): alignment + gamma * uniformity, no negatives.
+  directau_gamma: float = 1.0    # the authors' default (their MF encoder); they tune 0.01-10
+  directau_unique: bool = False  # uniformity over the batch's unique ids (the reference: rows)
+  # loss=ccl, SimpleX's cosine contrastive loss (Mao et al., CIKM 2021).
+  ccl_margin: float = 0.9        # m on Gowalla and ML-1M in RecZoo's SimpleX configs
+  ccl_negative_weight: float = 0.0  # w; 0 means w = K (the reference's None: a plain sum)
+  ccl_shared_negatives: int = 0  # K negatives shared by the batch (>= #items: all); 0: per row
+  # A contrastive term added to `loss`: "" | "simgcl" (Yu et al., SIGIR 2022: InfoNCE between
+  # two noisy forward passes) | "xsimgcl" (Yu et al., TKDE 2023: one noisy pass, its final
+  # vectors against its layer-`cl_layer` output); gnnrec_jax/training/contrastive.py.
+  cl: str = ""
+  cl_weight: float = 0.2         # lambda; XSimGCL's published value (SimGCL's: 0.5)
+  cl_eps: float = 0.1            # the noise radius; SimGCL's published value (XSimGCL's: 0.2)
+  cl_temperature: float = 0.2    # InfoNCE tau; SimGCL's published value
+  cl_layer: int = 1              # XSimGCL's l* (1-based): the first layer's output, as published
   # --- optimisation ----------------------------------------------------------------------------
   optimizer: str = "adam"
   lr: float = 1e-3               # LightGCN and RecBole default
@@ -97,6 +114,11 @@ class Config:
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# The names `EmbeddingRecommender.loss` dispatches on (gnnrec_jax/models/embedding.py).
+LOSSES = ("bpr", "softmax", "full_softmax", "directau", "ccl")
+CL_TERMS = ("", "simgcl", "xsimgcl")
 
 
 def _coerce(name: str, raw: str, typ) -> Any:
@@ -203,7 +225,23 @@ def validate(config: Config) -> Config:
       (0.0 <= c.attention_mix <= 1.0, "attention_mix must be in [0, 1]"),
       (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
       (0.0 <= c.id_dropout <= 1.0, "id_dropout must be in [0, 1]"),
-      (c.loss in ("bpr", "softmax", "full_softmax"), "loss must be bpr|softmax|full_softmax"),
+      (c.loss in LOSSES, f"loss must be {'|'.join(LOSSES)}"),
+      (c.directau_gamma >= 0, "directau_gamma must be >= 0"),
+      (-1.0 < c.ccl_margin < 1.0, "ccl_margin must be in (-1, 1) (a cosine)"),
+      (c.ccl_negative_weight >= 0, "ccl_negative_weight must be >= 0 (0: w = K)"),
+      (c.ccl_shared_negatives >= 0, "ccl_shared_negatives must be >= 0 (0: per-row negatives)"),
+      (c.cl in CL_TERMS, f"cl must be empty or {'|'.join(t for t in CL_TERMS if t)}"),
+      (c.cl_weight >= 0, "cl_weight must be >= 0"),
+      (c.cl_eps >= 0, "cl_eps must be >= 0"),
+      (c.cl_temperature > 0, "cl_temperature must be > 0"),
+      (c.cl != "xsimgcl" or c.model != "mf",
+       "cl=xsimgcl contrasts a layer's output with the final vectors; mf has no layers "
+       "(use cl=simgcl)"),
+      (c.cl != "xsimgcl" or 1 <= c.cl_layer <= c.num_layers,
+       f"cl_layer must be in 1..num_layers ({c.num_layers}) for cl=xsimgcl"),
+      (c.cl != "xsimgcl" or (c.model != "ngcf" and c.layer_combine != "concat"),
+       "cl=xsimgcl needs final vectors of a layer's width; ngcf and layer_combine=concat "
+       "concatenate the layers (use cl=simgcl)"),
       (c.score in ("dot", "cosine"), "score must be dot|cosine"),
       (c.l2 >= 0, "l2 must be >= 0"),
       (c.num_negatives >= 1, "num_negatives must be >= 1"),

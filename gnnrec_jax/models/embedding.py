@@ -19,6 +19,7 @@ The SoftmaxGNN and GAT layers `sow` their alphas into the "intermediates" collec
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -103,13 +104,28 @@ class _Recommender(nn.Module):
 
 
 class MF(_Recommender):
-  """Matrix factorisation (BPR-MF, Rendle et al. 2009): score = e_u . e_i, no propagation."""
+  """Matrix factorisation (BPR-MF, Rendle et al. 2009): score = e_u . e_i, no propagation.
+
+  With `noise_eps` > 0 (SimGCL's view of a model without layers) the noise is added to the
+  layer-0 vectors themselves; `ego`, which the L2 term reads, stays clean.
+  """
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+               train: bool = False, noise_eps: float = 0.0, return_layers: bool = False):
     ego = self._ego(features, feature_mask, has_id, train)
-    return score_space(ego, self.score), ego
+    h = _perturb(self, ego, noise_eps)
+    final = score_space(h, self.score)
+    return (final, ego, [h]) if return_layers else (final, ego)
+
+
+def _perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
+  """SimGCL's noise (`contrastive.perturb`, norm eps per row) from the "noise" rng collection;
+  h itself when eps is 0 (a static Python float: the clean model draws nothing)."""
+  if not eps:
+    return h
+  from gnnrec_jax.training.contrastive import perturb
+  return perturb(module.make_rng("noise"), h, eps=eps)
 
 
 class _LayerStack(_Recommender):
@@ -117,6 +133,11 @@ class _LayerStack(_Recommender):
 
   Subclasses define `_layer(k, h, graph, train) -> [N, d]`, the output of layer k from its input
   h; the outputs h^0..h^L are then combined by `layer_combine`.
+
+  `noise_eps` > 0 adds SimGCL's noise (Yu et al., SIGIR 2022, eq. 7: a vector of norm eps in the
+  row's orthant, from the "noise" rng collection) to every layer's output before the next layer
+  reads it; `return_layers` also returns [h^0, ..., h^L] (the perturbed outputs, for XSimGCL's
+  cross-layer view). Both are static call arguments.
   """
 
   num_layers: int = 3
@@ -124,12 +145,13 @@ class _LayerStack(_Recommender):
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+               train: bool = False, noise_eps: float = 0.0, return_layers: bool = False):
     ego = self._ego(features, feature_mask, has_id, train)
     hs = [ego]
     for k in range(self.num_layers):
-      hs.append(self._layer(k, hs[-1], graph, train))
-    return score_space(combine_layers(hs, self.layer_combine), self.score), ego
+      hs.append(_perturb(self, self._layer(k, hs[-1], graph, train), noise_eps))
+    final = score_space(combine_layers(hs, self.layer_combine), self.score)
+    return (final, ego, hs) if return_layers else (final, ego)
 
 
 class LightGCN(_LayerStack):
@@ -338,12 +360,24 @@ class EmbeddingRecommender(Recommender):
       self._inputs = inputs
     return self._inputs
 
-  def forward(self, params, inputs, *, train: bool, rng=None, **apply_kw):
-    """`(final [N, d_out], ego [N, d])` of every node; see the module docstring."""
-    rngs = {"dropout": rng} if rng is not None else None
+  def forward(self, params, inputs, *, train: bool, rng=None, noise_rng=None,
+              noise_eps: float = 0.0, **apply_kw):
+    """`(final [N, d_out], ego [N, d])` of every node; see the module docstring.
+
+    `rng` feeds dropout; `noise_rng` and `noise_eps` (> 0) add SimGCL's noise after every layer
+    (`_LayerStack`); `return_layers=True` (in `apply_kw`) also returns [h^0, ..., h^L].
+    """
+    rngs = {}
+    if rng is not None:
+      rngs["dropout"] = rng
+    if noise_eps:
+      if noise_rng is None:
+        raise ValueError("noise_eps > 0 needs a noise_rng")
+      apply_kw["noise_eps"] = noise_eps
+      rngs["noise"] = noise_rng
     return self.module.apply({"params": params}, inputs["graph"], inputs["features"],
                              feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
-                             train=train, rngs=rngs, **apply_kw)
+                             train=train, rngs=rngs or None, **apply_kw)
 
   def init(self, key: jax.Array):
     # A fixed fold of the run's key, so that parameters do not depend on how many other draws
@@ -359,34 +393,86 @@ class EmbeddingRecommender(Recommender):
     return self.init(jax.random.key(0))  # cheap: random tables, no data pass
 
   def loss(self, params, inputs, batch, rng):
-    """The configured objective (`config.loss`) of one batch of (user, positive item) rows.
+    """The configured objective (`config.loss`, plus `config.cl`) of one batch of (user,
+    positive item) rows.
 
     `batch` holds `user`, `item` ([B] int32) and `mask` ([B] float32, 0 for padding rows of the
-    last batch); negatives are drawn on the device from `rng`.
+    last batch). Randomness: `split(rng)` gives the dropout and negative-sampling keys (as before
+    the contrastive terms existed, so runs without them are unchanged), and the noise keys of
+    the two views are `split(fold_in(rng, 7))`.
+
+    With `cl="simgcl"` the ranking loss reads a clean pass and the InfoNCE two noisy passes (the
+    same dropout key, each its noise key); with `cl="xsimgcl"` one noisy pass (view 1's key)
+    serves both, its final vectors against its layer-`cl_layer` output.
     """
-    from gnnrec_jax.training import losses, sampling
+    from gnnrec_jax.training import contrastive
     cfg, num_users = self.config, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
-    final, ego = self.forward(params, inputs, train=True, rng=drop_rng)
+    noise1, noise2 = jax.random.split(jax.random.fold_in(rng, 7))
+    view = functools.partial(self.forward, params, inputs, train=True, rng=drop_rng,
+                             noise_eps=cfg.cl_eps)
+    if cfg.cl == "xsimgcl":
+      final, ego, hs = view(noise_rng=noise1, return_layers=True)
+    else:
+      final, ego = self.forward(params, inputs, train=True, rng=drop_rng)
+    loss, aux = self._ranking_loss(final, ego, inputs, batch, neg_rng)
+    if not cfg.cl:
+      return loss, aux
+    if cfg.cl == "simgcl":
+      view1, _ = view(noise_rng=noise1)
+      view2, _ = view(noise_rng=noise2)
+    else:
+      view1, view2 = final, contrastive.cross_layer_view(hs, layer=cfg.cl_layer)
     u, p = batch["user"], batch["item"] + num_users
+    cl, cl_aux = contrastive.simgcl_loss(
+        user_view1=view1[u], user_view2=view2[u], item_view1=view1[p], item_view2=view2[p],
+        users=u, items=p, temperature=cfg.cl_temperature, weight=cfg.cl_weight,
+        mask=batch["mask"])
+    return loss + cl, {**aux, **cl_aux}
+
+  def _ranking_loss(self, final, ego, inputs, batch, neg_rng):
+    """`config.loss` on the batch rows of `final` ([N, d_out]) and `ego` ([N, d])."""
+    from gnnrec_jax.training import contrastive, losses, sampling
+    cfg, num_users, num_items = self.config, self.num_users, self.num_items
+    u, p = batch["user"], batch["item"] + num_users
+    mask = batch["mask"]
     if cfg.loss == "full_softmax":
       return losses.full_softmax_loss(
-          user=final[u], items=final[num_users:num_users + self.num_items],
+          user=final[u], items=final[num_users:num_users + num_items],
           pos_item=batch["item"], user_ego=ego[u], pos_ego=ego[p], l2=cfg.l2,
-          temperature=cfg.softmax_temperature, mask=batch["mask"])
+          temperature=cfg.softmax_temperature, mask=mask)
+    if cfg.loss == "directau":
+      unique = cfg.directau_unique
+      return contrastive.directau_loss(
+          user=final[u], item=final[p], gamma=cfg.directau_gamma, mask=mask,
+          users=u if unique else None, items=p if unique else None, user_ego=ego[u],
+          item_ego=ego[p], l2=cfg.l2)
     pool = inputs.get("neg_pool")
-    neg = sampling.sample_negatives(
-        neg_rng, batch_users=batch["user"],
-        num_items=self.num_items if pool is None else pool.shape[0],  # static: the pool's length
-        num_negatives=cfg.num_negatives)  # [B, K]
+    size = num_items if pool is None else pool.shape[0]  # static: the pool's length
+    ccl_weight = cfg.ccl_negative_weight or None  # 0: w = K
+    if cfg.loss == "ccl" and cfg.ccl_shared_negatives:
+      # K negatives for the whole batch, a [B, K] matmul (the whole pool when K >= its size);
+      # drawn with replacement, as the per-row negatives are.
+      k = cfg.ccl_shared_negatives
+      items = (jnp.arange(size, dtype=jnp.int32) if k >= size else
+               jax.random.randint(neg_rng, (k,), 0, size, dtype=jnp.int32))
+      n = (items if pool is None else pool[items]) + num_users  # [K]
+      return contrastive.cosine_contrastive_loss(
+          user=final[u], pos=final[p], neg=final[n], margin=cfg.ccl_margin,
+          negative_weight=ccl_weight, mask=mask, user_ego=ego[u], pos_ego=ego[p],
+          neg_ego=ego[n], l2=cfg.l2)
+    neg = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=size,
+                                    num_negatives=cfg.num_negatives)  # [B, K]
     if pool is not None:
       neg = pool[neg]
     n = neg + num_users
     common = dict(user=final[u], pos=final[p], neg=final[n],  # [B, K, d]
-                  user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n], l2=cfg.l2,
-                  mask=batch["mask"])
+                  user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n], l2=cfg.l2, mask=mask)
     if cfg.loss == "bpr":
       return losses.bpr_loss(**common)
+    if cfg.loss == "ccl":
+      return contrastive.cosine_contrastive_loss(**common, margin=cfg.ccl_margin,
+                                                 negative_weight=ccl_weight)
     return losses.sampled_softmax_loss(**common, temperature=cfg.softmax_temperature)
 
   def score_params(self, params):
