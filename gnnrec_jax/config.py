@@ -34,6 +34,11 @@ class Config:
   qk_proj: bool = False          # learned query/key projections before the dot product
   initial_alpha: str = "weights" # "weights": first layer uses normalised interaction weights; "none"
   attention_mix: float = 1.0     # 1.0: pure softmax alpha; <1 mixes with LightGCN's fixed norm
+  # softmax_gnn's remedies for uniform, degree-blind attention (models/layers/softmax_edge.py):
+  attention_logits: str = "dot"  # "dot" | "cosine" (unit vectors: the scale alone sets sharpness)
+  learn_temperature: bool = False  # learn the logits' scale per layer and head
+  norm_prior: float = 0.0        # g in alpha ∝ norm_ij^g exp(e_ij); 1 = attention over D^-1/2 A D^-1/2
+  receiver_scale: bool = False   # alphas of node i sum to LightGCN's row sum, not to 1
   # ngcf / gat
   dropout: float = 0.1           # message dropout (NGCF default 0.1)
   # ease
@@ -223,6 +228,8 @@ def validate(config: Config) -> Config:
       (c.temperature > 0, "temperature must be > 0"),
       (c.initial_alpha in ("weights", "none"), "initial_alpha must be weights|none"),
       (0.0 <= c.attention_mix <= 1.0, "attention_mix must be in [0, 1]"),
+      (c.attention_logits in ("dot", "cosine"), "attention_logits must be dot|cosine"),
+      (c.norm_prior >= 0, "norm_prior must be >= 0"),
       (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
       (0.0 <= c.id_dropout <= 1.0, "id_dropout must be in [0, 1]"),
       (c.loss in LOSSES, f"loss must be {'|'.join(LOSSES)}"),

@@ -178,8 +178,9 @@ def test_normalize_per_receiver_by_hand():
 
 
 def np_softmax_conv(h, g, *, heads, temperature, scale, wq=None, wk=None, mix=1.0,
-                    act=lambda x: x):
-  """Per-receiver loop reference for SoftmaxEdgeConv."""
+                    act=lambda x: x, cosine=False, prior=0.0, receiver_scale=False):
+  """Per-receiver loop reference for SoftmaxEdgeConv: alpha ∝ norm^prior exp(e), e = dot or
+  cosine over tau, times S_i = sum_j norm_ij with `receiver_scale`."""
   n, d = h.shape
   dh = d // heads
   q = h @ wq if wq is not None else h
@@ -194,14 +195,76 @@ def np_softmax_conv(h, g, *, heads, temperature, scale, wq=None, wk=None, mix=1.
       sl = slice(hd * dh, (hd + 1) * dh)
       if len(idx) == 0:
         continue
-      logit = np.array([q[node, sl] @ k[s[e], sl] for e in idx]) / temperature
-      if scale:
-        logit /= np.sqrt(dh)
-      p = np.exp(logit - logit.max())
+      if cosine:
+        logit = np.array([q[node, sl] @ k[s[e], sl] / np.linalg.norm(q[node, sl])
+                          / np.linalg.norm(k[s[e], sl]) for e in idx]) / temperature
+      else:
+        logit = np.array([q[node, sl] @ k[s[e], sl] for e in idx]) / temperature
+        if scale:
+          logit /= np.sqrt(dh)
+      p = norm[idx] ** prior * np.exp(logit - logit.max())
       p /= p.sum()
+      if receiver_scale:
+        p *= norm[idx].sum()
       alpha[idx, hd] = mix * p + (1 - mix) * norm[idx]
       out[node, sl] = alpha[idx, hd] @ h[s[idx], sl]
   return act(out), alpha
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("cosine,prior,receiver_scale", [
+    (False, 1.0, False), (True, 0.0, False), (True, 1.0, True), (False, 0.5, True)])
+def test_softmax_edge_conv_options_match_reference(jit, padded, cosine, prior, receiver_scale):
+  g = random_graph(padded=padded)
+  n = N_PAD if padded else N
+  h = np.random.default_rng(9).normal(size=(n, 4)).astype(np.float32)
+  h[N:] = 0.0
+  layer = SoftmaxEdgeConv(n, heads=2, temperature=0.3, scale_logits=True,
+                          logits="cosine" if cosine else "dot", learn_temperature=True,
+                          norm_prior=prior, receiver_scale=receiver_scale, attention_mix=0.8)
+  params = layer.init(jax.random.key(0), jnp.asarray(h), dev(g))
+  # The learned scale starts at the fixed one: 1 / tau for cosines, 1 / (tau sqrt(d_head)).
+  start = 1 / 0.3 if cosine else 1 / (0.3 * np.sqrt(2))
+  np.testing.assert_allclose(np.exp(params["params"]["log_scale"]), [start, start], rtol=1e-6)
+  out, alpha = maybe_jit(layer.apply, jit)(params, jnp.asarray(h), dev(g))
+  ref_out, ref_alpha = np_softmax_conv(h, g, heads=2, temperature=0.3, scale=True, mix=0.8,
+                                       cosine=cosine, prior=prior,
+                                       receiver_scale=receiver_scale)
+  np.testing.assert_allclose(alpha, ref_alpha, atol=1e-5)
+  np.testing.assert_allclose(out[:N], ref_out[:N], atol=1e-5)
+  assert np.all(np.isfinite(out))
+
+  def loss(p):
+    return jnp.sum(layer.apply(p, jnp.asarray(h), dev(g))[0] ** 2)
+
+  grad = jax.grad(loss)(params)["params"]["log_scale"]
+  assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+
+
+def test_softmax_edge_conv_is_lightgcn_when_attention_is_flat():
+  """norm_prior 1 + receiver_scale with equal logits gives alpha = norm: LightGCN's layer."""
+  g = dev(random_graph())
+  h = jnp.asarray(np.random.default_rng(3).normal(size=(N, 4)), jnp.float32)
+  flat = SoftmaxEdgeConv(N, temperature=1e9, norm_prior=1.0, receiver_scale=True)
+  out, alpha = flat.apply({}, h, g)
+  np.testing.assert_allclose(alpha[:, 0], g.edges["norm"], atol=1e-6)
+  np.testing.assert_allclose(out, LightGCNConv(N).apply({}, h, g), atol=1e-6)
+
+
+def test_softmax_edge_conv_norm_prior_is_a_log_degree_bias_on_binary_graphs():
+  """alpha ∝ norm_ij^g exp(e) = exp(e - (g / 2) log d_j) when every weight is 1."""
+  rng = np.random.default_rng(4)
+  key = np.unique(rng.integers(0, U, 30) * I + rng.integers(0, I, 30))
+  g = build_graph(Interactions(key // I, key % I), U, I)
+  h = rng.normal(size=(N, 4)).astype(np.float32)
+  _, alpha = SoftmaxEdgeConv(N, norm_prior=0.6).apply({}, jnp.asarray(h), dev(g))
+  deg = np.bincount(g.receivers, minlength=N)
+  s, r = np.asarray(g.senders), np.asarray(g.receivers)
+  logit = np.sum(h[r] * h[s], axis=1) - 0.3 * np.log(deg[s])
+  want = np.exp(logit)
+  want /= np.bincount(r, weights=want, minlength=N)[r]
+  np.testing.assert_allclose(alpha[:, 0], want, rtol=1e-5)
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -242,6 +305,8 @@ def test_softmax_edge_conv_rejects_bad_config():
     SoftmaxEdgeConv(N, heads=3).apply({}, jnp.ones((N, 4)), g)
   with pytest.raises(ConfigError, match="activation"):
     SoftmaxEdgeConv(N, activation="swish").apply({}, jnp.ones((N, 4)), g)
+  with pytest.raises(ConfigError, match="logits"):
+    SoftmaxEdgeConv(N, logits="bilinear").apply({}, jnp.ones((N, 4)), g)
 
 
 @pytest.mark.parametrize("jit", [False, True])

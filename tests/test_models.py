@@ -140,6 +140,24 @@ def test_softmax_gnn_with_mix_zero_is_lightgcn():
   np.testing.assert_allclose(f_soft, f_light, atol=1e-6)
 
 
+def test_softmax_gnn_over_the_normalised_adjacency_with_flat_logits_is_lightgcn():
+  """Pure softmax alphas (mix 1) with norm_prior 1 and receiver_scale: equal logits (a huge
+  temperature) leave alpha = norm, so the model is LightGCN; a learned scale is a parameter."""
+  g = dev(graph())
+  light = create_model(cfg(model="lightgcn"), num_users=U, num_items=I)
+  soft = create_model(cfg(model="softmax_gnn", attention_mix=1.0, initial_alpha="none",
+                          norm_prior=1.0, receiver_scale=True, temperature=1e9),
+                      num_users=U, num_items=I)
+  params, (f_light, _) = init_apply(light, g)
+  f_soft, _ = soft.apply(params, g)
+  np.testing.assert_allclose(f_soft, f_light, atol=1e-6)
+  learned = create_model(cfg(model="softmax_gnn", attention_logits="cosine",
+                             learn_temperature=True), num_users=U, num_items=I)
+  p = learned.init(jax.random.key(0), g)["params"]
+  assert p["conv_1"]["log_scale"].shape == (1,)
+  assert "conv_0" not in p  # layer 0 takes its alphas from the weights: no logits
+
+
 def test_softmax_gnn_sows_alphas_and_trains():
   g = dev(graph())
   model = create_model(cfg(model="softmax_gnn", qk_proj=True, heads=2), num_users=U,

@@ -172,7 +172,9 @@ class SoftmaxGNN(_LayerStack):
   Layer k computes alpha_ij = softmax_{j in N(i)}(q(h_i^(k)) . k(h_j^(k)) / tau) and
   h_i^(k+1) = sigma(sum_j alpha_ij h_j^(k)) (seed §4.1); with `initial_alpha="weights"` layer 0
   uses the interaction weights normalised per receiver instead. Outputs h^0..h^L are combined
-  by `layer_combine`.
+  by `layer_combine`. `attention_logits`, `learn_temperature`, `norm_prior` and
+  `receiver_scale` are the layer's remedies for attention that stays uniform and forgets degree
+  (see layers/softmax_edge.py).
   """
 
   heads: int = 1
@@ -182,6 +184,10 @@ class SoftmaxGNN(_LayerStack):
   activation: str = "identity"
   attention_mix: float = 1.0
   initial_alpha: str = "weights"  # "weights" | "none"
+  attention_logits: str = "dot"   # SoftmaxEdgeConv's options (layers/softmax_edge.py)
+  learn_temperature: bool = False
+  norm_prior: float = 0.0
+  receiver_scale: bool = False
 
   def _layer(self, k, h, graph, train):
     del train  # no dropout in this layer
@@ -190,6 +196,8 @@ class SoftmaxGNN(_LayerStack):
         scale_logits=self.scale_logits, qk_proj=self.qk_proj, activation=self.activation,
         attention_mix=self.attention_mix,
         alpha_from_weights=(k == 0 and self.initial_alpha == "weights"),
+        logits=self.attention_logits, learn_temperature=self.learn_temperature,
+        norm_prior=self.norm_prior, receiver_scale=self.receiver_scale,
         backend=self._backend, name=f"conv_{k}")(h, graph)
     self.sow("intermediates", f"alpha_{k}", alpha)
     return h
@@ -238,7 +246,8 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
   Args:
     config: a `gnnrec_jax.config.Config` (read: model, embed_dim, num_layers, layer_combine,
       init_std, activation, heads, scale_logits, temperature, qk_proj, initial_alpha,
-      attention_mix, dropout, use_id_embedding, id_dropout, propagation).
+      attention_mix, attention_logits, learn_temperature, norm_prior, receiver_scale, dropout,
+      use_id_embedding, id_dropout, propagation).
     num_users: U.
     num_items: I.
     feature_dim: F when text features are fed to the model, else None (only validated: Dense
@@ -279,7 +288,10 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
     return SoftmaxGNN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
                       heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
                       qk_proj=c.qk_proj, activation=c.activation,
-                      attention_mix=c.attention_mix, initial_alpha=c.initial_alpha)
+                      attention_mix=c.attention_mix, initial_alpha=c.initial_alpha,
+                      attention_logits=c.attention_logits,
+                      learn_temperature=c.learn_temperature, norm_prior=c.norm_prior,
+                      receiver_scale=c.receiver_scale)
   if c.model == "ngcf":
     # NGCF concatenates its layers by definition (eq. 9); layer_combine is not read.
     return NGCF(**common, num_layers=c.num_layers, dropout=c.dropout)

@@ -19,6 +19,29 @@ D^-1/2 A D^-1/2 entry, so that m < 1 interpolates towards LightGCN. Alpha is com
 layer's input, i.e. the previous layer's output, as the seed's equation says. With
 `alpha_from_weights=True` (the seed's first step) alpha is instead the interaction weights
 normalised per receiver, w_ij / sum_k w_ik, and no logits are computed.
+
+Why the plain rule loses to LightGCN (issue 11 part 4; measurements in benchmarks/RESULTS.md,
+"The seed's model made to win"), and the options that address it:
+
+  1. The logits barely differ. Trained vectors are short (the L2 term keeps |h| ~ 1, and
+     propagated layers are shorter still), so h_i . h_j / sqrt(d) spans a few hundredths across
+     a node's neighbours and alpha is a plain mean. `logits="cosine"` (unit q and k) with
+     `learn_temperature` (a learned scale s per layer and head, e = s * sim) lets the layer
+     choose how sharp its attention is.
+  2. A softmax sums to 1 over any neighbourhood, so it discards degree: a popular neighbour
+     counts as much as a niche one. LightGCN's norm_ij = a_ij / sqrt(d_i d_j) damps popular
+     senders by 1 / sqrt(d_j). `norm_prior` = g puts the normalised adjacency inside the
+     softmax, alpha_ij ∝ norm_ij^g exp(e_ij), i.e. e_ij + g log norm_ij: g = 1 is attention over
+     the normalised adjacency, and on a binary graph a log-degree bias -(g / 2) log d_j (the
+     receiver's own degree cancels in the softmax).
+  3. The softmax also drops the receiver's scale: LightGCN's row sums S_i = sum_j norm_ij grow
+     with a node's degree and popularity. `receiver_scale=True` multiplies receiver i's alphas
+     by S_i, so that with `norm_prior=1` and equal logits the layer *is* LightGCN's, and
+     attention reweights the normalised adjacency without changing its row sums.
+
+The full rule with every option:
+  e_ij    = s * sim(q(h_i), k(h_j)) + g * log norm_ij
+  alpha   = softmax of e_ij over receiver i's incoming edges   [* S_i with receiver_scale]
 """
 from __future__ import annotations
 
@@ -70,6 +93,12 @@ class SoftmaxEdgeConv(nn.Module):
     activation: sigma, a name in `ACTIVATIONS`.
     attention_mix: m in alpha = m * alpha + (1 - m) * norm.
     alpha_from_weights: use normalised interaction weights instead of the softmax (first layer).
+    logits: sim in e = s * sim(q, k): "dot" (s = 1 / (tau [sqrt(d_head)])) or "cosine" (unit
+      q and k, s = 1 / tau; `scale_logits` is not applied to cosines).
+    learn_temperature: s is a learned parameter per head (log-parameterised, initialised at
+      the fixed value above).
+    norm_prior: g in alpha ∝ norm_ij^g exp(e_ij) (0: the plain softmax).
+    receiver_scale: multiply receiver i's alphas by S_i = sum_j norm_ij (LightGCN's row sum).
     backend: `gnnrec_jax.graph.propagate.weighted_sum` backend.
   """
 
@@ -81,6 +110,10 @@ class SoftmaxEdgeConv(nn.Module):
   activation: str = "identity"
   attention_mix: float = 1.0
   alpha_from_weights: bool = False
+  logits: str = "dot"
+  learn_temperature: bool = False
+  norm_prior: float = 0.0
+  receiver_scale: bool = False
   backend: str = "segment"
 
   @nn.compact
@@ -92,8 +125,9 @@ class SoftmaxEdgeConv(nn.Module):
       graph: the graph (edges sorted by receiver, `edges` with "weight", "norm", "mask").
 
     Returns:
-      (h_new [N, d], alpha [E, heads]); alpha is 0 on padding edges and each receiver's
-      incoming alphas sum to 1 per head (when attention_mix = 1).
+      (h_new [N, d], alpha [E, heads]): the weights the sum used. alpha is 0 on padding edges
+      and each receiver's incoming alphas sum to 1 per head (to S_i with receiver_scale) when
+      attention_mix = 1.
     """
     n, d = h.shape
     if d % self.heads:
@@ -109,9 +143,24 @@ class SoftmaxEdgeConv(nn.Module):
       k = nn.Dense(d, use_bias=False, name="key")(h) if self.qk_proj else h
       q = q.reshape(n, self.heads, dh)
       k = k.reshape(n, self.heads, dh)
+      if self.logits == "cosine":
+        q, k = _unit(q), _unit(k)
+        scale = 1.0 / self.temperature
+      elif self.logits == "dot":
+        scale = 1.0 / (self.temperature * (math.sqrt(dh) if self.scale_logits else 1.0))
+      else:
+        raise ConfigError(f"unknown attention logits {self.logits!r}; choose dot or cosine")
+      if self.learn_temperature:
+        log_scale = self.param("log_scale", nn.initializers.constant(math.log(scale)),
+                               (self.heads,))
+        scale = jnp.exp(log_scale)  # [H]
       logits = edge_dot(q, k, graph, num_nodes=self.num_nodes, backend=self.backend)  # [E, H]
-      scale = self.temperature * (math.sqrt(dh) if self.scale_logits else 1.0)
-      alpha = edge_softmax(logits / scale, graph, num_nodes=self.num_nodes)  # [E, H]
+      logits = logits * scale
+      if self.norm_prior:
+        logits = logits + self.norm_prior * _log_norm(graph, h.dtype)[:, None]
+      alpha = edge_softmax(logits, graph, num_nodes=self.num_nodes)  # [E, H]
+    if self.receiver_scale:
+      alpha = alpha * _row_sums(graph, self.num_nodes, h.dtype)[:, None]
     if self.attention_mix < 1.0:
       norm = graph.edges["norm"].astype(h.dtype)[:, None]
       alpha = self.attention_mix * alpha + (1.0 - self.attention_mix) * norm
@@ -121,3 +170,22 @@ class SoftmaxEdgeConv(nn.Module):
       agg = weighted_sum(h.reshape(n, self.heads, dh), graph, alpha,
                          num_nodes=self.num_nodes, backend=self.backend).reshape(n, d)
     return activation_fn(self.activation)(agg), alpha
+
+
+def _unit(x: jax.Array) -> jax.Array:
+  """x / max(|x|, 1e-12) along the last axis: zero rows (padding nodes) stay zero."""
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _log_norm(graph: jraph.GraphsTuple, dtype) -> jax.Array:
+  """[E] log norm_ij, 0 on padding edges (which the softmax masks; no log 0 = -inf enters)."""
+  norm = graph.edges["norm"].astype(dtype)
+  real = (graph.edges["mask"] > 0) & (norm > 0)
+  return jnp.where(real, jnp.log(jnp.where(real, norm, 1.0)), 0.0)
+
+
+def _row_sums(graph: jraph.GraphsTuple, num_nodes: int, dtype) -> jax.Array:
+  """[E] S_i = sum_j norm_ij of each edge's receiver i (real edges only)."""
+  norm = graph.edges["norm"].astype(dtype) * graph.edges["mask"].astype(dtype)
+  return jax.ops.segment_sum(norm, graph.receivers, num_segments=num_nodes,
+                             indices_are_sorted=True)[graph.receivers]
