@@ -50,6 +50,7 @@ class Config:
   text_model: str = "all-MiniLM-L6-v2"
   use_id_embedding: bool = True
   id_dropout: float = 0.0        # DropoutNet-style: drop ID vectors so text alone must carry signal
+  embed_dropout: float = 0.0     # elementwise dropout on layer-0 vectors while training (a regulariser)
   # --- graph -----------------------------------------------------------------------------------
   self_loops: bool = False
   # "auto": D^-1/2 W D^-1/2 with the interaction weights when the train weights differ
@@ -64,6 +65,9 @@ class Config:
   loss: str = "bpr"
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
   num_negatives: int = 1         # per positive (BPR averages its pairwise term over them)
+  # Rounds of redrawing sampled negatives that are among the user's train items
+  # (training/sampling.resample_if_seen); 0 keeps uniform draws (~5% false negatives on ml-100k).
+  neg_resample: int = 0
   softmax_temperature: float = 0.1
   score: str = "dot"             # "dot" | "cosine": final vectors L2-normalised (train and rank)
   # loss=directau (Wang et al., KDD 2022): alignment + gamma * uniformity, no negatives.
@@ -232,6 +236,8 @@ def validate(config: Config) -> Config:
       (c.norm_prior >= 0, "norm_prior must be >= 0"),
       (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
       (0.0 <= c.id_dropout <= 1.0, "id_dropout must be in [0, 1]"),
+      (0.0 <= c.embed_dropout < 1.0, "embed_dropout must be in [0, 1)"),
+      (c.neg_resample >= 0, "neg_resample must be >= 0"),
       (c.loss in LOSSES, f"loss must be {'|'.join(LOSSES)}"),
       (c.directau_gamma >= 0, "directau_gamma must be >= 0"),
       (-1.0 < c.ccl_margin < 1.0, "ccl_margin must be in (-1, 1) (a cosine)"),

@@ -248,3 +248,40 @@ def test_runs_without_a_contrastive_term_are_unchanged():
 def test_config_errors(model, sets, match):
   with pytest.raises(ConfigError, match=match):
     apply_overrides(configs.get_config(model), sets)
+
+
+def test_embed_dropout_drops_layer_zero_while_training_and_keeps_ego_clean():
+  rec = rec_for("lightgcn", embed_dropout=0.5)
+  params = rec.init(jax.random.key(0))
+  ego_vectors = rec.forward(params, rec.inputs, train=False)[1]
+  final, ego, hs = rec.forward(params, rec.inputs, train=True, rng=jax.random.key(1),
+                               return_layers=True)
+  np.testing.assert_array_equal(ego, ego_vectors)  # the L2 term reads clean vectors
+  h0, e = np.asarray(hs[0]), np.asarray(ego)
+  kept = h0 != 0
+  assert 0.4 < kept.mean() < 0.6
+  np.testing.assert_allclose(h0[kept], 2.0 * e[kept], rtol=1e-6)  # inverted dropout: / (1 - p)
+  clean = rec_for("lightgcn")
+  np.testing.assert_allclose(rec.forward(params, rec.inputs, train=False)[0],
+                             clean.forward(params, clean.inputs, train=False)[0])
+
+
+def test_neg_resample_redraws_negatives_among_the_users_train_items():
+  rec = rec_for("lightgcn", neg_resample=3)
+  params, batch, rng = rec.init(jax.random.key(0)), a_batch(rec), jax.random.key(8)
+  drop, neg_rng, _, _ = _keys(rng)
+  final, ego = rec.forward(params, rec.inputs, train=True, rng=drop)
+  _, _, rows = _rows(rec, final, ego, batch)
+  first = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=rec.num_items,
+                                    num_negatives=8)
+  indptr, indices = rec.inputs["seen"]
+  neg = sampling.resample_if_seen(jax.random.fold_in(neg_rng, 1), first,
+                                  batch_users=batch["user"], num_items=rec.num_items,
+                                  indptr=indptr, indices=indices, num_retries=3)
+  seen = sampling.is_seen(batch["user"], neg, indptr=indptr, indices=indices)
+  was_seen = sampling.is_seen(batch["user"], first, indptr=indptr, indices=indices)
+  assert float(was_seen.mean()) > 0.1 and float(seen.mean()) < float(was_seen.mean()) / 5
+  n = neg + rec.num_users
+  want, _ = losses.sampled_softmax_loss(**rows, neg=final[n], neg_ego=ego[n], l2=1e-3,
+                                        temperature=0.2, mask=batch["mask"])
+  np.testing.assert_allclose(rec.loss(params, rec.inputs, batch, rng)[0], want, rtol=1e-6)

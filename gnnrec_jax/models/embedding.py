@@ -87,6 +87,7 @@ class _Recommender(nn.Module):
   id_dropout: float = 0.0
   backend: str = "auto"          # gnnrec_jax.graph.propagate.weighted_sum backend
   score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
+  embed_dropout: float = 0.0     # elementwise dropout on the layer-0 vectors while training
 
   @property
   def n(self) -> int:
@@ -102,6 +103,13 @@ class _Recommender(nn.Module):
                       id_dropout=self.id_dropout, name="inputs")(
                           features, feature_mask, has_id, train=train)
 
+  def _dropped(self, ego: jax.Array, train: bool) -> jax.Array:
+    """The layer-0 vectors the layers read: `ego` with `embed_dropout` while training (the L2
+    term reads the clean `ego`)."""
+    if not self.embed_dropout:
+      return ego
+    return nn.Dropout(self.embed_dropout, deterministic=not train, name="embed_dropout")(ego)
+
 
 class MF(_Recommender):
   """Matrix factorisation (BPR-MF, Rendle et al. 2009): score = e_u . e_i, no propagation.
@@ -114,7 +122,7 @@ class MF(_Recommender):
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
                train: bool = False, noise_eps: float = 0.0, return_layers: bool = False):
     ego = self._ego(features, feature_mask, has_id, train)
-    h = _perturb(self, ego, noise_eps)
+    h = _perturb(self, self._dropped(ego, train), noise_eps)
     final = score_space(h, self.score)
     return (final, ego, [h]) if return_layers else (final, ego)
 
@@ -147,7 +155,7 @@ class _LayerStack(_Recommender):
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
                train: bool = False, noise_eps: float = 0.0, return_layers: bool = False):
     ego = self._ego(features, feature_mask, has_id, train)
-    hs = [ego]
+    hs = [self._dropped(ego, train)]
     for k in range(self.num_layers):
       hs.append(_perturb(self, self._layer(k, hs[-1], graph, train), noise_eps))
     final = score_space(combine_layers(hs, self.layer_combine), self.score)
@@ -272,7 +280,8 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
   check_score(c.score)  # likewise
   common = dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
                 num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
-                id_dropout=c.id_dropout, backend=backend, score=c.score)
+                id_dropout=c.id_dropout, backend=backend, score=c.score,
+                embed_dropout=c.embed_dropout)
   if c.model in ("lightgcn", "softmax_gnn", "gat") and c.layer_combine not in COMBINES:
     raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
                       f"{', '.join(COMBINES)}")
@@ -364,11 +373,19 @@ class EmbeddingRecommender(Recommender):
                 "features": None if exp.features is None else jnp.asarray(exp.features),
                 "feature_mask": (None if exp.feature_mask is None
                                  else jnp.asarray(exp.feature_mask)),
-                "has_id": None, "neg_pool": None}
+                "has_id": None, "neg_pool": None, "seen": None}
       user_in, item_in = train_presence(exp.split.train, exp.num_users, exp.num_items)
       if not (user_in.all() and item_in.all()):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
+      if self.config.neg_resample:
+        if inputs["neg_pool"] is not None:
+          raise ConfigError("neg_resample redraws negatives from every item; this split has "
+                            "items without train interactions (a cold-start split): set "
+                            "neg_resample=0")
+        from gnnrec_jax.training.sampling import train_csr
+        inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
+            exp.split.train, num_users=exp.num_users, num_items=exp.num_items))
       self._inputs = inputs
     return self._inputs
 
@@ -475,6 +492,11 @@ class EmbeddingRecommender(Recommender):
           neg_ego=ego[n], l2=cfg.l2)
     neg = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=size,
                                     num_negatives=cfg.num_negatives)  # [B, K]
+    if cfg.neg_resample:  # redraw negatives among the user's train items (never with a pool)
+      indptr, indices = inputs["seen"]
+      neg = sampling.resample_if_seen(jax.random.fold_in(neg_rng, 1), neg,
+                                      batch_users=batch["user"], num_items=size, indptr=indptr,
+                                      indices=indices, num_retries=cfg.neg_resample)
     if pool is not None:
       neg = pool[neg]
     n = neg + num_users
