@@ -3,6 +3,7 @@
   GNNREC_JAX_CACHE=/tmp/h1cache python benchmarks/ml100k_models.py \
       [--models lightgcn,mf,...] [--set key=value ...] [--workdir /tmp/ml100k_runs] \
       [--log benchmarks/ml100k_runs.jsonl]
+  python benchmarks/ml100k_models.py --summary benchmarks/accuracy_runs.jsonl
 
 Protocol (RecBole's, our default config): random 80/10/10 split per user with seed 2020, every
 rating a positive, full ranking with train items masked (train and valid at test time), the
@@ -85,6 +86,27 @@ def best_valid(workdir: str, metric: str) -> float | None:
   return max(values) if values else None
 
 
+def summary(paths: list[str]) -> int:
+  """Every logged run (--log files), the valid-selected one of each model marked with '*'."""
+  rows = []
+  for path in paths:
+    with open(path) as f:
+      rows += [json.loads(line) for line in f if line.strip()]
+  best = {}
+  for n, r in enumerate(rows):
+    if r["model"] not in best or r["valid_ndcg@20"] > rows[best[r["model"]]]["valid_ndcg@20"]:
+      best[r["model"]] = n
+  print("model | overrides | valid NDCG@20 | Recall@20 | NDCG@20 | best / run epochs | cpu s")
+  for n, r in enumerate(rows):
+    mark = "*" if best[r["model"]] == n else " "
+    print(f"{mark}{r['model']} | {' '.join(r['overrides']) or '-'} | {r['valid_ndcg@20']:.4f} | "
+          f"{r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['best_epoch']} / {r['epochs_run']} | "
+          f"{r.get('cpu_s', '-')}")
+  print(json.dumps({"dataset": "ml-100k", "selection": "valid ndcg@20", "runs": len(rows),
+                    "best": [rows[n] for n in best.values()]}))
+  return 0
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--models", default=",".join(MODELS),
@@ -95,7 +117,12 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", default="/tmp/ml100k_runs", help="one subfolder per model")
   parser.add_argument("--data-dir", default=None, help="ml-100k folder; default: the cache")
   parser.add_argument("--log", default=None, help="append each row as a JSON line here")
+  parser.add_argument("--summary", nargs="+", metavar="LOG",
+                      help="print every run of these --log files (best valid per model "
+                      "marked) and exit")
   args = parser.parse_args(argv)
+  if args.summary:
+    return summary(args.summary)
   names = [m.strip() for m in args.models.split(",") if m.strip()]
   unknown = sorted(n for n in names if n.split("+")[0] not in MODELS + EXTRA_CONFIGS
                    or ("+" in n and n.split("+", 1)[1] not in PROTOTYPES))
