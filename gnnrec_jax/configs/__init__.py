@@ -28,5 +28,6 @@ SOFTMAX_TRAINING = dict(
 def get_config(name: str) -> Config:
   """The default config called `name` (a model name, or "test" for the tiny CPU config)."""
   if name not in NAMES:
-    raise ConfigError(f"unknown config {name!r}; choose one of {', '.join(NAMES)}")
+    raise ConfigError(f"unknown config {name!r}; choose one of {', '.join(NAMES)} "
+                      "(or a JSON config file)")
   return validate(importlib.import_module(f"gnnrec_jax.configs.{name}").get_config())
