@@ -57,6 +57,11 @@ class Experiment:
 _RUNTIME_FIELDS = ("epochs", "checkpoint_every", "eval_batch_size", "patience")
 
 
+# Fields added after runs were written: left out of the hash while at their default, so that the
+# runs written before them keep their fingerprint (`evaluate`, `recommend`, `--resume`).
+_LATE_FIELDS = ("split_seed",)
+
+
 def _hash_arrays(h, inter: Interactions) -> None:
   for a in (inter.user, inter.item, inter.weight):
     if a is not None:
@@ -80,7 +85,9 @@ def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
     _hash_arrays(h, part)
   runtime = _RUNTIME_FIELDS if config.lr_schedule == "constant" else tuple(
       f for f in _RUNTIME_FIELDS if f != "epochs")
-  cfg = {k: v for k, v in config.to_dict().items() if k not in runtime}
+  defaults = Config()
+  cfg = {k: v for k, v in config.to_dict().items() if k not in runtime
+         and not (k in _LATE_FIELDS and v == getattr(defaults, k))}
   h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
   if config.text_features:
     _hash_meta(h, dataset.item_meta)
