@@ -111,9 +111,20 @@ def test_replay_ab_by_hand():
   assert arm_a["clicks"] == int(hit_a[~in_b].sum())  # one click per hit (precision * K)
   assert out["arms"]["B"]["hit_rate"] == 1.0
   assert out["hit_rate_diff"] == pytest.approx(1.0 - hit_a[~in_b].mean())
-  half = compare.Z95 * hit_a[~in_b].std(ddof=1) / np.sqrt((~in_b).sum())
-  assert arm_a["hit_rate_ci"] == pytest.approx([arm_a["hit_rate"] - half,
-                                                 arm_a["hit_rate"] + half])
+  half = compare.Z95 * prec_a[~in_b].std(ddof=1) / np.sqrt((~in_b).sum())
+  assert arm_a["ctr_ci"] == pytest.approx([arm_a["ctr"] - half, arm_a["ctr"] + half])
+  assert arm_a["hit_rate_ci"] == pytest.approx(compare.wilson_interval(arm_a["hit_rate"],
+                                                                       arm_a["users"]))
+  assert out["arms"]["B"]["hit_rate_ci"][1] <= 1.0  # Wilson stays inside [0, 1]
+
+
+def test_wilson_interval_by_hand():
+  # p = 0.5, n = 100: centre 0.5, half-width z sqrt(.25/100 + z^2/40000) / (1 + z^2/100).
+  z = compare.Z95
+  half = z * np.sqrt(0.25 / 100 + z * z / 40000) / (1 + z * z / 100)
+  assert compare.wilson_interval(0.5, 100) == pytest.approx((0.5 - half, 0.5 + half))
+  lo, hi = compare.wilson_interval(1.0, 10)  # all successes: the interval ends at 1, not above
+  assert hi == pytest.approx(1.0) and lo == pytest.approx(10 / (10 + z * z))
 
 
 def test_split_difference_names_the_part():

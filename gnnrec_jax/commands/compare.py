@@ -158,7 +158,9 @@ def plot_differences(pairs, keys: list[str], path: str) -> str:
       ax.hist(d, bins=41, color="tab:blue", alpha=0.8)
       ax.axvline(0.0, color="black", lw=0.8)
       ax.axvline(float(d.mean()), color="tab:red", lw=1.2, label=f"mean {d.mean():+.4f}")
-      ax.set_title(f"{key}: {b.label} - {a.label}", fontsize=8)
+      ax.set_title(f"{key}: B - A", fontsize=8)
+      if col == 0:
+        ax.set_ylabel(f"B = {b.label}\nA = {a.label}\nusers (log)", fontsize=7)
       ax.set_xlabel(f"per-user difference ({(d > 0).sum()} better, {(d < 0).sum()} worse, "
                     f"{(d == 0).sum()} tied)", fontsize=7)
       ax.set_yscale("log")

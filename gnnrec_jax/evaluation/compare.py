@@ -20,9 +20,11 @@ When every d_u is 0 (identical runs) the difference is 0, the interval [0, 0] an
 Replay A/B (the seed's online test, offline): users are split into two arms by a seeded hash of
 their index; arm A is "served" model A's top-K list, arm B model B's, and each arm's held-out
 test items act as the clicks. Hit rate = share of an arm's users with >= 1 click in the list
-(Hit@K); CTR = clicks / impressions = mean Precision@K (K impressions per user). Each rate gets
-a normal-approximation 95% interval over the arm's users, the difference B - A an unpaired
-(Welch) interval and p-value. It is a simulation of what an online test with half the users per
+(Hit@K); CTR = clicks / impressions = mean Precision@K (K impressions per user). The hit rate
+gets Wilson's score interval (a proportion of users; it stays inside [0, 1]), the CTR a normal
+interval over the arm's users (clicks of one user are not independent, so users, not
+impressions, are the sampling unit), the differences B - A an unpaired (Welch) interval and
+p-value. It is a simulation of what an online test with half the users per
 arm would see: unpaired, so its intervals are wider than the paired test's on the same data.
 """
 from __future__ import annotations
@@ -172,6 +174,16 @@ def arms(users: np.ndarray, seed: int) -> np.ndarray:
                    for u in np.asarray(users)], bool)
 
 
+def wilson_interval(p: float, n: int) -> tuple[float, float]:
+  """Wilson's 95% score interval of a proportion p observed on n trials (Wilson 1927)."""
+  if n == 0:
+    return math.nan, math.nan
+  z2 = Z95 * Z95
+  centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+  half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+  return centre - half, centre + half
+
+
 def _mean_interval(x: np.ndarray) -> tuple[float, float, float]:
   n = len(x)
   m = float(x.mean()) if n else math.nan
@@ -201,7 +213,8 @@ def replay_ab(users: np.ndarray, a: Mapping[str, np.ndarray], b: Mapping[str, np
     hit = np.asarray(table[f"hit@{k}"], np.float64)[rows]
     ctr = np.asarray(table[f"precision@{k}"], np.float64)[rows]
     values[arm] = (hit, ctr)
-    h, hlo, hhi = _mean_interval(hit)
+    h = float(hit.mean()) if len(hit) else math.nan
+    hlo, hhi = wilson_interval(h, len(hit))
     c, clo, chi = _mean_interval(ctr)
     out["arms"][arm] = {"users": int(rows.sum()), "impressions": int(rows.sum()) * k,
                         "clicks": int(round(float(ctr.sum()) * k)), "hit_rate": h,
