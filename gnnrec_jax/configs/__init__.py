@@ -12,7 +12,9 @@ from gnnrec_jax.errors import ConfigError
 NAMES = ("lightgcn", "softmax_gnn", "ngcf", "gat", "mf", "ease", "test")
 
 # The training recipe of the embedding models, tuned for LightGCN on ml-100k (valid NDCG@20, see
-# benchmarks/ml100k_tuning.md) and shared so that the table compares models, not recipes.
+# benchmarks/ml100k_tuning.md: hand-run sweeps, before `gnnrec-jax tune` existed) and shared so
+# that the table compares models, not recipes. A `gnnrec-jax tune` run of 2026-11-30 did not beat
+# it on valid (see configs/lightgcn.py); no default here comes from a tune run.
 SOFTMAX_TRAINING = dict(
     loss="softmax",            # sampled softmax: valid NDCG@20 .2364 after 4 epochs vs .1376 (BPR)
     num_negatives=64,          # 64 at tau .2 beat 128 at tau .1 (.2709 vs .2654) at half the cost
