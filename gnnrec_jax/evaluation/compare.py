@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -99,11 +100,10 @@ def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
   nonzero = d[d != 0]
   if not len(nonzero):
     return 1.0, 1.0
-  if np.all(d == d[0]):
-    p_t = 0.0
-  else:
-    p_t = float(stats.ttest_rel(b, a).pvalue)
-  p_w = float(stats.wilcoxon(nonzero).pvalue)
+  with warnings.catch_warnings():  # near-constant differences: scipy's precision note
+    warnings.simplefilter("ignore", RuntimeWarning)
+    p_t = 0.0 if np.all(d == d[0]) else float(stats.ttest_rel(b, a).pvalue)
+    p_w = float(stats.wilcoxon(nonzero).pvalue)
   return p_t, p_w
 
 
@@ -224,8 +224,10 @@ def replay_ab(users: np.ndarray, a: Mapping[str, np.ndarray], b: Mapping[str, np
     diff = float(xb.mean() - xa.mean()) if len(xa) and len(xb) else math.nan
     if len(xa) > 1 and len(xb) > 1:
       se = math.sqrt(xa.var(ddof=1) / len(xa) + xb.var(ddof=1) / len(xb))
-      p = float(stats.ttest_ind(xb, xa, equal_var=False).pvalue) if se > 0 else (
-          1.0 if diff == 0 else 0.0)
+      with warnings.catch_warnings():  # an arm without variance (every user hit): no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(xb, xa, equal_var=False).pvalue) if se > 0 else (
+            1.0 if diff == 0 else 0.0)
     else:
       se, p = math.nan, math.nan
     out[f"{name}_diff"] = diff
