@@ -7,8 +7,8 @@
                (`gnnrec_jax.experiment.split_fingerprint`: dataset, catalogue, each part's size
                and content hash) and the run's fingerprint.
 float32 keeps every metric to 7 digits (the means of `metrics.json` are float64 sums of the same
-float32 values) at 4 bytes per user and metric: ml-100k's 943 users x 15 metrics take 30 KB
-compressed, Gowalla's 29,858 users under 1 MB.
+float32 values) at 4 bytes per user and metric: ml-100k's 943 users x 15 metrics take 24 KB
+compressed (measured); Gowalla's 29,858 users would take at most 1.8 MB (the raw arrays).
 """
 from __future__ import annotations
 
