@@ -1,6 +1,5 @@
 """The config's single source: every field declares its reason and what it allows, and
 `validate` is generated from those declarations (issue 16 item 9: every field has a range)."""
-import dataclasses
 
 import pytest
 
