@@ -22,6 +22,7 @@ import math
 import typing
 from typing import Any
 
+from gnnrec_jax.data.behaviours import DEFAULT_BEHAVIOUR_WEIGHTS
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.models import MODELS  # the model registry owns the list of names
 
@@ -100,7 +101,11 @@ class Config:
                              "signal", range="[0, 1]")
   # --- graph -----------------------------------------------------------------------------------
   self_loops: bool = option(False, "LightGCN has no self-loops (layer 0 is kept by the mean)")
-  weighted_norm: bool = option(False, "LightGCN normalises the binary adjacency")
+  weighted_norm: str = option(
+      "auto", "auto: D^-1/2 W D^-1/2 with the interaction weights when the train weights differ "
+      "(behaviour types, ratings, counts), LightGCN's binary D^-1/2 A D^-1/2 when they are all "
+      "equal; true | false force either (see graph.use_weighted_norm)",
+      choices=("gnnrec_jax.graph.build:WEIGHTED_NORM",))
   social: bool = option(False, "add user-user trust edges when the dataset has them")
   propagation: str = option("auto", "auto picks per backend (see gnnrec_jax/graph/propagate.py)",
                             choices=("gnnrec_jax.graph.propagate:BACKENDS",))
@@ -151,6 +156,15 @@ class Config:
   split_seed: int = option(-1, "seed of the split; -1: the run's seed, as RecBole. `train "
                            "--seeds` fixes it so that every seed is evaluated on one split",
                            range="[-1, 4294967295]")
+  behaviour_weights: str = option(
+      DEFAULT_BEHAVIOUR_WEIGHTS, "behaviour -> weight for data with a behaviour column (seed "
+      "§3.3: a purchase says more than a click): 1:2:4 for browse:intent:buy under the public "
+      "datasets' names; an unknown behaviour is an error naming its line (data/behaviours.py)",
+      allowed="NAME:WEIGHT,... with finite weights > 0")
+  duplicates: str = option(
+      "max", "how repeated user-item rows combine: max keeps a rating's scale, is unchanged by "
+      "rows logged twice, and weighs a click-then-purchase as a purchase "
+      "(data/checks.combine_duplicates)", choices=("gnnrec_jax.data.checks:DUPLICATE_RULES",))
   # --- runtime -----------------------------------------------------------------------------------
   checkpoint_every: int = option(1, "epochs between crash-safe checkpoints",
                                  range="[1, 1000000]")
@@ -341,6 +355,8 @@ def config_from_dict(raw, *, source: str = "config", base: Config | None = None,
       continue
     if spec.type is tuple and isinstance(value, list):
       value = tuple(value)
+    if key == "weighted_norm" and isinstance(value, bool):
+      value = "true" if value else "false"  # a bool before "auto" existed
     ok = _is_type(value, spec.type)
     if spec.type is tuple and ok:
       ok = all(_is_type(v, spec.item) for v in value)
@@ -407,7 +423,22 @@ def _check_select_metric(c: Config) -> str | None:
   return None
 
 
-# Rules between fields (each field's own range and names come from its declaration).
+def _normalise(c: Config) -> Config:
+  """Spellings kept for older configs: weighted_norm given as a bool or 1/yes/on, 0/no/off."""
+  wn = c.weighted_norm
+  if isinstance(wn, bool) or str(wn).strip().lower() in ("1", "yes", "on", "0", "no", "off"):
+    on = wn if isinstance(wn, bool) else str(wn).strip().lower() in ("1", "yes", "on")
+    c = c.replace(weighted_norm="true" if on else "false")
+  return c
+
+
+def _check_behaviour_weights(c: Config) -> None:
+  from gnnrec_jax.data.behaviours import parse_behaviour_weights
+  parse_behaviour_weights(c.behaviour_weights, "invalid config: behaviour_weights")  # raises
+
+
+# Rules between fields, and checks a field's owner makes (each field's own range and names come
+# from its declaration). Each returns a message, or raises ConfigError itself, or returns None.
 _RULES = (
     lambda c: None if c.topk else "invalid config: topk must list at least one K",
     lambda c: None if len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6 else
@@ -417,6 +448,7 @@ _RULES = (
     lambda c: None if c.model not in ("softmax_gnn", "gat") or c.embed_dim % c.heads == 0 else
     f"invalid config: embed_dim {c.embed_dim} is not divisible by heads {c.heads}",
     _check_select_metric,
+    _check_behaviour_weights,
 )
 
 
@@ -451,6 +483,7 @@ def validate(config: Config) -> Config:
   Raises:
     ConfigError: one line naming the first field at fault, what it allows and what it got.
   """
+  config = _normalise(config)
   for spec in field_specs().values():
     msg = check_field(spec, getattr(config, spec.name))
     if msg:

@@ -16,7 +16,8 @@ def add_config_arguments(p, *, model_required: bool = False) -> None:
   p.add_argument("--model", choices=MODELS, default=None, required=model_required,
                  help="model (default: the config's model; lightgcn)")
   p.add_argument("--config", default=None, metavar="NAME|FILE",
-                 help="a named default config (a model name or 'test'; default: the model's) "
+                 help="a named default config (a model name, 'seed' for the seed document's literal "
+                      "rule, or 'test'; default: the model's) "
                       "or a JSON file of config fields, e.g. a tune run's best_config.json "
                       "(fields it omits take its model's defaults)")
   p.add_argument("--set", dest="overrides", action="append", nargs="+", default=[],

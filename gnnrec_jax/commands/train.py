@@ -47,7 +47,7 @@ def run(args) -> int:
   if args.seeds is not None:
     from gnnrec_jax.training.seeds import parse_seeds
     seeds = parse_seeds(args.seeds)
-  dataset = dataset_from_args(args)
+  dataset = dataset_from_args(args, config)
   show = not args.no_progress
   if show:  # on stderr: stdout ends with the metrics JSON for scripts
     print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "

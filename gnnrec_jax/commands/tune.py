@@ -70,7 +70,7 @@ def run(args) -> int:
   fixed = overridden_keys(args) & set(space)
   if fixed:
     raise ConfigError(f"--set {', '.join(sorted(fixed))}: also in the search space {args.space}")
-  dataset = dataset_from_args(args)
+  dataset = dataset_from_args(args, config)
   if dataset.split is not None and "split" not in overridden_keys(args):
     config = config.replace(split="predefined")
   show = not args.no_progress

@@ -14,5 +14,6 @@ def get_config() -> Config:
   # Checked by a tune run (benchmarks/RESULTS.md, "Experiments ...: Tune", 2026-11-30: lr, l2,
   # softmax_temperature, num_negatives, num_layers; 20 trials capped at 6 epochs): its best
   # (lr .0107, l2 .0168, tau .207, 16 negatives, 2 layers) reaches valid NDCG@20 .2782 with the
-  # full 60-epoch budget, below these defaults' .2843, so every default here is kept.
+  # full 60-epoch budget, below these defaults' .2843 (binary norm; .2855 with weighted_norm
+  # auto), so every default here is kept.
   return Config(model="lightgcn", **SOFTMAX_TRAINING)

@@ -102,6 +102,10 @@ def _check_dimension(where: str, key: str, spec) -> dict:
   field = specs[key]
   if key in ("model", "seed", "split_seed", "split", "split_ratios", "topk", "select_metric"):
     raise ConfigError(f"{where}: {key} is not a hyperparameter (it changes what is measured)")
+  from gnnrec_jax.data.cli_args import DATA_FIELDS
+  if key in DATA_FIELDS:  # the data is read once for every trial
+    raise ConfigError(f"{where}: {key} changes the data read; compare its values with separate "
+                      "tune runs (--set)")
   if not isinstance(spec, dict):
     raise ConfigError(f"{where}: {key} must be an object like {{\"low\": .., \"high\": ..}} or "
                       "{\"choices\": [..]}")
