@@ -1,6 +1,7 @@
 """Text features for graph nodes from a pretrained language model.
 
-`encoder` embeds sentences (Flax BERT family, all-MiniLM-L6-v2 by default), `node_texts` writes one
+`bert` is the language model (a Flax BERT reading Hugging Face safetensors weights), `encoder`
+tokenises and embeds sentences with it (all-MiniLM-L6-v2 by default), `node_texts` writes one
 sentence per item and user and lays the vectors out in the graph's node order, and `cache` keeps
 the vectors on disk so that a model is loaded only when texts change.
 """
