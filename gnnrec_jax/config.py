@@ -157,8 +157,8 @@ def validate(config: Config) -> Config:
       (len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6, "split_ratios must be three numbers summing to 1"),
       (0.0 < c.cold_fraction < 1.0, "cold_fraction must be in (0, 1)"),
       (c.propagation in ("auto", "segment", "dense", "csr", "scipy"), "propagation must be auto|segment|dense|csr|scipy"),
-      (c.text_features in ("", "history", "profile", "both", "none"),
-       "text_features must be empty (ID only) or history|profile|both|none"),
+      (c.text_features in ("", "history", "history_text", "profile", "both", "none"),
+       "text_features must be empty (ID only) or history|history_text|profile|both|none"),
       (c.use_id_embedding or bool(c.text_features), "use_id_embedding=false needs text_features"),
   ]
   for ok, msg in checks:

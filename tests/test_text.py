@@ -18,8 +18,8 @@ from gnnrec_jax.data.types import Dataset, Interactions, Vocab
 from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.text import cache as text_cache
 from gnnrec_jax.text.encoder import EncoderSpec, bundled_minilm_dir, length_buckets, pool
-from gnnrec_jax.text.node_texts import (item_texts, node_features, user_history_vectors,
-                                        user_profile_texts)
+from gnnrec_jax.text.node_texts import (item_texts, node_features, user_history_texts,
+                                        user_history_vectors, user_profile_texts)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "minilm_reference.npz"
 
@@ -132,7 +132,7 @@ def test_unloadable_model_is_a_config_error(minilm_run):
 # --- our BERT on a tiny random checkpoint, against NumPy ----------------------------------------
 
 _VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "the", "cat", "##s",
-          "sat", ",", ".", "on", "mat", "a"]
+          "sat", ",", ".", "on", "mat", "a", ";"]
 _TINY = dict(vocab_size=len(_VOCAB), hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
              intermediate_size=16, max_position_embeddings=12, type_vocab_size=2,
              layer_norm_eps=1e-6, hidden_act="gelu", model_type="bert", pad_token_id=0)
@@ -490,7 +490,7 @@ def _meta_dataset():
                  "occupation": np.array(["writer", "", "artist", ""])})
 
 
-@pytest.mark.parametrize("users", ["history", "profile", "both", "none"])
+@pytest.mark.parametrize("users", ["history", "history_text", "profile", "both", "none"])
 def test_node_features_layout(users):
   ds = _meta_dataset()
   train = Interactions(user=[0, 0, 1, 2], item=[0, 3, 2, 4])
@@ -511,9 +511,13 @@ def test_node_features_layout(users):
   assert has[U:].tolist() == [True, True, False, True, True]
 
   history, history_has = user_history_vectors(feats[U:], train, U)
+  if users == "history_text":
+    history_texts, history_has = user_history_texts(ds, train)
+    history = np.stack([_fake_vector(t) if h else np.zeros(4)
+                        for t, h in zip(history_texts, history_has)])
   profiles, profile_has = user_profile_texts(ds)
   profile = np.stack([_fake_vector(t) if h else np.zeros(4) for t, h in zip(profiles, profile_has)])
-  if users == "history":
+  if users in ("history", "history_text"):
     want, want_has = history, history_has
   elif users == "profile":
     want, want_has = profile, profile_has
@@ -528,6 +532,79 @@ def test_node_features_layout(users):
   # Users 0 and 2 have both; user 1 has only an item without text and no profile.
   if users == "both":
     assert has[:U].tolist() == [True, False, True, False]
+
+
+def _history_dataset():
+  """6 items (item 4 without a title), 5 users; interactions with timestamps out of row order."""
+  ds = _dataset(num_users=5, num_items=6, item_meta={
+      "title": np.array(["Heat", "Fargo", "Seven", "Big", "", "Shawshank Redemption, The"],
+                        dtype=object),
+      "year": np.array([1995, 1996, np.nan, 1988, 1990, 1994], dtype=object)})
+  #          user, item, timestamp
+  rows = [(0, 0, 30), (0, 1, 10), (0, 2, 20), (0, 5, 20),  # ties at 20: the later row is later
+          (1, 3, 5), (1, 0, 7), (1, 3, 9),                  # item 3 twice: named at its latest
+          (2, 4, 1),                                        # only an untitled item
+          (4, 2, 100), (4, 1, 50)]                          # user 3 has no train rows
+  u, i, t = (np.array(c) for c in zip(*rows))
+  return ds, Interactions(u, i, timestamp=t)
+
+
+def test_user_history_texts_known_values():
+  ds, train = _history_dataset()
+  texts, has = user_history_texts(ds, train)
+  assert texts == ["Heat (1995); The Shawshank Redemption (1994); Seven; Fargo (1996)",
+                   "Big (1988); Heat (1995)", "", "", "Seven; Fargo (1996)"]
+  assert has.tolist() == [True, True, False, False, True]
+  texts, _ = user_history_texts(ds, train, max_titles=2)
+  assert texts[0] == "Heat (1995); The Shawshank Redemption (1994)"  # the oldest dropped
+  # Without timestamps a later row counts as later.
+  texts, _ = user_history_texts(ds, Interactions(train.user, train.item))
+  assert texts[0] == "The Shawshank Redemption (1994); Seven; Fargo (1996); Heat (1995)"
+  with pytest.raises(DataError, match="item index out of range"):
+    user_history_texts(ds, Interactions(user=[0], item=[6]))
+
+
+def test_history_text_reads_train_only():
+  # One user's interactions split by hand: the valid/test titles must not reach the encoder.
+  ds, full = _history_dataset()
+  train = full.take(np.array([0, 1, 4, 5, 6, 9]))
+  held_out = ("Seven", "Shawshank")  # items 2 and 5 are in valid/test only
+  calls = []
+
+  def encode(texts):
+    calls.append(list(texts))
+    return np.stack([_fake_vector(t) for t in texts])
+
+  feats, has = node_features(ds, train, encode, users="history_text")
+  assert len(calls) == 2  # items, then users
+  assert calls[1] == ["Heat (1995); Fargo (1996)", "Big (1988); Heat (1995)", "Fargo (1996)"]
+  assert not any(h in t for t in calls[1] for h in held_out)
+  assert has[:5].tolist() == [True, True, False, False, True]
+  np.testing.assert_allclose(feats[1], _fake_vector("Big (1988); Heat (1995)"), atol=1e-6)
+  np.testing.assert_array_equal(feats[2:4], 0)
+
+
+def test_history_text_truncation_keeps_the_most_recent_titles(tmp_path):
+  from gnnrec_jax.text.encoder import TextEncoder
+  titles = ["hello", "world", "the cat", "a mat", "sat"]
+  ds = _dataset(num_users=1, num_items=5, item_meta={"title": np.array(titles, dtype=object)})
+  train = Interactions(user=[0] * 5, item=[0, 1, 2, 3, 4], timestamp=[1, 2, 3, 4, 5])
+  (text,), _ = user_history_texts(ds, train)
+  assert text == "sat; a mat; the cat; world; hello"
+  enc = TextEncoder.load(str(_write_tiny_model(tmp_path / "tiny")), max_length=8)
+  # [CLS] sat ; a mat ; the [SEP]: 8 word pieces, the two oldest titles cut off.
+  assert enc.tokenize([text]) == [[2, 10, 16, 15, 14, 16, 7, 3]]
+
+
+def test_config_accepts_every_user_mode():
+  import dataclasses
+
+  from gnnrec_jax.config import Config, validate
+  from gnnrec_jax.text.node_texts import USER_MODES
+  for mode in USER_MODES:  # the config's list and node_features' list must agree
+    validate(dataclasses.replace(Config(), text_features=mode))
+  with pytest.raises(ConfigError, match="text_features must be"):
+    validate(dataclasses.replace(Config(), text_features="history_texts"))
 
 
 def test_node_features_through_cache(fake_spec, tmp_path, monkeypatch):
