@@ -31,7 +31,8 @@ own=$("$MATRIX_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths(
 echo "import site; site.addsitedir('$base')" >"$own/zz_base_venv.pth"
 versions=$("$MATRIX_VENV/bin/python" -c '
 import importlib.metadata as m
-print(", ".join(f"{p} {m.version(p)}" for p in ("transformers", "tokenizers", "huggingface_hub", "safetensors", "jax", "flax")))')
+names = ("transformers", "tokenizers", "huggingface_hub", "safetensors", "jax", "flax")
+print(", ".join(f"{p} {m.version(p)}" for p in names))')
 echo "text tests with $versions (set up in $(( $(date +%s) - start )) s)"
 "$MATRIX_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_text.py
 echo "transformers matrix: $(( $(date +%s) - start )) s in all"

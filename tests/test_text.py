@@ -139,7 +139,7 @@ _TINY = dict(vocab_size=len(_VOCAB), hidden_size=8, num_hidden_layers=2, num_att
 
 
 def _tiny_tensors(seed=0):
-  """Hugging Face-named float32 tensors of the `_TINY` BERT (random, large enough to be nonlinear)."""
+  """Hugging Face-named float32 tensors of the `_TINY` BERT (random, large enough to matter)."""
   rng = np.random.default_rng(seed)
   c, t = _TINY, {}
   d, f = c["hidden_size"], c["intermediate_size"]
@@ -168,7 +168,8 @@ def _numpy_bert(t, ids, mask):
   def norm(x, prefix):
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + c["layer_norm_eps"]) * g(prefix + ".weight") + g(prefix + ".bias")
+    scaled = (x - mu) / np.sqrt(var + c["layer_norm_eps"])
+    return scaled * g(prefix + ".weight") + g(prefix + ".bias")
 
   b, length = ids.shape
   heads, dh = c["num_attention_heads"], c["hidden_size"] // c["num_attention_heads"]

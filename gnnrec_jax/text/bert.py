@@ -221,7 +221,7 @@ def _flax_path(key: str) -> tuple[tuple[str, ...], bool] | None:
 
 
 def read_safetensors(folder: str | pathlib.Path) -> dict[str, np.ndarray]:
-  """All tensors of `model.safetensors` (or its shards, listed in `model.safetensors.index.json`)."""
+  """All tensors of `model.safetensors`, or of its shards (`model.safetensors.index.json`)."""
   from safetensors.numpy import load_file
   folder = pathlib.Path(folder)
   index = folder / "model.safetensors.index.json"
@@ -229,7 +229,8 @@ def read_safetensors(folder: str | pathlib.Path) -> dict[str, np.ndarray]:
     files = [folder / "model.safetensors"]
   elif index.is_file():
     try:
-      files = [folder / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+      shards = json.loads(index.read_text())["weight_map"].values()
+      files = [folder / f for f in sorted(set(shards))]
     except (OSError, ValueError, KeyError) as e:
       raise ConfigError(f"{index}: unreadable shard index ({e})") from None
   else:

@@ -195,7 +195,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _hub_snapshot(repo_id: str) -> pathlib.Path:
-  """The hub model's folder: the local hub cache first, so offline use never waits on the network."""
+  """The hub model's folder: the hub cache first, so offline use never waits on the network."""
   try:
     from huggingface_hub import snapshot_download
   except ImportError:
