@@ -303,6 +303,23 @@ def test_bad_model_folder_is_a_config_error(tmp_path, damage, message):
     TextEncoder.load(str(folder))
 
 
+def test_hub_id_loads_from_the_hub_cache_offline(tmp_path):
+  # A hub id resolves through huggingface_hub's cache layout (refs/main -> snapshots/<commit>),
+  # offline; run in a subprocess because huggingface_hub reads HF_HUB_CACHE when imported.
+  commit = "0" * 40
+  repo = tmp_path / "hub" / "models--tiny-org--tiny-bert"
+  _write_tiny_model(repo / "snapshots" / commit)
+  (repo / "refs").mkdir()
+  (repo / "refs" / "main").write_text(commit)
+  script = ("from gnnrec_jax.text.encoder import TextEncoder; "
+            "enc = TextEncoder.load('tiny-org/tiny-bert'); print(enc.tokenize(['the cat'])[0])")
+  env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+  proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == "[2, 7, 8, 3]"
+
+
 def test_tokenizer_agrees_with_transformers_autotokenizer(tmp_path):
   """Our `tokenizers` path gives AutoTokenizer's ids (transformers 4 and 5: see .ci/run)."""
   transformers = pytest.importorskip("transformers")
