@@ -279,14 +279,15 @@ def test_bfloat16_compute_is_close_to_float32(tmp_path):
     ("model_type", "model_type 'gpt2' is not supported"),
     ("missing_tensor", "no weights for layer_1/output_norm/scale"),
     ("wrong_shape", "'encoder.layer.0.intermediate.dense.weight' has shape"),
+    ("extra_layer", r"tensor 'encoder\.layer\.1\.\S+' has no place in the 1-layer model"),
     ("no_tokenizer", "no tokenizer.json or vocab.txt"),
 ])
 def test_bad_model_folder_is_a_config_error(tmp_path, damage, message):
   from safetensors.numpy import load_file, save_file
 
   from gnnrec_jax.text.encoder import TextEncoder
-  folder = _write_tiny_model(tmp_path / "m", config={"model_type": "gpt2"}
-                             if damage == "model_type" else None)
+  config = {"model_type": {"model_type": "gpt2"}, "extra_layer": {"num_hidden_layers": 1}}
+  folder = _write_tiny_model(tmp_path / "m", config=config.get(damage))
   weights = folder / "model.safetensors"
   if damage == "no_safetensors":
     weights.rename(folder / "pytorch_model.bin")

@@ -258,18 +258,21 @@ def load_params(tensors: dict[str, np.ndarray], config: BertConfig, *,
       jnp.ones((1, 1), jnp.int32))["params"]
   expected = {tuple(k.key for k in path): leaf.shape
               for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
-  flat, origin = {}, {}
+  flat = {}
   for key, value in tensors.items():
     target = _flax_path(key)
-    if target is None or target[0] not in expected:
+    if target is None:
       continue
     path, transpose = target
+    if path not in expected:  # e.g. encoder.layer.6.* in a checkpoint said to have 6 layers
+      raise ConfigError(f"{source}: tensor {key!r} has no place in the {config.num_layers}-layer "
+                        f"model its config.json describes")
     array = np.asarray(value, np.float32)
     array = array.T if transpose else array
     if array.shape != expected[path]:
       raise ConfigError(f"{source}: tensor {key!r} has shape {tuple(value.shape)}, expected "
                         f"{expected[path][::-1] if transpose else expected[path]} for this config")
-    flat[path], origin[path] = array, key
+    flat[path] = array
   missing = [p for p in expected if p not in flat]
   if missing:
     raise ConfigError(f"{source}: no weights for {'/'.join(missing[0])} ({len(missing)} parameters "
