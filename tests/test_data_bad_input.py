@@ -125,7 +125,7 @@ def test_fractional_timestamps_keep_their_order(tmp_path):
   with pytest.warns(DataWarning, match="rank order"):
     ds = atomic.load_atomic(tmp_path, "x")
   assert ds.interactions.timestamp.tolist() == [0, 2, 1, 0]
-  from gnnrec_jax.splits import split_leave_one_out
+  from gnnrec_jax.data.splits import split_leave_one_out
   s = split_leave_one_out(ds.interactions)
   assert ds.items.tokens[int(s.test.item[0])] == "b"
   assert ds.items.tokens[int(s.valid.item[0])] == "c"

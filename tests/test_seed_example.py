@@ -68,9 +68,9 @@ import pytest
 
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.graph import build_graph, pad_graph
-from gnnrec_jax.layers import SoftmaxEdgeConv
-from gnnrec_jax.models import create_model
+from gnnrec_jax.graph.build import build_graph, pad_graph
+from gnnrec_jax.models.embedding import create_model
+from gnnrec_jax.models.layers import SoftmaxEdgeConv
 
 # Nodes: u1, u2, u3 = 0, 1, 2; i1, i2, i3 = 3, 4, 5 (items at U + i).
 U1, U2, U3, I1, I2, I3 = range(6)

@@ -17,9 +17,19 @@ import pytest
 from gnnrec_jax.data.types import Dataset, Interactions, Vocab
 from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.text import cache as text_cache
-from gnnrec_jax.text.encoder import EncoderSpec, bundled_minilm_dir, length_buckets, pool
-from gnnrec_jax.text.node_texts import (item_texts, node_features, user_history_texts,
-                                        user_history_vectors, user_profile_texts)
+from gnnrec_jax.text.encoder import (
+  EncoderSpec,
+  bundled_minilm_dir,
+  length_buckets,
+  pool,
+)
+from gnnrec_jax.text.node_texts import (
+  item_texts,
+  node_features,
+  user_history_texts,
+  user_history_vectors,
+  user_profile_texts,
+)
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "minilm_reference.npz"
 

@@ -15,7 +15,7 @@ PERCENTILES = (25, 50, 75, 90)
 
 def add_arguments(parser) -> None:
   from gnnrec_jax.data.cli_args import add_dataset_arguments
-  from gnnrec_jax.splits import METHODS
+  from gnnrec_jax.data.splits import METHODS
   add_dataset_arguments(parser)
   parser.add_argument("--split", choices=METHODS, default=None,
                       help="how to split (default: the dataset's predefined split if it has "
@@ -117,7 +117,7 @@ def format_statistics(s: dict) -> str:
 def run(args) -> int:
   from gnnrec_jax.data.checks import one_line_warnings
   from gnnrec_jax.data.cli_args import dataset_from_args
-  from gnnrec_jax.splits import make_split
+  from gnnrec_jax.data.splits import make_split
 
   with one_line_warnings("gnnrec-jax data"):
     dataset = dataset_from_args(args)

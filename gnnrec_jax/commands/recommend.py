@@ -29,8 +29,8 @@ def seen_items(exp, user: int) -> np.ndarray:
 
 
 def run(args) -> int:
-  import jax.numpy as jnp
-  from gnnrec_jax import ranking, workdir
+  from gnnrec_jax.evaluation import ranking
+  from gnnrec_jax.training import workdir
 
   if not args.user and not args.history:
     raise DataError("recommend needs --user TOKEN or --history ITEM,ITEM,...")
@@ -38,24 +38,15 @@ def run(args) -> int:
     raise DataError("give --user or --history, not both")
   if args.k <= 0:
     raise DataError(f"-k must be positive, got {args.k}")
-  _, exp, model, params, inputs = workdir.load(args.workdir)
+  _, rec, params = workdir.load(args.workdir)
+  exp = rec.exp
   ds = exp.dataset
-  if model is None:  # EASE: scores are x_u B
-    from gnnrec_jax import ease_runner
-    x = ease_runner.train_matrix(exp)
-    b = np.asarray(params["B"])
-  else:
-    from gnnrec_jax import train  # inputs carry has_id: cold nodes are embedded without IDs
-    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
-
   if args.user:
     if args.user not in ds.users:
       raise DataError(f"unknown user {args.user!r}: not in the catalogue of dataset {ds.name!r} "
                       f"({ds.num_users} users, e.g. {ds.users.tokens[0]!r})")
     u = ds.users.index(args.user)
     seen = seen_items(exp, u)
-    query = x[u] @ b if model is None else user_emb[u]
     who = f"user {args.user}"
   else:
     tokens = [t.strip() for t in args.history.split(",") if t.strip()]
@@ -63,32 +54,24 @@ def run(args) -> int:
     if unknown:
       raise DataError(f"--history: unknown item ids {', '.join(map(repr, unknown[:5]))}")
     seen = np.array(sorted({ds.items.index(t) for t in tokens}), np.int64)
-    if model is None:
-      row = np.zeros(exp.num_items, np.float32)
-      row[seen] = 1.0
-      query = row @ b
-    else:  # inductive: the new user's vector from its history, no retraining (coldstart.py)
-      from gnnrec_jax import coldstart
-      query = coldstart.embed_new_user(exp, model, params, inputs, seen)
     who = f"a new user with {len(seen)} items"
   if args.k > exp.num_items - len(seen):
     raise DataError(f"-k {args.k} is larger than the {exp.num_items - len(seen)} items left to "
                     f"recommend to {who} (catalogue of {exp.num_items}, {len(seen)} seen)")
-  if model is None:
-    items, scores = ranking.recommend(jnp.asarray(query), None, exclude_items=seen, k=args.k)
-  else:
-    items, scores = ranking.recommend(jnp.asarray(query), jnp.asarray(item_emb),
-                                      exclude_items=seen, k=args.k)
-  items, scores = np.asarray(items), np.asarray(scores)
+  # A known user's scores are the ones evaluation ranks; a new user is scored from its history
+  # without retraining (each model's inductive rule: `Recommender.history_scores`).
+  scores = rec.scores(params, [u])[0] if args.user else rec.history_scores(params, seen)
+  items, top = ranking.recommend(scores, None, exclude_items=seen, k=args.k)
+  items, top = np.asarray(items), np.asarray(top)
   print(f"Top {args.k} for {who} ({exp.config.model}, {ds.name}):")
   rows = []
-  for rank, (i, s) in enumerate(zip(items, scores), 1):
+  for rank, (i, s) in enumerate(zip(items, top), 1):
     title = ds.item_title(int(i))
     print(f"{rank:3d}. {title}  [item {ds.items.tokens[i]}]  score {s:.4f}")
     rows.append({"rank": rank, "item": ds.items.tokens[i], "title": title, "score": float(s)})
   if args.explain:
-    from gnnrec_jax import explain
-    explain.print_explanations(exp, params, model, inputs, user=u if args.user else None,
+    from gnnrec_jax.evaluation import explain
+    explain.print_explanations(rec, params, user=u if args.user else None,
                                history=seen if not args.user else None, items=items)
   print(json.dumps({"user": args.user, "recommendations": rows}))
   return 0

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from gnnrec_jax.config import MODELS, apply_overrides
+from gnnrec_jax.config import apply_overrides
+from gnnrec_jax.models import MODELS
 
 
 def add_arguments(p):
@@ -32,8 +33,10 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-  from gnnrec_jax import configs, train, workdir
+  from gnnrec_jax import configs
   from gnnrec_jax.data.cli_args import dataset_from_args
+  from gnnrec_jax.experiment import prepare
+  from gnnrec_jax.training import fit, workdir
 
   config = configs.get_config(args.config or args.model or "lightgcn")
   if args.model:
@@ -47,8 +50,8 @@ def run(args) -> int:
   split_given = any(o.split("=", 1)[0].strip() == "split" for o in args.overrides)
   if dataset.split is not None and not split_given:
     config = config.replace(split="predefined")
-  metrics = train.run(config, dataset, args.workdir, resume=args.resume,
-                      overwrite=args.overwrite, progress=not args.no_progress,
-                      extra_meta={"dataset_args": workdir.dataset_args_of(args, dataset)})
-  print(json.dumps(metrics, sort_keys=True))
+  fitted = fit.fit(prepare(config, dataset), args.workdir, resume=args.resume,
+                   overwrite=args.overwrite, progress=not args.no_progress,
+                   extra_meta={"dataset_args": workdir.dataset_args_of(args, dataset)})
+  print(json.dumps(fitted.metrics, sort_keys=True))
   return 0

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gnnrec_jax import splits
-from gnnrec_jax.data import checks
+from gnnrec_jax.data import checks, splits
 from gnnrec_jax.data.types import Dataset, Interactions, Split, Vocab
 from gnnrec_jax.errors import DataError
 

@@ -184,7 +184,7 @@ def parse_columns(spec: str | Mapping[str, str]) -> dict[str, str]:
 
 def load_csv(path, *, columns, sep: str = ",", header: bool = True,
              name: str | None = None) -> Dataset:
-  """Any delimited file with a column mapping (no split; make one with `gnnrec_jax.splits`).
+  """Any delimited file with a column mapping (no split; make one with `gnnrec_jax.data.splits`).
 
   Args:
     path: the file.

@@ -136,7 +136,7 @@ class Dataset:
     items: item vocabulary; the catalogue includes items from metadata files.
     interactions: every interaction of the dataset (for a predefined split, the union of parts).
     split: the predefined split when the source has one (LightGCN format, --train/--valid/--test),
-      else None and a split is made by `gnnrec_jax.splits`.
+      else None and a split is made by `gnnrec_jax.data.splits`.
     item_meta: optional item columns, each an array aligned with item indices
       (ml-100k: "title", "year", "genres"); missing values are "" (or NaN for numbers).
     user_meta: optional user columns aligned with user indices (ml-100k: "age", "gender", ...).

@@ -7,10 +7,15 @@ the vectors on disk so that a model is loaded only when texts change.
 """
 from gnnrec_jax.text.cache import cache_dir, cache_path, encode_cached
 from gnnrec_jax.text.encoder import DEFAULT_MODEL, EncoderSpec, TextEncoder
-from gnnrec_jax.text.node_texts import (item_texts, node_features, user_history_vectors,
-                                        user_profile_texts)
+from gnnrec_jax.text.node_texts import (
+                                        item_texts,
+                                        node_features,
+                                        user_history_texts,
+                                        user_history_vectors,
+                                        user_profile_texts,
+)
 
 __all__ = [
     "DEFAULT_MODEL", "EncoderSpec", "TextEncoder", "cache_dir", "cache_path", "encode_cached",
-    "item_texts", "node_features", "user_history_vectors", "user_profile_texts",
+    "item_texts", "node_features", "user_history_texts", "user_history_vectors", "user_profile_texts",
 ]

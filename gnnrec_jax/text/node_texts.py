@@ -8,7 +8,7 @@ text of those items' titles, most recent first ("Fargo (1996); Heat (1995); ..."
 with no metadata get the empty text, a zero vector and `has_text=False`, so a model can mask them
 or fall back to a learned embedding.
 
-Node order is the one of `gnnrec_jax.graph.build_graph`: users at [0, U), item i at U + i.
+Node order is the one of `gnnrec_jax.graph.build.build_graph`: users at [0, U), item i at U + i.
 """
 from __future__ import annotations
 

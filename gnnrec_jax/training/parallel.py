@@ -15,7 +15,7 @@ edges and batch; with m = D every table and its optimizer state is row-sharded o
 
 Partitioning is GSPMD (sharding annotations on the jit inputs and outputs; XLA's SPMD partitioner
 inserts the collectives), not `jax.shard_map` with a hand-written `psum`. Why: every layer
-aggregates through `gnnrec_jax.propagate.weighted_sum`, called deep inside Linen modules, and
+aggregates through `gnnrec_jax.graph.propagate.weighted_sum`, called deep inside Linen modules, and
 GAT/SoftmaxGNN also use `edge_softmax` (a segment max and a segment sum); a `psum` would need a
 hook in `propagate.py` and in every layer, forward and backward. With the edge arrays sharded,
 XLA partitions the gather `x[senders]` (replicated operand, sharded indices) into local gathers
@@ -28,13 +28,12 @@ all-reduce with max). `collectives` reads the compiled HLO so that tests can che
 Usage (one host, all local devices):
 
   mesh = parallel.make_mesh()
-  graph = parallel.pad_graph_for_mesh(exp.graph, mesh)        # E -> multiple of D (host side)
-  model = models.create_model(cfg, num_users=U, num_items=I,  # cfg.propagation = "segment"
-                              num_nodes=graph_lib.num_nodes(graph))
-  inputs = parallel.shard_inputs({"graph": graph, "features": None, "feature_mask": None}, mesh)
+  exp = dataclasses.replace(exp, graph=parallel.pad_graph_for_mesh(exp.graph, mesh))
+  rec = gnnrec_jax.models.create(exp)                         # cfg.propagation = "segment"
+  inputs = parallel.shard_inputs(rec.inputs, mesh)            # E -> multiple of D (padded above)
   state = parallel.shard_state(state, mesh)
-  step = parallel.make_sharded_train_step(model, cfg, mesh, num_users=U, num_items=I)
-  for batch in train.epoch_batches(...):    # cfg.batch_size is the GLOBAL batch (D * per-device)
+  step = parallel.make_sharded_train_step(rec, mesh)
+  for batch in fit.epoch_batches(...):      # cfg.batch_size is the GLOBAL batch (D * per-device)
     state, metrics = step(state, parallel.shard_batch(batch, mesh), inputs, rng)
 
 Several hosts: start one process per host (each sees its local accelerators) and call
@@ -62,10 +61,11 @@ from typing import Any
 import jax
 import jraph
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from gnnrec_jax import graph as graph_lib
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph import build as graph_lib
 
 DATA, MODEL = "data", "model"
 ALL = (DATA, MODEL)  # edges and batch rows are split over every device
@@ -138,7 +138,8 @@ def state_shardings(state, mesh: Mesh):
 
 
 def inputs_shardings(inputs: dict[str, Any], mesh: Mesh):
-  """Shardings of the trainer's `inputs` dict (`train.device_inputs`): edges split, nodes not.
+  """Shardings of a model's `inputs` dict (`EmbeddingRecommender.inputs`): edges split, nodes
+  not.
 
   Per-edge arrays (senders, receivers, every edge feature) are split over all devices; graph
   counts are replicated; node features [U + I, F] and the feature mask follow the tables' rule.
@@ -198,8 +199,8 @@ def shard_batch(batch, mesh: Mesh):
   return put(batch, batch_shardings(batch, mesh))
 
 
-def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_items: int):
-  """The single-device `train.make_train_step` partitioned over `mesh` (same loss, same grads).
+def make_sharded_train_step(rec, mesh: Mesh):
+  """The single-device `fit.make_train_step` partitioned over `mesh` (same loss, same grads).
 
   The step's body is the trainer's own `train_step` (loss, negatives, optimizer update), so the
   two cannot drift apart; this function only pins the shardings of its inputs and outputs and
@@ -207,13 +208,11 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
   because JAX's threefry PRNG is partitionable (`jax_threefry_partitionable`, on by default).
 
   Args:
-    model: a model built with `num_nodes` equal to the padded graph's node count and the
-      "segment" propagation backend (dense would all-reduce an [N, N] matrix per layer; csr is
-      a native custom call and scipy a host callback, neither of which XLA can partition).
-    config: the run's Config (loss, negatives, l2, ...).
+    rec: a trained model (`gnnrec_jax.models.create`) of an experiment whose graph is padded
+      for the mesh (`pad_graph_for_mesh`), with the "segment" propagation backend (dense would
+      all-reduce an [N, N] matrix per layer; csr is a native custom call and scipy a host
+      callback, neither of which XLA can partition).
     mesh: from `make_mesh`.
-    num_users: U.
-    num_items: I.
 
   Returns:
     `step(state, batch, inputs, rng) -> (state, metrics)`, jitted, state donated. `state` as
@@ -221,6 +220,7 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
     rows), `inputs` by `shard_inputs`; the new state keeps the input state's shardings and the
     metrics are replicated.
   """
+  model = rec.module
   backend = getattr(model, "_backend", "segment")
   if backend != "segment":
     why = {"csr": "a native custom call that XLA cannot partition",
@@ -229,8 +229,10 @@ def make_sharded_train_step(model, config, mesh: Mesh, *, num_users: int, num_it
     raise ConfigError(f"sharded training needs propagation=segment (the model resolves "
                       f"{getattr(model, 'backend', backend)!r} to {backend!r}: {why}); "
                       "--set propagation=segment")
-  from gnnrec_jax import train  # train imports the whole stack; keep parallel importable alone
-  single = train.make_train_step(model, config, num_users=num_users, num_items=num_items)
+  from gnnrec_jax.training import (
+    fit,  # fit imports the whole stack; keep parallel importable alone
+  )
+  single = fit.make_train_step(rec)
 
   def step(state, batch, inputs, rng):
     wsc = jax.lax.with_sharding_constraint

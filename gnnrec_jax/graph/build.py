@@ -44,7 +44,7 @@ def build_graph(
     A single `GraphsTuple` with `n_node = [U + I]`, `nodes = None` (features live in the model)
     and `edges = {"weight", "norm", "mask", "reverse"}`; `reverse[e]` is the index of the edge
     going the other way (every edge has one: the graph is built in both directions), which
-    lets the native `csr` propagation compute A^T x without re-sorting (gnnrec_jax/propagate.py).
+    lets the native `csr` propagation compute A^T x without re-sorting (gnnrec_jax/graph/propagate.py).
   """
   u = train.user.astype(np.int64)
   i = train.item.astype(np.int64) + num_users

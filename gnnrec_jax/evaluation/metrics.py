@@ -18,7 +18,7 @@ stable `np.argsort(-scores)` does (both verified in tests/test_metrics.py). Two 
 the two agree exactly: `lax.top_k` orders floats totally (-0.0 below +0.0, NaN above all), so
 scores are canonicalised with `where(s == 0, 0, s)` (`s + 0.0` would be simplified away by
 XLA); and XLA on CPU flushes subnormal floats to zero, so subnormal scores tie with 0.
-Scores must not be NaN (`gnnrec_jax.evaluate` refuses them) and should be > -inf: -inf is the
+Scores must not be NaN (`gnnrec_jax.evaluation.evaluate` refuses them) and should be > -inf: -inf is the
 exclusion sentinel, and a rankable item scored -inf may be listed after excluded slots.
 """
 from __future__ import annotations

@@ -6,12 +6,16 @@
   gat.GATConv:                  multi-head graph attention (Velickovic et al. 2018).
 
 Every layer reads node vectors `h` [N, d] and a `jraph.GraphsTuple` whose leaves are jit
-arguments, and aggregates through `gnnrec_jax.propagate.weighted_sum`.
+arguments, and aggregates through `gnnrec_jax.graph.propagate.weighted_sum`.
 """
-from gnnrec_jax.layers.gat import GATConv
-from gnnrec_jax.layers.lightgcn import LightGCNConv
-from gnnrec_jax.layers.ngcf import NGCFConv
-from gnnrec_jax.layers.softmax_edge import ACTIVATIONS, SoftmaxEdgeConv, activation_fn
+from gnnrec_jax.models.layers.gat import GATConv
+from gnnrec_jax.models.layers.lightgcn import LightGCNConv
+from gnnrec_jax.models.layers.ngcf import NGCFConv
+from gnnrec_jax.models.layers.softmax_edge import (
+           ACTIVATIONS,
+           SoftmaxEdgeConv,
+           activation_fn,
+)
 
 __all__ = ["ACTIVATIONS", "GATConv", "LightGCNConv", "NGCFConv", "SoftmaxEdgeConv",
            "activation_fn"]

@@ -31,7 +31,12 @@ import jax.numpy as jnp
 import jraph
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.propagate import edge_dot, edge_softmax, normalize_per_receiver, weighted_sum
+from gnnrec_jax.graph.propagate import (
+  edge_dot,
+  edge_softmax,
+  normalize_per_receiver,
+  weighted_sum,
+)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda x: x,
@@ -65,7 +70,7 @@ class SoftmaxEdgeConv(nn.Module):
     activation: sigma, a name in `ACTIVATIONS`.
     attention_mix: m in alpha = m * alpha + (1 - m) * norm.
     alpha_from_weights: use normalised interaction weights instead of the softmax (first layer).
-    backend: `gnnrec_jax.propagate.weighted_sum` backend.
+    backend: `gnnrec_jax.graph.propagate.weighted_sum` backend.
   """
 
   num_nodes: int

@@ -4,7 +4,7 @@
   popularity   train interaction counts, the same list for everyone, ties broken by seeded random
                scores. Meaningful on warm items only: every cold item has count 0, so on the cold
                block it is the random ranking. (Breaking ties by item index instead, the default
-               rule of `gnnrec_jax.metrics`, is not neutral: ml-100k numbers its movies roughly in
+               rule of `gnnrec_jax.evaluation.metrics`, is not neutral: ml-100k numbers its movies roughly in
                order of release and popularity, and index order scores cold NDCG@20 0.15 there,
                above content-kNN.)
   content_knn  a user is the mean text vector of its train history; items are scored by cosine
@@ -13,7 +13,7 @@
 
 Each `*_scores(params, users [B]) -> [B, I]` is a module-level function, so that
 `evaluate_full_ranking` (which takes it as a static argument) compiles it once; the arrays it reads
-travel in `params`. `evaluate_baselines` runs all three on the blocks of `gnnrec_jax.coldstart`.
+travel in `params`. `evaluate_baselines` runs all three on the blocks of `gnnrec_jax.evaluation.coldstart`.
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax import coldstart
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.evaluation import coldstart
 
 NAMES = ("random", "popularity", "content_knn")
 
@@ -114,7 +114,7 @@ def baseline(name: str, exp, *, seed: int | None = None):
 def evaluate_baselines(exp, *, target: Interactions, exclude: Sequence[Interactions],
                        names: Sequence[str] = NAMES, ks: Sequence[int] | None = None,
                        seed: int | None = None) -> dict[str, dict[str, dict[str, float]]]:
-  """{baseline: {block: metrics}} on the blocks of `gnnrec_jax.coldstart.evaluate_score_blocks`."""
+  """{baseline: {block: metrics}} on the blocks of `gnnrec_jax.evaluation.coldstart.evaluate_score_blocks`."""
   ks = tuple(int(k) for k in (ks or exp.config.topk))
   out = {}
   for name in names:

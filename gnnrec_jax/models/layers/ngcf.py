@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from gnnrec_jax.propagate import weighted_sum
+from gnnrec_jax.graph.propagate import weighted_sum
 
 
 class NGCFConv(nn.Module):
@@ -23,7 +23,7 @@ class NGCFConv(nn.Module):
     num_nodes: N, static (padding nodes included).
     features: output width d'.
     dropout: message dropout rate (RecBole's `message_dropout`, default 0.1).
-    backend: `gnnrec_jax.propagate.weighted_sum` backend.
+    backend: `gnnrec_jax.graph.propagate.weighted_sum` backend.
   """
 
   num_nodes: int

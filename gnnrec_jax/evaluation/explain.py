@@ -21,22 +21,24 @@ still add up to the score exactly (sigma(0) terms are reported as "constant"), b
 nonlinearity in proportion to the pre-activation messages is an approximation (the z-rule of
 layer-wise relevance propagation); the output says so.
 
-EASE (Steck 2019): score(u, i) = x_u B[:, i] = sum_{j in history} B[j, i], exact.
+Linear item models (EASE, Steck 2019, and every closed-form model of
+`gnnrec_jax.models.closed_form`): score(u, i) = x_u F[:, i] = sum_{j in history} F[j, i], exact.
 
 A new user given by a history (`gnnrec-jax recommend --history`) of an ID-only model is folded in
 as the mean of the history items' final vectors, so score = sum_j final_j . final_i / |H|, exact.
-A text model embeds it inductively (`gnnrec_jax.coldstart.embed_new_user`); its score is then
+A text model embeds it inductively (`gnnrec_jax.models.inductive.embed_new_user`); its score is then
 shown with the same per-item similarities, labelled as such, and the rest as the remainder.
 
 Scores are those `recommend` ranks by: nodes without train interactions (cold items and users)
-are embedded without their untrained ID vectors (`has_id`, see `gnnrec_jax.coldstart`).
+are embedded without their untrained ID vectors (`has_id`, see `gnnrec_jax.models.inductive`).
 
 Other models (MF, NGCF, GAT) have no such split through their layers; for them each of the
 user's train items is credited with its similarity final_j . final_i to the recommended item,
 labelled as a similarity, not a decomposition.
 
-`explain_user` returns the numbers; `print_explanations` prints them (the `recommend --explain`
-command) and returns the same list.
+Each model's `explain_terms` (the `gnnrec_jax.models.base.Recommender` interface) picks its split
+from the functions below; `explain_user` returns the numbers for any model and
+`print_explanations` prints them (the `recommend --explain` command) and returns the same list.
 """
 from __future__ import annotations
 
@@ -46,12 +48,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gnnrec_jax import coldstart, models
 from gnnrec_jax.errors import ConfigError, DataError
-from gnnrec_jax.layers import activation_fn
+from gnnrec_jax.models import embedding as models
+from gnnrec_jax.models.layers import activation_fn
 
 
-def layer_outputs(model, params, inputs, has_id=None
+def layer_outputs(model, params, inputs
                   ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
   """Runs the model once and returns its final vectors, layer outputs and per-layer edge weights.
 
@@ -61,9 +63,8 @@ def layer_outputs(model, params, inputs, has_id=None
   Args:
     model: a `LightGCN` or `SoftmaxGNN` module.
     params: its parameters.
-    inputs: `train.device_inputs(exp)` (graph, features, feature_mask).
-    has_id: optional [U + I] bool, False for nodes whose ID vector is not used
-      (`coldstart.has_id_mask`).
+    inputs: `EmbeddingRecommender.inputs` (graph, features, feature_mask, has_id: cold nodes
+      are embedded without their ID vectors, as `recommend` ranks them).
 
   Returns:
     final: [N, d_out] the vectors used for scoring.
@@ -75,12 +76,12 @@ def layer_outputs(model, params, inputs, has_id=None
 
   # Arrays are arguments, not closed over, so XLA does not constant-fold the graph.
   @jax.jit
-  def forward(params, inputs, has_id):
+  def forward(params, inputs):
     return model.apply({"params": params}, inputs["graph"], inputs["features"],
-                       feature_mask=inputs["feature_mask"], has_id=has_id, train=False,
-                       capture_intermediates=True, mutable=["intermediates"])
+                       feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
+                       train=False, capture_intermediates=True, mutable=["intermediates"])
 
-  (final, _), state = forward(params, inputs, has_id)
+  (final, _), state = forward(params, inputs)
   inter = state["intermediates"]
   hs = [np.asarray(inter["inputs"]["__call__"][0], np.float64)]
   weights = []
@@ -201,17 +202,15 @@ def _label(dataset, node: int) -> tuple[str, int, str, str]:
   return "item", int(i), dataset.items.tokens[i], dataset.item_title(i)
 
 
-def explain_user(exp, params, model, inputs, *, user: int | None = None,
-                 history: np.ndarray | None = None, items: np.ndarray) -> list[dict[str, Any]]:
+def explain_user(rec, params, *, user: int | None = None, history: np.ndarray | None = None,
+                 items: np.ndarray) -> list[dict[str, Any]]:
   """Per recommended item, the score split into the user's own term and one term per neighbour.
 
   Args:
-    exp: the `Experiment` (dataset, split, graph, config).
-    params: model parameters, or {"B": [I, I]} for EASE.
-    model: the Linen module, or None for EASE.
-    inputs: `train.device_inputs(exp)` (None for EASE).
+    rec: the model (`gnnrec_jax.models.base.Recommender`); `rec.explain_terms` makes the split.
+    params: its parameters.
     user: a user index; exclusive with `history`.
-    history: [h] item indices of a new user (folded in as the mean of their final vectors).
+    history: [h] item indices of a new user.
     items: [K] recommended item indices.
 
   Returns:
@@ -224,24 +223,11 @@ def explain_user(exp, params, model, inputs, *, user: int | None = None,
   """
   if (user is None) == (history is None):
     raise DataError("explain: give exactly one of user (an index) or history (item indices)")
-  ds = exp.dataset
+  ds = rec.exp.dataset
   items = np.asarray(items, np.int64)
-  if model is None:
-    res, method, exact = _explain_ease(exp, params, user, history, items)
-  elif history is not None:
-    res, method, exact = _explain_history(model, params, inputs, exp, history, items)
-  elif isinstance(model, (models.LightGCN, models.SoftmaxGNN)):
-    final, hs, weights = layer_outputs(model, params, inputs, _has_id(exp))
-    res = decompose_user(model, final, hs, weights, inputs["graph"], node=user,
-                         targets=items + exp.num_users)
-    exact = _is_exact(model)
-    method = ("exact: self + one term per graph neighbour" if exact else
-              f"approximate: sigma = {model.activation} is nonlinear; its effect is split in "
-              "proportion to each neighbour's pre-activation message (terms still sum to the "
-              "score)")
-  else:
-    res, method, exact = _explain_similarity(model, params, inputs, exp, user, items)
-
+  if history is not None:
+    history = np.asarray(history, np.int64)
+  res, method, exact = rec.explain_terms(params, user=user, history=history, items=items)
   out = []
   for r, i in enumerate(items):
     vals = res["values"][:, r]
@@ -260,68 +246,78 @@ def explain_user(exp, params, model, inputs, *, user: int | None = None,
   return out
 
 
-def _explain_ease(exp, params, user, history, items):
-  b = np.asarray(params["B"], np.float64)  # [I, I]
-  if history is None:
-    train = exp.split.train
-    history = train.item[train.user == user]
-  hist = np.unique(np.asarray(history, np.int64))
-  values = b[np.ix_(hist, items)]  # [h, K]: score = x_u B = sum_{j in history} B[j, i]
-  zeros = np.zeros(len(items))
-  res = {"score": values.sum(axis=0), "self": zeros, "constant": zeros,
-         "neighbours": hist + exp.num_users, "values": values}
-  return res, "exact: score = sum of B[j, i] over the user's train items j (EASE)", True
+def _terms(score, neighbours, values):
+  zeros = np.zeros(values.shape[1])
+  return {"score": score, "self": zeros, "constant": zeros, "neighbours": neighbours,
+          "values": values}
 
 
-def _has_id(exp) -> jax.Array:
-  """Which nodes use their ID vector (cold ones do not), exactly as `recommend` embeds them."""
-  return jnp.asarray(coldstart.has_id_mask(exp.split.train, exp.num_users, exp.num_items))
+def train_history(exp, user: int) -> np.ndarray:
+  """The distinct train items of `user` (sorted item indices)."""
+  train = exp.split.train
+  return np.unique(train.item[train.user == user]).astype(np.int64)
 
 
-def _final_vectors(model, params, inputs, exp):
-  embed = coldstart.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-  user_emb, item_emb = embed(params, inputs, _has_id(exp))
-  return np.asarray(user_emb, np.float64), np.asarray(item_emb, np.float64)
+# ------------------------------------------------------------------------------------------------
+# The splits each model family makes (called by its `explain_terms`)
 
 
-def _explain_history(model, params, inputs, exp, history, items):
-  _, item_emb = _final_vectors(model, params, inputs, exp)
-  hist = np.unique(np.asarray(history, np.int64))
+def propagation_terms(rec, params, user: int, items: np.ndarray):
+  """LightGCN / SoftmaxGNN: exact self + per-neighbour split through the layers (see above)."""
+  model = rec.module
+  final, hs, weights = layer_outputs(model, params, rec.inputs)
+  res = decompose_user(model, final, hs, weights, rec.inputs["graph"], node=user,
+                       targets=items + rec.num_users)
+  exact = _is_exact(model)
+  method = ("exact: self + one term per graph neighbour" if exact else
+            f"approximate: sigma = {model.activation} is nonlinear; its effect is split in "
+            "proportion to each neighbour's pre-activation message (terms still sum to the "
+            "score)")
+  return res, method, exact
+
+
+def new_user_terms(rec, params, history: np.ndarray, items: np.ndarray):
+  """A new user of an embedding model: per history item, final_j . final_i / |history|."""
+  _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
+  hist = np.unique(history)
   values = item_emb[hist] @ item_emb[items].T / len(hist)  # [h, K]
-  zeros = np.zeros(len(items))
-  res = {"score": values.sum(axis=0), "self": zeros, "constant": zeros,
-         "neighbours": hist + exp.num_users, "values": values}
-  if exp.features is None:
+  res = _terms(values.sum(axis=0), hist + rec.num_users, values)
+  if rec.exp.features is None:
     return res, ("exact: the new user is the mean of its items' final vectors, so each item j "
                  "contributes final_j . final_i / |history|"), True
   # A text model embeds the new user inductively, not as that mean: report its real score.
-  query = np.asarray(coldstart.embed_new_user(exp, model, params, inputs, hist), np.float64)
-  res["score"] = item_emb[items] @ query
+  res["score"] = np.asarray(rec.history_scores(params, hist), np.float64)[items]
   return res, ("not a decomposition: the new user's vector is inductive (text + graph, see "
-               "gnnrec_jax.coldstart); each history item j is credited with "
+               "gnnrec_jax.models.inductive); each history item j is credited with "
                "final_j . final_i / |history|"), False
 
 
-def _explain_similarity(model, params, inputs, exp, user, items):
-  user_emb, item_emb = _final_vectors(model, params, inputs, exp)
-  train = exp.split.train
-  hist = np.unique(train.item[train.user == user]).astype(np.int64)
+def similarity_terms(rec, params, user: int, items: np.ndarray):
+  """MF, NGCF, GAT: each train item credited with its similarity to the recommended item."""
+  user_emb, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
+  hist = train_history(rec.exp, user)
   values = item_emb[hist] @ item_emb[items].T  # [h, K]
-  zeros = np.zeros(len(items))
-  res = {"score": item_emb[items] @ user_emb[user], "self": zeros, "constant": zeros,
-         "neighbours": hist + exp.num_users, "values": values}
-  return res, (f"not a decomposition: {type(model).__name__} has no exact per-neighbour split; "
-               "each train item is credited with its similarity final_j . final_i"), False
+  res = _terms(item_emb[items] @ user_emb[user], hist + rec.num_users, values)
+  return res, (f"not a decomposition: {type(rec.module).__name__} has no exact per-neighbour "
+               "split; each train item is credited with its similarity final_j . final_i"), False
 
 
-def print_explanations(exp, params, model, inputs, *, user: int | None,
-                       history: np.ndarray | None, items: np.ndarray,
-                       top: int = 5) -> list[dict[str, Any]]:
+def linear_item_terms(rec, params, user: int | None, history: np.ndarray | None,
+                      items: np.ndarray):
+  """Linear item models (score = x_u F): item j of the history contributes F[j, i], exact."""
+  hist = train_history(rec.exp, user) if history is None else np.unique(history)
+  values = rec.item_item(params, hist, items)  # [h, K]: F[j, i]
+  return (_terms(values.sum(axis=0), hist + rec.num_users, values),
+          f"exact: score = sum of F[j, i] over the user's items j ({rec.config.model})", True)
+
+
+def print_explanations(rec, params, *, user: int | None, history: np.ndarray | None,
+                       items: np.ndarray, top: int = 5) -> list[dict[str, Any]]:
   """Prints, per recommended item, the `top` neighbours that contributed most; returns the data.
 
   Arguments as in `explain_user`; `top` limits the printed lines, not the returned list.
   """
-  rows = explain_user(exp, params, model, inputs, user=user, history=history, items=items)
+  rows = explain_user(rec, params, user=user, history=history, items=items)
   if not rows:
     return rows
   print(f"Why ({rows[0]['method']}):")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import jraph
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.propagate import edge_softmax, weighted_sum
+from gnnrec_jax.graph.propagate import edge_softmax, weighted_sum
 
 
 class GATConv(nn.Module):
@@ -31,7 +31,7 @@ class GATConv(nn.Module):
     concat_heads: concatenate (hidden layers in the paper) or average (its output layer).
     dropout: dropout on alpha while training.
     negative_slope: LeakyReLU slope of the logits (0.2 in the paper).
-    backend: `gnnrec_jax.propagate.weighted_sum` backend.
+    backend: `gnnrec_jax.graph.propagate.weighted_sum` backend.
   """
 
   num_nodes: int

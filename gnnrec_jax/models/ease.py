@@ -19,6 +19,10 @@ import scipy.sparse as sp
 
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.models.closed_form import LinearItemRecommender
+
+# B is a dense [I, I] float32 matrix: 40,981 items (Gowalla) would need 6.7 GB.
+MAX_ITEMS = 20_000
 
 
 def interaction_matrix(train: Interactions, *, num_users: int, num_items: int) -> sp.csr_matrix:
@@ -56,15 +60,17 @@ def fit_ease(train: Interactions, *, num_users: int, num_items: int, l2: float) 
   return b.astype(np.float32)
 
 
-def ease_scores(x_rows, b):
-  """Scores x_u B for a batch of users.
+class EASE(LinearItemRecommender):
+  """EASE as a model of the library: params {"B": [I, I]}, scores x_u B (config `ease_l2`)."""
 
-  Args:
-    x_rows: [B, I] rows of X (dense numpy/jax array or scipy sparse matrix).
-    b: [I, I] from `fit_ease`.
+  def init(self, key):
+    del key  # closed form: nothing random
+    if self.num_items > MAX_ITEMS:
+      raise ConfigError(f"EASE needs a dense {self.num_items}x{self.num_items} matrix; this "
+                        f"library caps it at {MAX_ITEMS} items")
+    return {"B": fit_ease(self.exp.split.train, num_users=self.num_users,
+                          num_items=self.num_items, l2=self.config.ease_l2)}
 
-  Returns:
-    [B, I] scores (the caller masks the user's training items before top-k).
-  """
-  out = x_rows @ b
-  return np.asarray(out) if sp.issparse(x_rows) else out
+  @staticmethod
+  def apply_rows(params, rows):
+    return rows @ params["B"]  # [B, I] @ [I, I]

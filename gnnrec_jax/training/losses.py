@@ -114,3 +114,41 @@ def sampled_softmax_loss(*, user: jax.Array, pos: jax.Array, neg: jax.Array,
     reg = l2 * l2_reg(user_ego=user_ego, pos_ego=pos_ego, neg_ego=neg_ego, mask=mask)
   return nce + reg, {"softmax": nce, "reg": reg,
                      "pos_prob": jnp.sum(m * jnp.exp(log_prob)) / count}
+
+
+def full_softmax_loss(*, user: jax.Array, items: jax.Array, pos_item: jax.Array,
+                      temperature: float, mask: jax.Array | None = None,
+                      user_ego: jax.Array | None = None, pos_ego: jax.Array | None = None,
+                      l2: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Softmax over the whole catalogue: loss_b = -log softmax(u_b . V^T / tau)[p_b].
+
+  No sampling: every item is a negative (the exact softmax that sampled softmax estimates), at
+  the cost of a [B, I] matmul per step, which for catalogues of a few thousand items is cheaper
+  than gathering [B, K, d] sampled negatives. With the L2 term of the module docstring on the
+  users' and positives' layer-0 vectors.
+
+  Args:
+    user: [B, d] final user vectors.
+    items: [I, d] final vectors of every item.
+    pos_item: [B] int32 the positive item of each row (indices into `items`).
+    temperature: tau (> 0).
+    mask: optional [B] row weights (0 for padding rows).
+    user_ego, pos_ego: [B, d] layer-0 vectors for the L2 term (needed when l2 > 0).
+    l2: weight of the L2 term.
+
+  Returns:
+    (loss, {"softmax": the softmax term, "reg": l2 * reg term, "pos_prob": mean probability of
+    the positive}).
+  """
+  m, count = _row_weights(mask, user.shape[0], user.dtype)
+  logits = user @ items.T / temperature  # [B, I]
+  log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), pos_item[:, None],
+                                 axis=1)[:, 0]  # [B]
+  nce = -jnp.sum(m * log_prob) / count
+  reg = jnp.zeros((), user.dtype)
+  if l2:
+    if user_ego is None or pos_ego is None:
+      raise ValueError("l2 > 0 needs user_ego and pos_ego")
+    reg = l2 * jnp.sum(m * (_sq(user_ego) + _sq(pos_ego))) / 2.0 / count
+  return nce + reg, {"softmax": nce, "reg": reg,
+                     "pos_prob": jnp.sum(m * jnp.exp(log_prob)) / count}

@@ -1,6 +1,7 @@
-"""Recommendation models: layer-0 inputs (`NodeInputs`), a stack of layers, a layer combination.
+"""Embedding models: layer-0 inputs (`NodeInputs`), a stack of layers, a layer combination.
 
-Every model is a Linen module with the same call signature, so the trainer treats them alike:
+Every model is a Linen module with the same call signature, wrapped for the rest of the library
+by `EmbeddingRecommender` (the `gnnrec_jax.models.base.Recommender` interface):
 
   final, ego = model.apply({"params": params}, graph, features, feature_mask=..., has_id=...,
                            train=..., rngs={"dropout": rng})
@@ -9,7 +10,7 @@ Every model is a Linen module with the same call signature, so the trainer treat
   ego:   [N, d], the layer-0 vectors on which the L2 regulariser is computed (LightGCN's rule).
 
 N is the static `num_nodes` attribute (default U + I). Graphs padded by
-`gnnrec_jax.graph.pad_graph` add nodes after U + I; set `num_nodes` to the padded count (it
+`gnnrec_jax.graph.build.pad_graph` add nodes after U + I; set `num_nodes` to the padded count (it
 cannot be read from `graph.n_node`, which is a traced array under jit). Padding rows of `final`
 and `ego` are zero for the linear models and never read by the trainer.
 
@@ -18,17 +19,25 @@ The SoftmaxGNN and GAT layers `sow` their alphas into the "intermediates" collec
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import jraph
+import numpy as np
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.layers import GATConv, LightGCNConv, NGCFConv, SoftmaxEdgeConv, activation_fn
-from gnnrec_jax.node_inputs import NodeInputs
-from gnnrec_jax.propagate import resolve_backend
+from gnnrec_jax.graph.propagate import resolve_backend
+from gnnrec_jax.models.base import Recommender
+from gnnrec_jax.models.layers import (
+  GATConv,
+  LightGCNConv,
+  NGCFConv,
+  SoftmaxEdgeConv,
+  activation_fn,
+)
+from gnnrec_jax.models.node_inputs import NodeInputs
 
 COMBINES = ("mean", "sum", "last", "concat")
 
@@ -75,7 +84,7 @@ class _Recommender(nn.Module):
   init_std: float = 0.1
   use_id_embedding: bool = True
   id_dropout: float = 0.0
-  backend: str = "auto"          # gnnrec_jax.propagate.weighted_sum backend
+  backend: str = "auto"          # gnnrec_jax.graph.propagate.weighted_sum backend
   score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
 
   @property
@@ -219,7 +228,7 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
 
   Raises:
     ConfigError: unknown model, activation, combine or backend; "ease" (closed form, see
-      `gnnrec_jax.ease.fit_ease`); or no input at all (no IDs and no features).
+      `gnnrec_jax.models.ease.fit_ease`); or no input at all (no IDs and no features).
   """
   c = config
   base = num_users + num_items
@@ -257,6 +266,142 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
                heads=c.heads, dropout=c.dropout, activation=c.activation)
   if c.model == "ease":
     raise ConfigError("ease is a closed-form model without parameters to train; "
-                      "fit it with gnnrec_jax.ease.fit_ease")
+                      "fit it with gnnrec_jax.models.ease.fit_ease")
   raise ConfigError(f"unknown model {c.model!r}; choose one of "
-                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.ease)")
+                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.models.ease)")
+
+
+# ------------------------------------------------------------------------------------------------
+# The Recommender interface
+
+
+def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Array:
+  """Dot-product scores of a batch of users against every item.
+
+  Args:
+    params: (user_emb [U, d], item_emb [I, d]).
+    users: [B] int32 user indices.
+
+  Returns:
+    [B, I] float32 scores.
+  """
+  user_emb, item_emb = params
+  return user_emb[users] @ item_emb.T
+
+
+class EmbeddingRecommender(Recommender):
+  """Every embedding model (`create_model`): score(u, i) = final_u . final_i.
+
+  `inputs` (device arrays, passed to every jitted call as an argument):
+    graph, features [U+I, F] | None, feature_mask [U+I] | None, and, when some users or items
+    have no train interaction (cold-start splits), has_id [U+I] bool (cold nodes are embedded
+    without their never-trained ID vectors, in validation as at test time) and neg_pool
+    [I_warm] int32 (negatives are drawn from items seen in train only: a cold item drawn as a
+    negative would teach the text path to push every cold item down, which measurably hurts
+    the cold block); both None otherwise.
+  """
+
+  trainable = True
+  score_fn = staticmethod(dot_scores)
+
+  def __init__(self, exp):
+    super().__init__(exp)
+    from gnnrec_jax.graph.build import num_nodes
+    feature_dim = None if exp.features is None else int(exp.features.shape[1])
+    # A graph padded for sharding (`training.parallel.pad_graph_for_mesh`) has extra nodes.
+    self.module = create_model(self.config, num_users=exp.num_users, num_items=exp.num_items,
+                               feature_dim=feature_dim, num_nodes=num_nodes(exp.graph))
+    self._inputs = None
+    u = exp.num_users
+
+    @jax.jit
+    def embed(params, inputs):
+      final, _ = self.forward(params, inputs, train=False)
+      return final[:u], final[u:u + exp.num_items]
+
+    self.embed = embed  # (params, inputs) -> (user_emb [U, d], item_emb [I, d])
+
+  @property
+  def inputs(self) -> dict[str, Any]:
+    if self._inputs is None:  # moved to the device once, on first use
+      from gnnrec_jax.models.inductive import train_presence
+      exp = self.exp
+      inputs = {"graph": jax.tree.map(jnp.asarray, exp.graph),
+                "features": None if exp.features is None else jnp.asarray(exp.features),
+                "feature_mask": (None if exp.feature_mask is None
+                                 else jnp.asarray(exp.feature_mask)),
+                "has_id": None, "neg_pool": None}
+      user_in, item_in = train_presence(exp.split.train, exp.num_users, exp.num_items)
+      if not (user_in.all() and item_in.all()):
+        inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
+        inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
+      self._inputs = inputs
+    return self._inputs
+
+  def forward(self, params, inputs, *, train: bool, rng=None, **apply_kw):
+    """`(final [N, d_out], ego [N, d])` of every node; see the module docstring."""
+    rngs = {"dropout": rng} if rng is not None else None
+    return self.module.apply({"params": params}, inputs["graph"], inputs["features"],
+                             feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
+                             train=train, rngs=rngs, **apply_kw)
+
+  def init(self, key: jax.Array):
+    # A fixed fold of the run's key, so that parameters do not depend on how many other draws
+    # the caller made from it.
+    init_key = jax.random.fold_in(key, -1 & 0x7FFFFFFF)
+    inputs = self.inputs
+    variables = self.module.init({"params": init_key, "dropout": init_key}, inputs["graph"],
+                                 inputs["features"], feature_mask=inputs["feature_mask"],
+                                 train=False)
+    return variables["params"]
+
+  def template(self):
+    return self.init(jax.random.key(0))  # cheap: random tables, no data pass
+
+  def loss(self, params, inputs, batch, rng):
+    """The configured objective (`config.loss`) of one batch of (user, positive item) rows.
+
+    `batch` holds `user`, `item` ([B] int32) and `mask` ([B] float32, 0 for padding rows of the
+    last batch); negatives are drawn on the device from `rng`.
+    """
+    from gnnrec_jax.training import losses, sampling
+    cfg, num_users = self.config, self.num_users
+    drop_rng, neg_rng = jax.random.split(rng)
+    final, ego = self.forward(params, inputs, train=True, rng=drop_rng)
+    u, p = batch["user"], batch["item"] + num_users
+    if cfg.loss == "full_softmax":
+      return losses.full_softmax_loss(
+          user=final[u], items=final[num_users:num_users + self.num_items],
+          pos_item=batch["item"], user_ego=ego[u], pos_ego=ego[p], l2=cfg.l2,
+          temperature=cfg.softmax_temperature, mask=batch["mask"])
+    pool = inputs.get("neg_pool")
+    neg = sampling.sample_negatives(
+        neg_rng, batch_users=batch["user"],
+        num_items=self.num_items if pool is None else pool.shape[0],  # static: the pool's length
+        num_negatives=cfg.num_negatives)  # [B, K]
+    if pool is not None:
+      neg = pool[neg]
+    n = neg + num_users
+    common = dict(user=final[u], pos=final[p], neg=final[n],  # [B, K, d]
+                  user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n], l2=cfg.l2,
+                  mask=batch["mask"])
+    if cfg.loss == "bpr":
+      return losses.bpr_loss(**common)
+    return losses.sampled_softmax_loss(**common, temperature=cfg.softmax_temperature)
+
+  def score_params(self, params):
+    return self.embed(params, self.inputs)
+
+  def history_scores(self, params, history):
+    from gnnrec_jax.models.inductive import embed_new_user
+    query = embed_new_user(self, params, history)  # [d]
+    _, item_emb = self.score_params(params)
+    return np.asarray(item_emb) @ query
+
+  def explain_terms(self, params, *, user, history, items):
+    from gnnrec_jax.evaluation import explain
+    if history is not None:
+      return explain.new_user_terms(self, params, history, items)
+    if isinstance(self.module, (LightGCN, SoftmaxGNN)):
+      return explain.propagation_terms(self, params, user, items)
+    return explain.similarity_terms(self, params, user, items)

@@ -3,14 +3,14 @@
 Two tasks use the trust network of a dataset (`Dataset.social`, [m, 2] undirected user pairs):
 
 Items with social edges: the same model trained with `Config(social=True)`, i.e. the friendships
-as user–user edges of the same propagation graph (`gnnrec_jax.graph.build_graph(social=...)`).
+as user–user edges of the same propagation graph (`gnnrec_jax.graph.build.build_graph(social=...)`).
 Nothing here is needed for that beyond `train.run`; see benchmarks/lastfm_social.py.
 
 Friend recommendation (user–user link prediction): the friendships are split into disjoint
 train / valid / test pairs (`split_friendships`); a model sees only the train pairs (in its graph,
 `with_friendships`); every user with a held-out friend ranks ALL users, itself and its train
 friends excluded (valid friends too at test time), exactly like full-ranking item evaluation
-with "items" = users (`evaluate_friends` calls `gnnrec_jax.evaluate.evaluate_full_ranking`).
+with "items" = users (`evaluate_friends` calls `gnnrec_jax.evaluation.evaluate.evaluate_full_ranking`).
 
 Scorers:
   * common neighbours, score(a, b) = |N(a) ∩ N(b)| over the train friendships, and Adamic–Adar,
@@ -36,10 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax import evaluate
+from gnnrec_jax.data.splits import split_counts
 from gnnrec_jax.data.types import Dataset, Interactions
 from gnnrec_jax.errors import ConfigError, DataError
-from gnnrec_jax.splits import split_counts
+from gnnrec_jax.evaluation import evaluate
+from gnnrec_jax.models.embedding import dot_scores
 
 NEIGHBOUR_METHODS = ("common_neighbours", "adamic_adar")
 
@@ -68,7 +69,7 @@ def split_friendships(pairs: np.ndarray, *, ratios: Sequence[float] = (0.8, 0.1,
   """Splits undirected friendships into disjoint parts (one per ratio), seeded.
 
   A pair goes to one part as a whole (both directions), so no held-out friendship leaks into
-  the train graph. Part sizes follow `gnnrec_jax.splits.split_counts` (RecBole's rounding).
+  the train graph. Part sizes follow `gnnrec_jax.data.splits.split_counts` (RecBole's rounding).
 
   Args:
     pairs: [m, 2] user pairs (either order, duplicates merged).
@@ -148,7 +149,7 @@ def evaluate_friends(score_fn, params, *, num_users: int, train: np.ndarray,
 
   Args:
     score_fn: `score_fn(params, users [B]) -> [B, U]`, a module-level function (static under
-      jit), e.g. `neighbour_scores` or `gnnrec_jax.evaluate.dot_scores`.
+      jit), e.g. `neighbour_scores` or `gnnrec_jax.models.embedding.dot_scores`.
     params: its arrays.
     num_users: U.
     train: [m, 2] the friendships the scorer was built on: never ranked.
@@ -171,5 +172,5 @@ def evaluate_friends(score_fn, params, *, num_users: int, train: np.ndarray,
 def evaluate_friend_embeddings(user_emb, **kwargs) -> dict[str, float]:
   """`evaluate_friends` with score(a, b) = user_emb[a] . user_emb[b] ([U, d] final vectors)."""
   user_emb = jnp.asarray(user_emb)
-  return evaluate_friends(evaluate.dot_scores, (user_emb, user_emb),
+  return evaluate_friends(dot_scores, (user_emb, user_emb),
                           num_users=int(user_emb.shape[0]), **kwargs)

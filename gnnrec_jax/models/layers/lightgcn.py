@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jraph
 
-from gnnrec_jax.propagate import weighted_sum
+from gnnrec_jax.graph.propagate import weighted_sum
 
 
 class LightGCNConv(nn.Module):
@@ -17,7 +17,7 @@ class LightGCNConv(nn.Module):
 
   Attributes:
     num_nodes: N, static (padding nodes included).
-    backend: `gnnrec_jax.propagate.weighted_sum` backend.
+    backend: `gnnrec_jax.graph.propagate.weighted_sum` backend.
   """
 
   num_nodes: int

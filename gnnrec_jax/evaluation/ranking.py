@@ -1,6 +1,6 @@
 """Top-k recommendation for one user, with seen items excluded.
 
-Ties rank the lower item index first, as in `gnnrec_jax.metrics` (the same `rank_topk`).
+Ties rank the lower item index first, as in `gnnrec_jax.evaluation.metrics` (the same `rank_topk`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.metrics import rank_topk
+from gnnrec_jax.evaluation.metrics import rank_topk
 
 
 def recommend(

@@ -1,7 +1,7 @@
-"""`python -m gnnrec_jax.kernels`: build the native CPU kernels now and print where they are."""
+"""`python -m gnnrec_jax.graph.kernels`: build the native CPU kernels now and print where they are."""
 import sys
 
-from gnnrec_jax import kernels
+from gnnrec_jax.graph import kernels
 
 try:
   print(kernels.build(verbose=True))

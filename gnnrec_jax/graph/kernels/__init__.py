@@ -7,11 +7,11 @@ compiler (`$CXX`, else g++, else c++) for the CPU it runs on (`-march=native`), 
 the package cache (`$GNNREC_JAX_CACHE`, else `$XDG_CACHE_HOME/gnnrec_jax`, else
 `~/.cache/gnnrec_jax`) in `kernels/`, keyed by the source, jaxlib version, compiler and CPU, so
 a shared home directory on mixed machines gets one build per CPU kind. `bash scripts/install.sh`
-builds it at install time (`python -m gnnrec_jax.kernels`).
+builds it at install time (`python -m gnnrec_jax.graph.kernels`).
 
 Where no compiler is found or the build fails, `available()` is False, one warning says why, and
 the `csr` propagation backend falls back to scipy behind `jax.pure_callback`
-(`gnnrec_jax.propagate`), which gives the same numbers more slowly. `GNNREC_NATIVE=0` turns the
+(`gnnrec_jax.graph.propagate`), which gives the same numbers more slowly. `GNNREC_NATIVE=0` turns the
 kernels off; `GNNREC_CSR_THREADS=n` caps their threads (default: XLA's pool, one per core).
 
 Functions (float32; edges sorted by receiver, which each call checks):
@@ -66,8 +66,9 @@ def _cpu_id() -> str:
 
 def library_path(compiler: str) -> pathlib.Path:
   """Where the compiled library for this source, jaxlib, compiler and CPU lives."""
-  from gnnrec_jax.data.movielens import cache_root
   import jaxlib
+
+  from gnnrec_jax.data.movielens import cache_root
   key = hashlib.sha256()
   for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), compiler.encode(),
                " ".join(FLAGS).encode(), _cpu_id().encode()):

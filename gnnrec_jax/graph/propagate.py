@@ -1,15 +1,15 @@
 """Message passing primitives: the weighted neighbour sum and the per-receiver edge softmax.
 
-Every layer in `gnnrec_jax.layers` aggregates through `weighted_sum`, so a faster backend (a CSR
+Every layer in `gnnrec_jax.models.layers` aggregates through `weighted_sum`, so a faster backend (a CSR
 kernel, a bipartite [U, I] matmul) can be added here without touching the layers.
 
 Backends of `weighted_sum` and `edge_dot`:
   segment: `x[senders] * w` then `jax.ops.segment_sum` over receivers, O(E d). Edges are sorted by
-    receiver (`gnnrec_jax.graph.build_graph` guarantees it), hence `indices_are_sorted=True`.
+    receiver (`gnnrec_jax.graph.build.build_graph` guarantees it), hence `indices_are_sorted=True`.
     The choice on GPU/TPU.
   dense:   scatter the edge weights into an [N, N] matrix inside jit, then one matmul, O(N^2 d).
     Memory is N^2 floats per head; kept for small graphs and as a cross-check.
-  csr:     (CPU) native CSR kernels (`gnnrec_jax.kernels`: C++ XLA FFI custom calls built on first
+  csr:     (CPU) native CSR kernels (`gnnrec_jax.graph.kernels`: C++ XLA FFI custom calls built on first
     use): SpMM for the neighbour sum, SDDMM for edge dot products, each walking the edges once
     with the output row in registers, on XLA's own thread pool, no [E, d] intermediate and no
     host round trip. A `custom_vjp` gives the gradients with the same kernels: dx = A^T g, which
@@ -43,8 +43,8 @@ import jraph
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax import kernels
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph import kernels
 
 BACKENDS = ("auto", "segment", "dense", "csr", "scipy")
 DENSE_MAX_NODES = 8192  # one [N, N] float32 matrix is 256 MiB at this size (edge_dot's limit)
@@ -193,7 +193,7 @@ def csr_threads() -> int:
   """Threads of one scipy CSR product (backend "scipy"): $GNNREC_CSR_THREADS, default 1.
 
   (The native "csr" kernels read the same variable as a cap, default: every thread of XLA's
-  pool; see `gnnrec_jax.kernels.max_threads`.) One by default because that was faster where it
+  pool; see `gnnrec_jax.graph.kernels.max_threads`.) One by default because that was faster where it
   was measured: on 2 cores shared with other jobs (load average 8) two threads made a Gowalla
   layer slower (fwd 45 -> 89 ms, fwd+bwd 123 -> 172 ms, benchmarks/bench_propagation.py
   --csr-threads 1 2). On a dedicated machine with idle cores, set GNNREC_CSR_THREADS to their
@@ -243,7 +243,7 @@ def _spmm_host(indptr, senders, weights, x, ok, *, transpose: bool) -> np.ndarra
   """Host side of the csr backend: (A or A^T) @ x per head; x [N, d] or [N, H, dh]."""
   if not bool(ok):
     raise ValueError("propagation backends 'csr' and 'scipy' need edges sorted by receiver "
-                     "(as gnnrec_jax.graph.build_graph and pad_graph make them)")
+                     "(as gnnrec_jax.graph.build.build_graph and pad_graph make them)")
   indptr, senders = np.asarray(indptr), np.asarray(senders)
   weights, x = np.asarray(weights), np.asarray(x)
   n = x.shape[0]

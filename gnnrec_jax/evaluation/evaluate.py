@@ -1,6 +1,6 @@
 """Full-ranking evaluation: every user with a target item ranks the whole (rankable) catalogue.
 
-Metric conventions and the tie rule are documented in `gnnrec_jax/metrics.py`.
+Metric conventions and the tie rule are documented in `gnnrec_jax/evaluation/metrics.py`.
 
 Design (static shapes, one compiled program per evaluation set):
   * Users with >= 1 rankable target item are cut into batches of a static size B; the last batch
@@ -28,25 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
-from gnnrec_jax import metrics as metrics_lib
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError, TrainingError
+from gnnrec_jax.evaluation import metrics as metrics_lib
+from gnnrec_jax.models.embedding import dot_scores
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]
-
-
-def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Array:
-  """Dot-product scores of a batch of users against every item.
-
-  Args:
-    params: (user_emb [U, d], item_emb [I, d]).
-    users: [B] int32 user indices.
-
-  Returns:
-    [B, I] float32 scores.
-  """
-  user_emb, item_emb = params
-  return user_emb[users] @ item_emb.T
 
 
 def evaluate_embeddings(
