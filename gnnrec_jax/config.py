@@ -91,7 +91,8 @@ class Config:
   # node inputs (text features, issue 4)
   text_features: str = option(
       "", "empty = ID embeddings only; otherwise items get their text vector and users: history "
-      "(mean of their train items' vectors), profile, both or none",
+      "(mean of their train items' vectors), history_text (their train items' titles encoded as "
+      "one text), profile, both or none",
       choices=("", "gnnrec_jax.text.node_texts:USER_MODES"))
   text_model: str = option("all-MiniLM-L6-v2", "a small, fast sentence encoder (384 dims)",
                            allowed="a Hugging Face Flax-loadable model name or folder")
