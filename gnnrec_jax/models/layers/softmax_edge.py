@@ -61,6 +61,8 @@ from gnnrec_jax.graph.propagate import (
   weighted_sum,
 )
 
+LOGITS = ("dot", "cosine")  # sim(q, k) in SoftmaxEdgeConv's logits
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "identity": lambda x: x,
     "tanh": jnp.tanh,
@@ -149,7 +151,8 @@ class SoftmaxEdgeConv(nn.Module):
       elif self.logits == "dot":
         scale = 1.0 / (self.temperature * (math.sqrt(dh) if self.scale_logits else 1.0))
       else:
-        raise ConfigError(f"unknown attention logits {self.logits!r}; choose dot or cosine")
+        raise ConfigError(f"unknown attention logits {self.logits!r}; choose one of "
+                          f"{', '.join(LOGITS)}")
       if self.learn_temperature:
         log_scale = self.param("log_scale", nn.initializers.constant(math.log(scale)),
                                (self.heads,))
