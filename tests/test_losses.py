@@ -166,3 +166,20 @@ def test_resample_if_seen_reduces_false_negatives():
   # Unseen negatives are never touched; user 1's negatives are all unseen.
   np.testing.assert_array_equal(np.asarray(out)[:2000][~before], np.asarray(neg)[:2000][~before])
   np.testing.assert_array_equal(out[2000:], neg[2000:])
+
+
+def test_resample_if_seen_with_a_pool_checks_the_pooled_items():
+  # Draws are positions in pool = [1, 3, 5, 7, 9]; user 0 has seen items 1, 3 (positions 0, 1).
+  train = Interactions(np.zeros(2, np.int32), np.asarray([1, 3]))
+  indptr, indices = map(jnp.asarray, train_csr(train, num_users=1, num_items=10))
+  pool = jnp.asarray([1, 3, 5, 7, 9], jnp.int32)
+  users = jnp.zeros(4000, jnp.int32)
+  neg = sample_negatives(jax.random.key(1), batch_users=users, num_items=5, num_negatives=1)
+  out = jax.jit(resample_if_seen, static_argnames=("num_items", "num_retries"))(
+      jax.random.key(2), neg, batch_users=users, num_items=5, indptr=indptr, indices=indices,
+      num_retries=3, pool=pool)
+  before, after = np.asarray(neg)[:, 0] < 2, np.asarray(out)[:, 0] < 2
+  assert 0.35 < before.mean() < 0.45
+  assert 0.01 < after.mean() < 0.05  # expected 0.4^4 = 0.0256
+  assert np.asarray(out).min() >= 0 and np.asarray(out).max() < 5  # still positions in the pool
+  np.testing.assert_array_equal(np.asarray(out)[~before], np.asarray(neg)[~before])

@@ -394,10 +394,6 @@ class EmbeddingRecommender(Recommender):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
       if self.config.neg_resample:
-        if inputs["neg_pool"] is not None:
-          raise ConfigError("neg_resample redraws negatives from every item; this split has "
-                            "items without train interactions (a cold-start split): set "
-                            "neg_resample=0")
         from gnnrec_jax.training.sampling import train_csr
         inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
             exp.split.train, num_users=exp.num_users, num_items=exp.num_items))
@@ -507,11 +503,11 @@ class EmbeddingRecommender(Recommender):
           neg_ego=ego[n], l2=cfg.l2)
     neg = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=size,
                                     num_negatives=cfg.num_negatives)  # [B, K]
-    if cfg.neg_resample:  # redraw negatives among the user's train items (never with a pool)
+    if cfg.neg_resample:  # redraw negatives among the user's train items
       indptr, indices = inputs["seen"]
       neg = sampling.resample_if_seen(jax.random.fold_in(neg_rng, 1), neg,
                                       batch_users=batch["user"], num_items=size, indptr=indptr,
-                                      indices=indices, num_retries=cfg.neg_resample)
+                                      indices=indices, num_retries=cfg.neg_resample, pool=pool)
     if pool is not None:
       neg = pool[neg]
     n = neg + num_users

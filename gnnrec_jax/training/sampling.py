@@ -86,22 +86,27 @@ def is_seen(users: jax.Array, items: jax.Array, *, indptr: jax.Array,
 
 def resample_if_seen(rng: jax.Array, negatives: jax.Array, *, batch_users: jax.Array,
                      num_items: int, indptr: jax.Array, indices: jax.Array,
-                     num_retries: int = 3) -> jax.Array:
+                     num_retries: int = 3, pool: jax.Array | None = None) -> jax.Array:
   """Redraws negatives that are among the user's training items, `num_retries` times.
 
   Args:
     rng: a PRNG key.
-    negatives: [B, K] int32 items from `sample_negatives`.
+    negatives: [B, K] int32 draws from `sample_negatives`: item indices, or positions in `pool`.
     batch_users: [B] user indices.
-    num_items: I, static.
+    num_items: I, static: the number of items drawn from (the pool's length with a pool).
     indptr, indices: `train_csr` arrays (pass them as jit arguments, never close over them).
     num_retries: rounds of redrawing (static); leftovers stay (see the module docstring).
+    pool: [P] int32 item indices the draws index into (the items with train interactions, when
+      some have none, e.g. items seen only in valid/test of a random split); None: the draws
+      are items.
 
   Returns:
-    [B, K] int32 negatives, each redrawn uniformly while it was seen.
+    [B, K] int32 draws (items, or positions in `pool`), each redrawn uniformly while its item was
+    seen.
   """
   for key in jax.random.split(rng, num_retries):
-    seen = is_seen(batch_users, negatives, indptr=indptr, indices=indices)
+    items = negatives if pool is None else pool[negatives]
+    seen = is_seen(batch_users, items, indptr=indptr, indices=indices)
     fresh = jax.random.randint(key, negatives.shape, 0, num_items, dtype=negatives.dtype)
     negatives = jnp.where(seen, fresh, negatives)
   return negatives
