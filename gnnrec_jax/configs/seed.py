@@ -11,9 +11,10 @@ Seed §4.1 (/work/shared/seed/000_edfa8df22486af57.txt, beside the repository):
   steps:          two, as in the worked example (§4.3)
 
 `tests/test_seed_example.py` reproduces §4.3's example through this config. The tuned default
-(`--model softmax_gnn`, configs/softmax_gnn.py) departs from it in five places: 1/sqrt(d) logits,
-half LightGCN norm in every alpha, the normalised adjacency in layer 1, three layers and their
-mean. The cost of the literal rule on ml-100k is in benchmarks/RESULTS.md ("The seed's preset").
+(`--model softmax_gnn`, configs/softmax_gnn.py) keeps its pure softmax alphas but departs from
+it in five places: logits u.v / (4 sqrt(d)), the softmax taken over the normalised adjacency
+(log norm_ij in the logits) and scaled to its row sums, softmax alphas in layer 1 too, three
+layers and their mean. The cost of the literal rule on ml-100k is in benchmarks/RESULTS.md ("The seed's preset").
 Training (sampled softmax, lr, L2, early stopping) is the default's, so the two differ only in
 the rule.
 """
