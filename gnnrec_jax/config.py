@@ -12,7 +12,9 @@ import typing
 from typing import Any
 
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph.propagate import BACKENDS
 from gnnrec_jax.models import MODELS  # the model registry owns the list of names
+from gnnrec_jax.precision import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Config:
   self_loops: bool = False
   weighted_norm: bool = False    # LightGCN normalises the binary adjacency
   social: bool = False           # add user-user trust edges when the dataset has them
-  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/graph/propagate.py
+  propagation: str = "auto"      # "auto" | "segment" | "dense" | "blocked" | "csr" | "scipy": see gnnrec_jax/graph/propagate.py
   # --- loss and sampling -----------------------------------------------------------------------
   loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE) | "full_softmax" (every item a negative)
   l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
@@ -76,6 +78,9 @@ class Config:
   seed: int = 2020               # RecBole's default seed
   # --- runtime -----------------------------------------------------------------------------------
   checkpoint_every: int = 1      # epochs between crash-safe checkpoints
+  # Float32 matmuls of training steps: "default" (the platform's: TF32 on recent NVIDIA GPUs, for
+  # speed) | "high" | "highest" (exact, as on CPU). Evaluation scores are always exact.
+  matmul_precision: str = "default"  # see gnnrec_jax/precision.py
 
   def replace(self, **kw) -> "Config":
     return dataclasses.replace(self, **kw)
@@ -185,10 +190,11 @@ def validate(config: Config) -> Config:
       (c.split in ("random", "loo", "temporal", "cold_item", "predefined"), "split must be random|loo|temporal|cold_item|predefined"),
       (len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6, "split_ratios must be three numbers summing to 1"),
       (0.0 < c.cold_fraction < 1.0, "cold_fraction must be in (0, 1)"),
-      (c.propagation in ("auto", "segment", "dense", "csr", "scipy"), "propagation must be auto|segment|dense|csr|scipy"),
+      (c.propagation in BACKENDS, f"propagation must be {'|'.join(BACKENDS)}"),
       (c.text_features in ("", "history", "profile", "both", "none"),
        "text_features must be empty (ID only) or history|profile|both|none"),
       (c.use_id_embedding or bool(c.text_features), "use_id_embedding=false needs text_features"),
+      (c.matmul_precision in PRECISIONS, f"matmul_precision must be {'|'.join(PRECISIONS)}"),
   ]
   for ok, msg in checks:
     if not ok:

@@ -38,6 +38,7 @@ from gnnrec_jax.models.layers import (
   activation_fn,
 )
 from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.precision import EXACT
 
 COMBINES = ("mean", "sum", "last", "concat")
 
@@ -286,7 +287,8 @@ def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Arr
     [B, I] float32 scores.
   """
   user_emb, item_emb = params
-  return user_emb[users] @ item_emb.T
+  # Exact float32 on every platform (gnnrec_jax/precision.py): a TF32 score could flip a tie.
+  return jnp.matmul(user_emb[users], item_emb.T, precision=EXACT)
 
 
 class EmbeddingRecommender(Recommender):

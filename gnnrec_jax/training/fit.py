@@ -36,7 +36,7 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from gnnrec_jax import models
+from gnnrec_jax import models, precision
 from gnnrec_jax.config import Config
 from gnnrec_jax.errors import CheckpointError, TrainingError
 from gnnrec_jax.evaluation.protocol import evaluate_split
@@ -89,8 +89,9 @@ def make_train_step(rec: Recommender):
 
   @functools.partial(jax.jit, donate_argnums=(0,))
   def train_step(state, batch, inputs, rng):
-    (loss, aux), grads = jax.value_and_grad(rec.loss, has_aux=True)(
-        state.params, inputs, batch, rng)
+    with precision.training(rec.config.matmul_precision):  # gnnrec_jax/precision.py
+      (loss, aux), grads = jax.value_and_grad(rec.loss, has_aux=True)(
+          state.params, inputs, batch, rng)
     state = state.apply_gradients(grads=grads)
     return state, {"loss": loss, **aux}
 
