@@ -3,6 +3,7 @@
     gnnrec-jax train --model lightgcn --dataset ml-100k --workdir runs/lgcn
     gnnrec-jax train --train train.tsv --valid valid.tsv --test test.tsv --workdir runs/mine
     gnnrec-jax train ... --workdir runs/mine --resume      # after a crash: same final metrics
+    gnnrec-jax train ... --devices 8 [--shard-tables]      # data-parallel over 8 devices
 
 A dataset that defines its own split (`--train/--valid/--test`, gowalla, lastfm) is trained on
 that split unless `--set split=...` asks for another, as `gnnrec-jax data` does.
@@ -29,6 +30,12 @@ def add_arguments(p):
   p.add_argument("--overwrite", action="store_true", help="start over in a used --workdir")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar and no summary line (for scripts)")
+  p.add_argument("--devices", type=int, default=1, metavar="N",
+                 help="train data-parallel over N devices (global batches split, propagation "
+                 "receiver-partitioned; gnnrec_jax/training/parallel.py); default 1")
+  p.add_argument("--shard-tables", action="store_true",
+                 help="with --devices N: row-shard embedding tables and Adam state over the N "
+                 "devices instead of replicating them")
   add_dataset_arguments(p)
 
 
@@ -52,6 +59,9 @@ def run(args) -> int:
     config = config.replace(split="predefined")
   fitted = fit.fit(prepare(config, dataset), args.workdir, resume=args.resume,
                    overwrite=args.overwrite, progress=not args.no_progress,
-                   extra_meta={"dataset_args": workdir.dataset_args_of(args, dataset)})
+                   extra_meta={"dataset_args": workdir.dataset_args_of(args, dataset),
+                               "devices": args.devices},
+                   devices=args.devices,
+                   model_parallel=args.devices if args.shard_tables else 1)
   print(json.dumps(fitted.metrics, sort_keys=True))
   return 0

@@ -340,6 +340,11 @@ class EmbeddingRecommender(Recommender):
       self._inputs = inputs
     return self._inputs
 
+  @inputs.setter
+  def inputs(self, value: dict[str, Any]) -> None:
+    """The same arrays placed elsewhere (e.g. on a device mesh, `training.parallel.distribute`)."""
+    self._inputs = value
+
   def forward(self, params, inputs, *, train: bool, rng=None, **apply_kw):
     """`(final [N, d_out], ego [N, d])` of every node; see the module docstring."""
     rngs = {"dropout": rng} if rng is not None else None
