@@ -11,6 +11,7 @@ import json
 import typing
 from typing import Any
 
+from gnnrec_jax.data.behaviours import DEFAULT_BEHAVIOUR_WEIGHTS
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph.propagate import BACKENDS
 from gnnrec_jax.models import MODELS  # the model registry owns the list of names
@@ -48,7 +49,10 @@ class Config:
   id_dropout: float = 0.0        # DropoutNet-style: drop ID vectors so text alone must carry signal
   # --- graph -----------------------------------------------------------------------------------
   self_loops: bool = False
-  weighted_norm: bool = False    # LightGCN normalises the binary adjacency
+  # "auto": D^-1/2 W D^-1/2 with the interaction weights when the train weights differ
+  # (behaviour types, ratings, counts), LightGCN's binary D^-1/2 A D^-1/2 when they are all equal;
+  # "true" | "false" force either (see graph.use_weighted_norm).
+  weighted_norm: str = "auto"
   social: bool = False           # add user-user trust edges when the dataset has them
   propagation: str = "auto"      # "auto" | "segment" | "dense" | "blocked" | "csr" | "scipy": see gnnrec_jax/graph/propagate.py
   # --- loss and sampling -----------------------------------------------------------------------
@@ -76,6 +80,14 @@ class Config:
   split_ratios: tuple = (0.8, 0.1, 0.1)
   cold_fraction: float = 0.2
   seed: int = 2020               # RecBole's default seed
+  # Behaviour -> weight for data with a behaviour column (seed §3.3: a purchase says more than a
+  # click): 1:2:4 for browse:intent:buy under the public datasets' names; an unknown behaviour is
+  # an error naming its line (gnnrec_jax/data/behaviours.py).
+  behaviour_weights: str = DEFAULT_BEHAVIOUR_WEIGHTS
+  # How repeated user-item rows combine (max | sum | last): max keeps a rating's scale, is
+  # unchanged by rows logged twice, and weighs a click-then-purchase as a purchase
+  # (gnnrec_jax/data/checks.combine_duplicates).
+  duplicates: str = "max"
   # --- runtime -----------------------------------------------------------------------------------
   checkpoint_every: int = 1      # epochs between crash-safe checkpoints
   # Float32 matmuls of training steps: "default" (the platform's: TF32 on recent NVIDIA GPUs, for
@@ -150,6 +162,8 @@ def config_from_dict(raw, *, source: str = "config") -> Config:
       continue
     if typ is tuple and isinstance(value, list):
       value = tuple(value)
+    if key == "weighted_norm" and isinstance(value, bool):
+      value = "true" if value else "false"  # a bool before "auto" existed
     ok = (isinstance(value, typ) and not (typ is int and isinstance(value, bool))) or (
         typ is float and isinstance(value, int) and not isinstance(value, bool))
     if typ is tuple and ok:
@@ -158,6 +172,25 @@ def config_from_dict(raw, *, source: str = "config") -> Config:
       raise ConfigError(f"{source}: field {key} must be {typ.__name__}, got {value!r:.60}")
     values[key] = float(value) if typ is float else value
   return validate(Config(**values))
+
+
+def _validate_data_fields(c: Config) -> Config:
+  """weighted_norm (bools from older config.json files read as "true"/"false"),
+  behaviour_weights and duplicates, against the names their modules own."""
+  from gnnrec_jax.data import behaviours, checks as data_checks
+  from gnnrec_jax.graph.build import WEIGHTED_NORM
+  wn = c.weighted_norm
+  if isinstance(wn, bool):
+    c = c.replace(weighted_norm="true" if wn else "false")
+  elif str(wn).strip().lower() in ("1", "yes", "on", "0", "no", "off"):
+    c = c.replace(weighted_norm="true" if str(wn).strip().lower() in ("1", "yes", "on")
+                  else "false")
+  if c.weighted_norm not in WEIGHTED_NORM:
+    raise ConfigError(f"invalid config: weighted_norm must be {'|'.join(WEIGHTED_NORM)}, got "
+                      f"{c.weighted_norm!r}")
+  behaviours.parse_behaviour_weights(c.behaviour_weights, "invalid config: behaviour_weights")
+  data_checks.check_duplicates_rule(c.duplicates)
+  return c
 
 
 def validate(config: Config) -> Config:
@@ -199,6 +232,7 @@ def validate(config: Config) -> Config:
   for ok, msg in checks:
     if not ok:
       raise ConfigError(f"invalid config: {msg}")
+  c = _validate_data_fields(c)
   block, _, name_k = c.select_metric.rpartition("/")
   metric = name_k.split("@")
   names = ("recall", "ndcg", "precision", "hit", "mrr", "coverage")

@@ -69,6 +69,19 @@ def _hash_meta(h, meta) -> None:
     h.update(json.dumps([key, [str(v) for v in np.asarray(meta[key]).tolist()]]).encode())
 
 
+def learning_config(config: Config) -> dict:
+  """The config fields that change what is learned, minus those at their defaults.
+
+  Leaving defaults out means that a field added to `Config` later (at a default that keeps the
+  old behaviour) does not change the fingerprint of runs made before it existed.
+  """
+  runtime = _RUNTIME_FIELDS if config.lr_schedule == "constant" else tuple(
+      f for f in _RUNTIME_FIELDS if f != "epochs")
+  defaults = Config().to_dict()
+  return {k: v for k, v in config.to_dict().items()
+          if k not in runtime and v != defaults.get(k)}
+
+
 def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
   """sha256 over the dataset identity, the split's arrays, the learning-relevant config and,
   when the model reads text features, the item/user metadata they are computed from."""
@@ -78,10 +91,7 @@ def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
   h.update(json.dumps(split.sizes(), sort_keys=True).encode())  # bytes alone lack boundaries
   for part in (split.train, split.valid, split.test):
     _hash_arrays(h, part)
-  runtime = _RUNTIME_FIELDS if config.lr_schedule == "constant" else tuple(
-      f for f in _RUNTIME_FIELDS if f != "epochs")
-  cfg = {k: v for k, v in config.to_dict().items() if k not in runtime}
-  h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+  h.update(json.dumps(learning_config(config), sort_keys=True, default=str).encode())
   if config.text_features:
     _hash_meta(h, dataset.item_meta)
     _hash_meta(h, dataset.user_meta)

@@ -753,6 +753,24 @@ EXPLANATIONS = [
       assert row["exact"]
     '''),
     md('''
+    ## What differs between the recommendations
+
+    Most of each score above is shared by every recommended item. `explain_view.contrast` takes
+    every term relative to the last item listed (the baseline, printed once), ranks the terms by
+    how much they move each item, and gives each as a share of the item's lead, with its path
+    (your item → this item, the users who had both, the layer whose term differs most and its
+    α). The user's own term is split by the item's layer (its own vector, the users who had it,
+    ...). This is what `gnnrec-jax recommend --explain` prints.
+    '''),
+    code('''
+    from gnnrec_jax.evaluation import explain_view
+
+    view = explain_view.contrast(rec, rows, against="last")
+    explain_view.print_contrast(view, top=3)
+    for it in view["items"]:  # still exact: the terms add up to each item's lead
+      np.testing.assert_allclose(sum(t["value"] for t in it["terms"]), it["gap"], atol=1e-4)
+    '''),
+    md('''
     ## Attention over the user's neighbourhood
 
     `explain.layer_outputs` returns every layer's edge weights. For the user's incoming edges

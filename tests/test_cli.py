@@ -427,3 +427,23 @@ def test_resume_with_other_epochs_under_a_decaying_schedule_is_refused(data, tmp
   code, _, err = _main("train", *_data_args(data), *FAST, "--set", "epochs=3", "--resume",
                        "--workdir", w2)
   assert code == 0, err
+
+
+def test_a_run_fitted_by_a_script_needs_its_dataset(tmp_path):
+  from gnnrec_jax import configs
+  from gnnrec_jax.experiment import prepare
+  from gnnrec_jax.training import workdir
+  from gnnrec_jax.training.fit import fit
+  ds = make_synthetic(seed=2)
+  fitted = fit(prepare(configs.get_config("test").replace(epochs=1), ds), str(tmp_path / "w"),
+               progress=False)
+  code, _, err = _main("evaluate", "--workdir", tmp_path / "w")
+  assert "run.json: no dataset_args (the run was fitted by a script" in \
+      _error(code, err, "evaluate")
+  _, rec, params = workdir.load(str(tmp_path / "w"), dataset=ds)
+  assert jax_equal(params, fitted.params)
+
+
+def jax_equal(a, b):
+  import jax
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -63,6 +63,10 @@ def _check_sums(rows, scores=None, user=None):
       assert abs(row["score"] - scores[user, row["item_index"]]) < TOL
     values = [c["value"] for c in row["contributions"]]
     assert values == sorted(values, reverse=True)
+    if "self_parts" in row:  # graph models: the same terms split by layer, also exact
+      assert abs(sum(row["self_parts"]) + row["self_loop"] - row["self"]) < TOL
+      for c in row["contributions"]:
+        assert abs(sum(c["layers"]) - c["value"]) < TOL
 
 
 def test_lightgcn_terms_sum_to_score_and_match_scipy(lightgcn):
@@ -266,3 +270,27 @@ def test_text_model_explains_the_scores_recommend_ranks_by():
     assert row["score"] == pytest.approx(float(item_emb[row["item_index"]] @ query), abs=TOL)
     total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
     assert row["remainder"] == pytest.approx(row["score"] - total, abs=1e-9)
+
+
+def test_text_model_new_user_is_explained_by_leave_one_out():
+  # Not linear in the history (normalised text mean, 1/sqrt(|H|) degrees): each item's term is
+  # the exact drop in score without it, recomputed here with the inductive embedding.
+  rec, params = _text_lightgcn()
+  exp = rec.exp
+  _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
+  hist = np.array([int(i) for i in np.unique(exp.split.train.item)[:3]])
+  items = exp.split.cold_items.astype(np.int64)
+  full = item_emb[items] @ inductive.embed_new_user(rec, params, hist)
+  rows = explain.explain_user(rec, params, history=hist, items=items)
+  for k, row in enumerate(rows):
+    assert "leave-one-out" in row["method"] and not row["exact"]
+    got = {c["index"]: c["value"] for c in row["contributions"]}
+    assert sorted(got) == hist.tolist()
+    for j in hist:
+      without = item_emb[items[k]] @ inductive.embed_new_user(rec, params, hist[hist != j])
+      assert got[j] == pytest.approx(full[k] - without, abs=TOL)
+    assert row["remainder"] == pytest.approx(full[k] - sum(got.values()), abs=TOL)
+  # One history item: without it there is no user, so it is credited with the whole score.
+  rows = explain.explain_user(rec, params, history=hist[:1], items=items)
+  for row in rows:
+    assert row["contributions"][0]["value"] == pytest.approx(row["score"], abs=TOL)

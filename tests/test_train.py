@@ -119,3 +119,13 @@ def test_cold_item_split_reports_warm_and_cold_blocks(tmp_path):
   # The cold block ranks only the withheld items: its coverage counts over them alone.
   assert result["cold/coverage@10"] <= 1.0 and result["cold/num_users"] > 0
   assert json.load(open(tmp_path / "metrics.json"))["cold/ndcg@10"] == result["cold/ndcg@10"]
+
+
+def test_fields_at_their_default_stay_out_of_the_fingerprint():
+  from gnnrec_jax.config import Config
+  from gnnrec_jax.experiment import learning_config
+  assert learning_config(Config()) == {}
+  assert learning_config(Config(lr=0.5, epochs=7, patience=2)) == {"lr": 0.5}  # runtime fields
+  # Under a decaying schedule the horizon (epochs) is learning-relevant.
+  assert learning_config(Config(lr_schedule="cosine", epochs=7)) == {
+      "lr_schedule": "cosine", "epochs": 7}

@@ -1,7 +1,10 @@
 """`gnnrec-jax recommend --workdir DIR --user TOKEN -k 10`: top-k items for one user.
 
 Items the user has interacted with anywhere in the dataset (train, valid or test) are excluded:
-they are "seen". Titles are shown where the dataset has them. The last stdout line is JSON.
+they are "seen". Titles are shown where the dataset has them. The last stdout line is JSON
+(with `--explain`, it carries the explanation's data under "explanation").
+`--explain` prints what moves each item above the last one listed (`--explain-against mean`: the
+list's mean; `none`: the exact terms themselves), see `gnnrec_jax.evaluation.explain_view`.
 Unknown users or items, and a `-k` larger than the items left to recommend, are errors (exit 2).
 """
 from __future__ import annotations
@@ -20,7 +23,14 @@ def add_arguments(p):
                  "with this history, without retraining")
   p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
   p.add_argument("--explain", action="store_true",
-                 help="list the user's own items that contributed most to each recommendation")
+                 help="why each item: the terms (the user's own vector by path, their items, "
+                 "friends) that move it most against the last item listed, as shares of its "
+                 "lead, with paths")
+  p.add_argument("--explain-against", choices=("last", "mean", "none"), default="last",
+                 help="what --explain compares each item with: the last item listed (default), "
+                 "the list's mean, or none (the exact terms themselves, mostly shared)")
+  p.add_argument("--explain-top", type=int, default=5, metavar="N",
+                 help="terms listed per item with --explain (default 5)")
 
 
 def seen_items(exp, user: int) -> np.ndarray:
@@ -69,9 +79,31 @@ def run(args) -> int:
     title = ds.item_title(int(i))
     print(f"{rank:3d}. {title}  [item {ds.items.tokens[i]}]  score {s:.4f}")
     rows.append({"rank": rank, "item": ds.items.tokens[i], "title": title, "score": float(s)})
+  out = {"user": args.user, "recommendations": rows}
   if args.explain:
-    from gnnrec_jax.evaluation import explain
-    explain.print_explanations(rec, params, user=u if args.user else None,
-                               history=seen if not args.user else None, items=items)
-  print(json.dumps({"user": args.user, "recommendations": rows}))
+    out["explanation"] = _explain(args, rec, params, user=u if args.user else None,
+                                  history=seen if not args.user else None, items=items)
+  print(json.dumps(out))
   return 0
+
+
+def _explain(args, rec, params, *, user, history, items) -> dict:
+  """Prints the explanation and returns its data for the JSON line (listed terms only)."""
+  from gnnrec_jax.evaluation import explain, explain_view
+  top = max(args.explain_top, 1)
+  rows = explain.explain_user(rec, params, user=user, history=history, items=items)
+  if args.explain_against == "none" or len(rows) < 2:
+    explain.print_terms(rows, top=top)
+    return {"method": rows[0]["method"], "exact": rows[0]["exact"], "against": "none",
+            "items": [{"rank": r["rank"], "item": r["item"], "score": r["score"],
+                       "self": r["self"], "constant": r["constant"],
+                       "remainder": r["remainder"],
+                       "terms": [{k: c[k] for k in ("kind", "token", "title", "value")}
+                                 for c in r["contributions"][:top]]} for r in rows]}
+  view = explain_view.contrast(rec, rows, against=args.explain_against)
+  explain_view.print_contrast(view, top=top)
+  for it in view["items"]:
+    shown, rest = explain_view.listed(it, top)
+    it["terms"] = shown
+    it["rest"] = {"count": len(rest), "value": sum(t["value"] for t in rest)}
+  return view

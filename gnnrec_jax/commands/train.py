@@ -22,7 +22,8 @@ def add_arguments(p):
   p.add_argument("--model", choices=MODELS, default=None,
                  help="model to train (default: the config's model; lightgcn)")
   p.add_argument("--config", default=None,
-                 help="named default config (a model name or 'test'); default: the model's")
+                 help="named default config (a model name, 'seed' for the seed document's "
+                 "literal rule, or 'test'); default: the model's")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config field, e.g. --set lr=0.002 (repeatable)")
   p.add_argument("--workdir", required=True, help="folder for config, history, checkpoints, metrics")
@@ -49,7 +50,7 @@ def run(args) -> int:
   if args.model:
     config = config.replace(model=args.model)
   config = apply_overrides(config, args.overrides)
-  dataset = dataset_from_args(args)
+  dataset = dataset_from_args(args, config)
   if not args.no_progress:  # on stderr: stdout ends with the metrics JSON for scripts
     print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
           f"{len(dataset.interactions):,} interactions; training {config.model} into "

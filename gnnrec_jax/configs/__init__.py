@@ -9,7 +9,7 @@ import importlib
 from gnnrec_jax.config import Config, validate
 from gnnrec_jax.errors import ConfigError
 
-NAMES = ("lightgcn", "softmax_gnn", "ngcf", "gat", "mf", "ease", "test")
+NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "test")
 
 # The training recipe of the embedding models, tuned for LightGCN on ml-100k (valid NDCG@20, see
 # benchmarks/ml100k_tuning.md) and shared so that the table compares models, not recipes.
@@ -26,7 +26,8 @@ SOFTMAX_TRAINING = dict(
 
 
 def get_config(name: str) -> Config:
-  """The default config called `name` (a model name, or "test" for the tiny CPU config)."""
+  """The default config called `name`: a model name, "seed" (the seed document's literal rule,
+  a softmax_gnn) or "test" (the tiny CPU config)."""
   if name not in NAMES:
     raise ConfigError(f"unknown config {name!r}; choose one of {', '.join(NAMES)}")
   return validate(importlib.import_module(f"gnnrec_jax.configs.{name}").get_config())

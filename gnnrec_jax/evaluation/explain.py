@@ -26,8 +26,7 @@ Linear item models (EASE, Steck 2019, and every closed-form model of
 
 A new user given by a history (`gnnrec-jax recommend --history`) of an ID-only model is folded in
 as the mean of the history items' final vectors, so score = sum_j final_j . final_i / |H|, exact.
-A text model embeds it inductively (`gnnrec_jax.models.inductive.embed_new_user`); its score is then
-shown with the same per-item similarities, labelled as such, and the rest as the remainder.
+A text model embeds it inductively (`gnnrec_jax.models.inductive.embed_new_user`): see below.
 
 Scores are those `recommend` ranks by: nodes without train interactions (cold items and users)
 are embedded without their untrained ID vectors (`has_id`, see `gnnrec_jax.models.inductive`).
@@ -36,9 +35,16 @@ Other models (MF, NGCF, GAT) have no such split through their layers; for them e
 user's train items is credited with its similarity final_j . final_i to the recommended item,
 labelled as a similarity, not a decomposition.
 
+A new user of a text model is not linear in its history (a normalised text mean, 1/sqrt(|H|)
+degrees): each history item is credited with its exact leave-one-out effect,
+score(H) - score(H without j), computed with `history_scores`; those terms need not add up and the
+rest is reported as the remainder.
+
 Each model's `explain_terms` (the `gnnrec_jax.models.base.Recommender` interface) picks its split
 from the functions below; `explain_user` returns the numbers for any model and
-`print_explanations` prints them (the `recommend --explain` command) and returns the same list.
+`print_explanations` prints them and returns the same list. What a person reads (`recommend
+--explain`) is built on top in `gnnrec_jax.evaluation.explain_view`: the terms that differ between
+the recommended items, as shares of each item's lead, with their paths.
 """
 from __future__ import annotations
 
@@ -130,8 +136,13 @@ def decompose_user(model, final: np.ndarray, hs: list[np.ndarray], weights: list
 
   Returns:
     {"score": [K], "self": [K], "constant": [K], "neighbours": [n] node indices,
-     "values": [n, K] one row per distinct neighbour}; self + constant + values.sum(0) equals
-    score up to float rounding, for any activation.
+     "values": [n, K] one row per distinct neighbour, "layer_values": [L, n, K] the same split
+     by layer (values = layer_values.sum(0)), "layer_weights": [L, n] the edge weight
+     w^l_uj of each neighbour at each layer (mean over heads), "layer_weight_mean": [L] the
+     mean of w^l_uj over the user's neighbours, "self_parts": [L + 1, K] the self term by the
+     item's layer (`_self_parts`), "self_loop": [K] what self-loops add to it}; self + constant
+     + values.sum(0) equals score up to float rounding, for any activation, and self equals
+     self_parts.sum(0) + self_loop.
   """
   how = model.layer_combine
   num_layers = model.num_layers
@@ -152,8 +163,11 @@ def decompose_user(model, final: np.ndarray, hs: list[np.ndarray], weights: list
   fin_t = final[targets]  # [K, d_out]
   score = fin_t @ final[node]
   self_term = a[0] * (_item_blocks(fin_t, how, 0, d) @ hs[0][node])
+  self_parts = _self_parts(model, a, hs, node=node, targets=targets, self_term=self_term)
   const = np.zeros(len(targets))
-  per_edge = np.zeros((len(edges), len(targets)))  # [E_u, K]
+  per_edge = np.zeros((num_layers, len(edges), len(targets)))  # [L, E_u, K]
+  edge_w = np.stack([w[edges].mean(axis=1) for w in weights]) if num_layers else np.zeros(
+      (0, len(edges)))  # [L, E_u]
   for l in range(1, num_layers + 1):
     if a[l] == 0:
       continue
@@ -169,7 +183,7 @@ def decompose_user(model, final: np.ndarray, hs: list[np.ndarray], weights: list
       nonzero = np.abs(z) > 1e-12
       ratio = np.where(nonzero, (h_z - sigma0) / np.where(nonzero, z, 1.0), slope0)
     blocks = _item_blocks(fin_t, how, l, d)  # [K, d]
-    per_edge += a[l] * (msgs * ratio) @ blocks.T
+    per_edge[l - 1] = a[l] * (msgs * ratio) @ blocks.T
     const += a[l] * sigma0 * blocks.sum(axis=1)
   if getattr(model, "score", "dot") == "cosine":
     # final_u = pre_u / |pre_u|: every term of pre_u . final_i is scaled by the same 1 / |pre_u|.
@@ -178,14 +192,48 @@ def decompose_user(model, final: np.ndarray, hs: list[np.ndarray], weights: list
     norm = float(np.linalg.norm(pre_u))
     scale = 1.0 / norm if norm > 0 else 0.0
     self_term, const, per_edge = self_term * scale, const * scale, per_edge * scale
+    self_parts = self_parts * scale
   # Self-loops reach u from u: credit them to the self term.
   loop = nbrs == node
-  self_term = self_term + per_edge[loop].sum(axis=0)
+  self_loop = per_edge[:, loop].sum(axis=(0, 1))  # [K]
+  self_term = self_term + self_loop
   uniq, inv = np.unique(nbrs[~loop], return_inverse=True)
-  values = np.zeros((len(uniq), len(targets)))
-  np.add.at(values, inv, per_edge[~loop])
+  layer_values = np.zeros((num_layers, len(uniq), len(targets)))  # [L, n, K]
+  layer_weights = np.zeros((num_layers, len(uniq)))  # [L, n]
+  for l in range(num_layers):
+    np.add.at(layer_values[l], inv, per_edge[l][~loop])
+    np.add.at(layer_weights[l], inv, edge_w[l][~loop])
   return {"score": score, "self": self_term, "constant": const, "neighbours": uniq,
-          "values": values}
+          "values": layer_values.sum(axis=0), "layer_values": layer_values,
+          "layer_weights": layer_weights,
+          "layer_weight_mean": (layer_weights.mean(axis=1) if len(uniq)
+                                else np.zeros(num_layers)),
+          "self_parts": self_parts, "self_loop": self_loop}
+
+
+def _self_parts(model, a: np.ndarray, hs: list[np.ndarray], *, node: int, targets: np.ndarray,
+                self_term: np.ndarray) -> np.ndarray:
+  """The self term a_0 h_u^0 . final_i split by the item's layer m: [L + 1, K] (unscaled by a
+  cosine score's 1 / |pre_u|).
+
+  final_i = sum_m a_m h_i^m, so self = sum_m a_0 a_m h_u^0 . h_i^m: m = 0 matches the user's
+  vector with the item's own, m = 1 with the users who had the item (h_i^1 aggregates them),
+  m = 2 with items two steps from it, and so on. With a cosine score final_i is divided by
+  |pre_i| as well; with "concat" the user's layer-0 block meets only the item's (m = 0).
+  """
+  how, num_layers = model.layer_combine, model.num_layers
+  parts = np.zeros((num_layers + 1, len(targets)))
+  if how == "concat":
+    parts[0] = self_term
+    return parts
+  item_scale = np.ones(len(targets))
+  if getattr(model, "score", "dot") == "cosine":
+    pre_i = sum(a[m] * hs[m][targets] for m in range(num_layers + 1))  # [K, d]
+    norm = np.linalg.norm(pre_i, axis=1)
+    item_scale = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)
+  for m in range(num_layers + 1):
+    parts[m] = a[0] * a[m] * item_scale * (hs[m][targets] @ hs[0][node])
+  return parts
 
 
 def _is_exact(model) -> bool:
@@ -219,7 +267,10 @@ def explain_user(rec, params, *, user: int | None = None, history: np.ndarray | 
     "contributions" is a list of {"kind": "item" | "friend", "index", "token", "title", "value"}
     sorted by value, largest first. score = self + constant + sum(values) + remainder, with
     remainder ~ 0 (float rounding) for every decomposition and the unexplained part for the
-    similarity fallback.
+    similarity and leave-one-out attributions. Graph models split each value by layer: the
+    contribution then also has "layers" ([L] values, summing to "value") and "weights" ([L]
+    the edge weight w^l_uj, the attention alpha of the softmax GNN), and the row has
+    "layer_weight_mean" ([L] the mean weight over the user's neighbours) and "weight_name".
   """
   if (user is None) == (history is None):
     raise DataError("explain: give exactly one of user (an index) or history (item indices)")
@@ -228,6 +279,8 @@ def explain_user(rec, params, *, user: int | None = None, history: np.ndarray | 
   if history is not None:
     history = np.asarray(history, np.int64)
   res, method, exact = rec.explain_terms(params, user=user, history=history, items=items)
+  layered = "layer_values" in res
+  weight_name = "alpha" if isinstance(getattr(rec, "module", None), models.SoftmaxGNN) else "norm"
   out = []
   for r, i in enumerate(items):
     vals = res["values"][:, r]
@@ -235,14 +288,23 @@ def explain_user(rec, params, *, user: int | None = None, history: np.ndarray | 
     contribs = []
     for j in order:
       kind, idx, tok, title = _label(ds, int(res["neighbours"][j]))
-      contribs.append({"kind": kind, "index": idx, "token": tok, "title": title,
-                       "value": float(vals[j])})
+      c = {"kind": kind, "index": idx, "token": tok, "title": title, "value": float(vals[j])}
+      if layered:
+        c["layers"] = res["layer_values"][:, j, r].tolist()
+        c["weights"] = res["layer_weights"][:, j].tolist()
+      contribs.append(c)
     score = float(res["score"][r])
     total = float(res["self"][r] + res["constant"][r] + vals.sum())
-    out.append({"rank": r + 1, "item": ds.items.tokens[i], "item_index": int(i),
-                "title": ds.item_title(int(i)), "score": score, "self": float(res["self"][r]),
-                "constant": float(res["constant"][r]), "remainder": score - total,
-                "exact": exact, "method": method, "contributions": contribs})
+    row = {"rank": r + 1, "item": ds.items.tokens[i], "item_index": int(i),
+           "title": ds.item_title(int(i)), "score": score, "self": float(res["self"][r]),
+           "constant": float(res["constant"][r]), "remainder": score - total,
+           "exact": exact, "method": method, "contributions": contribs}
+    if layered:
+      row["layer_weight_mean"] = np.asarray(res["layer_weight_mean"]).tolist()
+      row["weight_name"] = weight_name
+      row["self_parts"] = res["self_parts"][:, r].tolist()  # by the item's layer m
+      row["self_loop"] = float(res["self_loop"][r])
+    out.append(row)
   return out
 
 
@@ -277,19 +339,47 @@ def propagation_terms(rec, params, user: int, items: np.ndarray):
 
 
 def new_user_terms(rec, params, history: np.ndarray, items: np.ndarray):
-  """A new user of an embedding model: per history item, final_j . final_i / |history|."""
-  _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
+  """A new user of an embedding model, one term per history item.
+
+  ID-only models fold the user in as the mean of its items' final vectors, which is linear in
+  the history: item j contributes final_j . final_i / |history|, exactly. A text model's
+  inductive vector is not linear in the history (a normalised text mean, 1/sqrt(|H|) degrees):
+  each item is credited with its exact leave-one-out effect (`leave_one_out_terms`).
+  """
   hist = np.unique(history)
+  if rec.exp.features is not None:
+    return leave_one_out_terms(rec, params, hist, items)
+  _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
   values = item_emb[hist] @ item_emb[items].T / len(hist)  # [h, K]
   res = _terms(values.sum(axis=0), hist + rec.num_users, values)
-  if rec.exp.features is None:
-    return res, ("exact: the new user is the mean of its items' final vectors, so each item j "
-                 "contributes final_j . final_i / |history|"), True
-  # A text model embeds the new user inductively, not as that mean: report its real score.
-  res["score"] = np.asarray(rec.history_scores(params, hist), np.float64)[items]
-  return res, ("not a decomposition: the new user's vector is inductive (text + graph, see "
-               "gnnrec_jax.models.inductive); each history item j is credited with "
-               "final_j . final_i / |history|"), False
+  return res, ("exact: the new user is the mean of its items' final vectors, so each item j "
+               "contributes final_j . final_i / |history|"), True
+
+
+def leave_one_out_terms(rec, params, history: np.ndarray, items: np.ndarray):
+  """Per history item j: score(H) - score(H without j), each from `rec.history_scores`.
+
+  Exact counterfactuals (the score drops by that much without j), but for a model that is not
+  linear in the history they need not add up to the score: the rest is reported as the
+  remainder (what the items do only together, and what no item carries, e.g. a bias). A
+  history of one item credits it with the whole score (without it there is no user).
+
+  Returns:
+    (terms, method, exact=False), as `Recommender.explain_terms`.
+  """
+  hist = np.unique(np.asarray(history, np.int64))
+  items = np.asarray(items, np.int64)
+  score = np.asarray(rec.history_scores(params, hist), np.float64)[items]  # [K]
+  if len(hist) == 1:
+    values = score[None, :]
+  else:
+    values = np.stack([score - np.asarray(rec.history_scores(params, np.delete(hist, k)),
+                                          np.float64)[items]
+                       for k in range(len(hist))])  # [h, K]
+  return _terms(score, hist + rec.num_users, values), (
+      "not a decomposition: exact leave-one-out, each history item j is credited with "
+      "score(history) - score(history without j) (the model is not linear in the history; "
+      "the terms need not add up, the rest is the remainder)"), False
 
 
 def similarity_terms(rec, params, user: int, items: np.ndarray):
@@ -312,14 +402,27 @@ def linear_item_terms(rec, params, user: int | None, history: np.ndarray | None,
 
 
 def print_explanations(rec, params, *, user: int | None, history: np.ndarray | None,
-                       items: np.ndarray, top: int = 5) -> list[dict[str, Any]]:
-  """Prints, per recommended item, the `top` neighbours that contributed most; returns the data.
+                       items: np.ndarray, top: int = 5, against: str | None = None
+                       ) -> list[dict[str, Any]]:
+  """Prints, per recommended item, the `top` terms that contributed most; returns the rows.
 
   Arguments as in `explain_user`; `top` limits the printed lines, not the returned list.
+  `against=None` prints the exact terms themselves; "last" or "mean" prints what differs
+  between the items (`gnnrec_jax.evaluation.explain_view.contrast`), the readable view.
   """
   rows = explain_user(rec, params, user=user, history=history, items=items)
   if not rows:
     return rows
+  if against is not None and len(rows) > 1:
+    from gnnrec_jax.evaluation import explain_view
+    explain_view.print_contrast(explain_view.contrast(rec, rows, against=against), top=top)
+    return rows
+  print_terms(rows, top=top)
+  return rows
+
+
+def print_terms(rows: list[dict[str, Any]], *, top: int = 5) -> None:
+  """Prints `explain_user` rows as they are: per item, its exact split and `top` neighbours."""
   print(f"Why ({rows[0]['method']}):")
   for row in rows:
     n_items = sum(c["kind"] == "item" for c in row["contributions"])
@@ -340,4 +443,3 @@ def print_explanations(rec, params, *, user: int | None, history: np.ndarray | N
     rest = row["contributions"][top:]
     if rest:
       print(f"       {sum(c['value'] for c in rest):+.4f}  ({len(rest)} more)")
-  return rows

@@ -18,6 +18,27 @@ import numpy as np
 import scipy.sparse as sp
 
 from gnnrec_jax.data.types import Interactions
+from gnnrec_jax.errors import ConfigError
+
+# Config `weighted_norm`: "auto" (weighted exactly when the weights differ), "true", "false".
+WEIGHTED_NORM = ("auto", "true", "false")
+
+
+def use_weighted_norm(setting: bool | str, train: Interactions) -> bool:
+  """Whether `build_graph` normalises with the weighted adjacency.
+
+  "auto": when the train weights differ (behaviour types, ratings, counts), binary when they are
+  all equal or absent (without self-loops or social edges a constant weight cancels in
+  w / sqrt(d_i d_j) anyway). True/"true" and False/"false" force either.
+  """
+  if isinstance(setting, (bool, np.bool_)):
+    return bool(setting)
+  if setting not in WEIGHTED_NORM:
+    raise ConfigError(f"weighted_norm must be {'|'.join(WEIGHTED_NORM)}, got {setting!r}")
+  if setting != "auto":
+    return setting == "true"
+  w = train.weight
+  return w is not None and len(w) > 0 and bool(w.min() != w.max())
 
 
 def build_graph(
@@ -25,7 +46,7 @@ def build_graph(
     num_users: int,
     num_items: int,
     *,
-    weighted_norm: bool = False,
+    weighted_norm: bool | str = False,
     self_loops: bool = False,
     social: np.ndarray | None = None,
 ) -> jraph.GraphsTuple:
@@ -36,7 +57,8 @@ def build_graph(
     num_users: U, the size of the user catalogue (users without edges are isolated nodes).
     num_items: I, the size of the item catalogue.
     weighted_norm: normalise with the weighted adjacency (degrees are sums of interaction
-      weights) instead of the binary one LightGCN uses.
+      weights) instead of the binary one LightGCN uses; "auto" when the train weights differ
+      (`use_weighted_norm`).
     self_loops: add an edge i→i of weight 1 for every node (counted in the degrees).
     social: optional [m, 2] user–user pairs; each becomes two directed edges of weight 1.
 
@@ -78,7 +100,7 @@ def build_graph(
     order = np.lexsort((senders, receivers))
   senders, receivers, weights = senders[order], receivers[order], weights[order]
 
-  a = weights if weighted_norm else np.ones_like(weights)
+  a = weights if use_weighted_norm(weighted_norm, train) else np.ones_like(weights)
   deg = np.bincount(receivers, weights=a, minlength=n).astype(np.float64)
   inv_sqrt = np.zeros(n)
   np.divide(1.0, np.sqrt(deg), out=inv_sqrt, where=deg > 0)

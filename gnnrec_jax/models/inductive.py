@@ -24,6 +24,7 @@ import numpy as np
 
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.graph.propagate import weighted_sum
 from gnnrec_jax.models import embedding as models
 from gnnrec_jax.models.node_inputs import NodeInputs
@@ -116,7 +117,8 @@ def embed_new_user(rec, params, history: np.ndarray) -> np.ndarray:
   # Degrees as build_graph counts them (binary or weighted); an item without train edges counts
   # the new user's edge only (its own layers k >= 1 are zero anyway).
   g = exp.graph
-  a = np.asarray(g.edges["mask"]) * (np.asarray(g.edges["weight"]) if cfg.weighted_norm else 1.0)
+  weighted = graph_lib.use_weighted_norm(cfg.weighted_norm, exp.split.train)
+  a = np.asarray(g.edges["mask"]) * (np.asarray(g.edges["weight"]) if weighted else 1.0)
   deg = np.bincount(np.asarray(g.receivers), weights=a, minlength=u + i)[u + history]
   deg_n = len(history) + (1.0 if cfg.self_loops else 0.0)
   m = _pad_len(len(history))

@@ -324,12 +324,16 @@ class RunDir:
 
 # ------------------------------------------------------------------------------------ reading
 
-def load(workdir: str):
+def load(workdir: str, dataset=None):
   """Rebuilds `(run, recommender, params)` from a workdir's best checkpoint.
 
-  The dataset is reloaded with the arguments saved at training time and checked against the
-  run's fingerprint, so a changed data file is reported instead of silently mis-evaluated.
-  `recommender.exp` is the experiment.
+  The dataset is reloaded with the arguments saved at training time (or `dataset`, for runs a
+  script fitted on a dataset of its own) and checked against the run's fingerprint, so a changed
+  data file is reported instead of silently mis-evaluated. `recommender.exp` is the experiment.
+
+  Raises:
+    CheckpointError: no run, a damaged run file or checkpoint, data that no longer match, or a
+      run without saved dataset arguments and no `dataset` given.
   """
   from gnnrec_jax import models
   from gnnrec_jax.data.cli_args import dataset_from_args
@@ -337,7 +341,13 @@ def load(workdir: str):
 
   run = read_run(workdir)
   config = config_of(run, os.path.join(workdir, "run.json"))
-  dataset = dataset_from_args(argparse.Namespace(**run.get("dataset_args", {})))
+  if dataset is None:
+    if "dataset_args" not in run:
+      raise CheckpointError(
+          f"{os.path.join(workdir, 'run.json')}: no dataset_args (the run was fitted by a "
+          "script, not `gnnrec-jax train`); load it in Python with "
+          "gnnrec_jax.training.workdir.load(workdir, dataset=...)")
+    dataset = dataset_from_args(argparse.Namespace(**run["dataset_args"]), config)
   exp = prepare(config, dataset)
   if exp.fingerprint != run["fingerprint"]:
     raise CheckpointError(f"{workdir}: the data no longer matches this run's fingerprint "
