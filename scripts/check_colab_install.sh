@@ -28,7 +28,7 @@ cell = next(c for c in nb['cells'] if c['cell_type'] == 'code'); print(''.join(c
   > "$V/colab_cell.py"
 (cd "$V" && GNNREC_INSTALL=1 GNNREC_SOURCE="$REPO" "$V/bin/python" colab_cell.py)
 after=$(versions)
-"$V/bin/python" -c "import gnnrec_jax, jraph, flax, optax; print('gnnrec_jax imports from', gnnrec_jax.__file__)"
+(cd "$V" && "$V/bin/python" -c "import gnnrec_jax, jraph, flax, optax; print('gnnrec_jax imports from', gnnrec_jax.__file__)")
 if [ "$before" = "$after" ]; then
   echo "jax kept: $before" | tr '\n' ' '; echo; rm -rf "$V"
 else

@@ -316,8 +316,6 @@ _CLI_CHILD = textwrap.dedent("""
   import contextlib, io, json, sys
   import jax, jax.numpy as jnp, numpy as np
   from gnnrec_jax import cli, models
-  from gnnrec_jax.data.cli_args import dataset_from_args
-  from gnnrec_jax.experiment import prepare
   from gnnrec_jax.graph import propagate
   from gnnrec_jax.training import parallel
   data, root = sys.argv[1], sys.argv[2]
@@ -326,34 +324,29 @@ _CLI_CHILD = textwrap.dedent("""
   def train(name, *extra):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-      code = cli.main(["train", *files, "--config", "test", "--set", "epochs=3",
-                       "--workdir", f"{root}/{name}", "--no-progress", *extra])
+      code = cli.main(["train", *files, "--config", "test", "--set", "epochs=2", "--set",
+                       "batch_size=128", "--set", "lr=1e-2", "--workdir", f"{root}/{name}",
+                       "--no-progress", *extra])
     assert code == 0
     return json.loads(out.getvalue().splitlines()[-1])
   res = {"one": train("one"), "eight": train("eight", "--devices", "8"),
          "eight_rows": train("eight_rows", "--devices", "8", "--shard-tables")}
-  # Resume: 2 epochs, then the same run continued to 3 on 8 devices.
-  train("resumed", "--devices", "8", "--set", "epochs=2")
+  # Resume: 1 epoch, then the same run continued to 2 on 8 devices.
+  train("resumed", "--devices", "8", "--set", "epochs=1")
   res["resumed"] = train("resumed", "--devices", "8", "--resume")
   # What the 8-device step holds: the model's backend, the compiled step's collectives and the
   # largest node-row array a device holds.
-  from gnnrec_jax.config import apply_overrides
-  from gnnrec_jax import configs
-  from gnnrec_jax.training import fit
-  import argparse
-  cfg = apply_overrides(configs.get_config("test"), [])
-  ns = argparse.Namespace(dataset=None, data_dir=None, name=None, train=f"{data}/train.tsv",
-                          valid=f"{data}/valid.tsv", test=f"{data}/test.tsv", item_meta=None,
-                          user_meta=None, columns=None)
-  exp = prepare(cfg.replace(split="predefined"), dataset_from_args(ns))
+  from gnnrec_jax.training import fit, workdir
+  exp = workdir.load(f"{root}/one")[1].exp  # the experiment of the runs above
+  cfg = exp.config
   mesh = parallel.make_mesh()
   rec = models.create(parallel.for_mesh(exp, mesh))
   with jax.set_mesh(mesh):  # the partitioned backend runs inside a mesh, init included
     params = rec.init(jax.random.key(0))
   state = fit.TrainState.create(apply_fn=None, params=params, tx=fit.create_optimizer(cfg, 10))
   step, state = parallel.distribute(rec, state, mesh)
-  batch = parallel.shard_batch(next(fit.epoch_batches(exp.split.train, batch_size=64, seed=0,
-                                                      epoch=1)), mesh)
+  batch = parallel.shard_batch(next(fit.epoch_batches(exp.split.train, batch_size=cfg.batch_size,
+                                                      seed=0, epoch=1)), mesh)
   hlo = parallel.make_sharded_train_step(rec, mesh).lower(
       state, batch, rec.inputs, jax.random.key(1)).compile().as_text()
   res["backend"] = rec.module._backend
@@ -369,7 +362,7 @@ _CLI_CHILD = textwrap.dedent("""
 def cli_child(tmp_path_factory):
   from gnnrec_jax.data.splits import split_random
   data = tmp_path_factory.mktemp("dp_data")
-  s = split_random(make_synthetic(num_users=200, num_items=120, per_user=20, seed=4).interactions,
+  s = split_random(make_synthetic(num_users=200, num_items=120, per_user=12, seed=4).interactions,
                    seed=0)
   for name, part in (("train", s.train), ("valid", s.valid), ("test", s.test)):
     rows = "".join(f"u{u}\ti{i}\t{w:g}\n" for u, i, w in zip(part.user, part.item, part.weight))
@@ -378,14 +371,14 @@ def cli_child(tmp_path_factory):
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _CLI_CHILD, str(data),
                          str(tmp_path_factory.mktemp("dp_runs"))], env=env, check=False,
-                        capture_output=True, text=True, timeout=600)
+                        capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_cli_devices_8_gives_the_metrics_of_devices_1(cli_child):
   one = cli_child["one"]
-  assert one["ndcg@10"] > 0.2  # a model that learned something
+  assert one["ndcg@10"] > 0.07  # a model that learned something (random ranking: ~0.04)
   for run in ("eight", "eight_rows", "resumed"):
     other = cli_child[run]
     assert other.keys() == one.keys()
