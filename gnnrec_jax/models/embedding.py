@@ -39,6 +39,7 @@ from gnnrec_jax.models.layers import (
   activation_fn,
 )
 from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.precision import EXACT
 
 COMBINES = ("mean", "sum", "last", "concat")
 
@@ -344,7 +345,8 @@ def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Arr
     [B, I] float32 scores.
   """
   user_emb, item_emb = params
-  return user_emb[users] @ item_emb.T
+  # Exact float32 on every platform (gnnrec_jax/precision.py): a TF32 score could flip a tie.
+  return jnp.matmul(user_emb[users], item_emb.T, precision=EXACT)
 
 
 class EmbeddingRecommender(Recommender):
@@ -399,6 +401,11 @@ class EmbeddingRecommender(Recommender):
             exp.split.train, num_users=exp.num_users, num_items=exp.num_items))
       self._inputs = inputs
     return self._inputs
+
+  @inputs.setter
+  def inputs(self, value: dict[str, Any]) -> None:
+    """The same arrays placed elsewhere (e.g. on a device mesh, `training.parallel.distribute`)."""
+    self._inputs = value
 
   def forward(self, params, inputs, *, train: bool, rng=None, noise_rng=None,
               noise_eps: float = 0.0, **apply_kw):
