@@ -151,6 +151,22 @@ def test_softmax_gnn_nonlinear_and_multihead_still_sum(activation, heads):
   assert (abs(rows[0]["constant"]) > 1e-3) == (activation == "sigmoid")
 
 
+def test_softmax_gnn_default_attention_options_explain_exactly():
+  # configs/softmax_gnn.py's rule (softmax over the normalised adjacency, scaled to its row
+  # sums, tau 4): alpha is still a fixed weight per edge, so the terms sum to the score exactly.
+  ds = make_synthetic()
+  sg = configs.get_config("softmax_gnn")
+  cfg = configs.get_config("test").replace(
+      model="softmax_gnn", initial_alpha="none", init_std=0.5, attention_mix=sg.attention_mix,
+      norm_prior=sg.norm_prior, receiver_scale=sg.receiver_scale, temperature=sg.temperature)
+  assert (cfg.attention_mix, cfg.norm_prior, cfg.receiver_scale) == (1.0, 1.0, True)
+  rec, params = _init(prepare(cfg, ds))
+  scores = _scores(rec, params)
+  rows = explain.explain_user(rec, params, user=3, items=_top_items(scores, 3))
+  assert all(r["exact"] for r in rows)
+  _check_sums(rows, scores, 3)
+
+
 def test_ease_terms_are_b_entries():
   ds = make_synthetic()
   cfg = configs.get_config("test").replace(model="ease", ease_l2=10.0)
