@@ -1,4 +1,8 @@
-"""`gnnrec-jax evaluate --workdir DIR`: test metrics of a trained run (JSON last line)."""
+"""`gnnrec-jax evaluate --workdir DIR`: test metrics of a trained run (JSON last line).
+
+On a dataset with a social network, an embedding model's friend-ranking metrics on the held-out
+friendships of the same part are added as `friends/recall@K`, ... (`evaluation.social`).
+"""
 from __future__ import annotations
 
 import json
@@ -18,5 +22,9 @@ def run(args) -> int:
   # validation during training saw it.
   metrics = evaluate_split(rec, params, args.split,
                            blocks=None if args.split == "test" else False)
+  if rec.exp.friends is not None and hasattr(rec, "embed"):
+    from gnnrec_jax.evaluation import social
+    friends = social.evaluate_model_friends(rec, params, args.split)
+    metrics.update({f"friends/{k}": v for k, v in friends.items()})
   print(json.dumps(metrics, sort_keys=True))
   return 0
