@@ -73,6 +73,11 @@ def run(name, cfg, ds, root, cold: bool) -> dict:
   if cold:
     out["cold_test_ndcg@20"] = m.get("cold/ndcg@20")
     out["warm_test_ndcg@20"] = m.get("warm/ndcg@20")
+  if exp.side is not None:  # every column's kind, width and fill, then the gap warning if any
+    from gnnrec_jax.data.side_features import policy_line
+    out["policy"] = [policy_line(exp.side), *policy]
+  for line in out["policy"]:
+    print(f"  {name}: {line}", flush=True)
   print(f"  {name}: valid {out['valid_ndcg@20']:.4f}, test NDCG@20 {out['test_ndcg@20']:.4f}"
         + (f", cold {out['cold_test_ndcg@20']:.4f}" if cold else "")
         + f" ({out['seconds']:.0f} s)", flush=True)

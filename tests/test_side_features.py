@@ -126,7 +126,7 @@ def test_forced_kinds_and_errors():
   with pytest.raises(ConfigError, match="listed twice"):
     side_features.parse_spec("user.age,user.age:num")
   from gnnrec_jax.config import Config, apply_overrides
-  with pytest.raises(ConfigError, match="side_numeric_impute must be mean|median"):
+  with pytest.raises(ConfigError, match=r"side_numeric_impute must be one of mean \| median, got .mode."):
     apply_overrides(Config(), ["side_numeric_impute=mode"])
 
 

@@ -80,6 +80,29 @@ def test_friend_ranking_with_embeddings_and_valid_exclusion():
   assert m["ndcg@2"] == pytest.approx((1.0 + 1 / np.log2(3)) / 2)
 
 
+def test_blend_scores_by_hand():
+  """(1 - b) z(model) + b z(AA), each standardised per row; b = 0 and 1 are the two alone."""
+  emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [0.0, 0.0]], np.float32)
+  users = np.arange(5, dtype=np.int32)
+  aa = _scores("adamic_adar").astype(np.float64)
+  dots = emb.astype(np.float64) @ emb.T.astype(np.float64)
+  z = lambda x: (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+  # Row 4 of `dots` is all zeros: a constant row standardises to zeros, not NaN.
+  z_dots = np.zeros_like(dots)
+  z_dots[:4] = z(dots[:4])
+  for b in (0.0, 0.3, 1.0):
+    got = np.asarray(social.blend_scores(social.blend_score_params(emb, PAIRS, 5, b), users))
+    np.testing.assert_allclose(got, (1 - b) * z_dots + b * z(aa), rtol=1e-5, atol=1e-6)
+  # User 0 by hand at b = 0.5: AA row [2/ln2... ] and dots row [1, 0, 1, 2, 0].
+  row_aa = np.array([1 / np.log(2) + 1 / np.log(3), 1 / np.log(3), 1 / np.log(2),
+                     1 / np.log(3), 0.0])
+  row_dot = np.array([1.0, 0.0, 1.0, 2.0, 0.0])
+  zz = lambda r: (r - r.mean()) / r.std()
+  got = np.asarray(social.blend_scores(social.blend_score_params(emb, PAIRS, 5, 0.5),
+                                       np.array([0], np.int32)))[0]
+  np.testing.assert_allclose(got, 0.5 * zz(row_dot) + 0.5 * zz(row_aa), rtol=1e-5)
+
+
 def test_split_is_disjoint_complete_and_seeded():
   rng = np.random.default_rng(0)
   a = rng.integers(0, 200, 3000)
@@ -160,8 +183,8 @@ def test_friendship_options_without_a_social_network_are_refused():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("social_weight=-1", "social_weight must be >= 0"),
-    ("social_loss=hinge", "social_loss must be bpr|softmax"),
+    ("social_weight=-1", "social_weight must be a finite number >= 0"),
+    ("social_loss=hinge", r"social_loss must be one of bpr \| softmax"),
     ("friend_split=0.5,0.1,0.1", "friend_split must be three"),
     ("friend_split=0,0.5,0.5", "friend_split must be three"),
 ])
@@ -321,6 +344,23 @@ def test_recommend_friends_from_the_command_line(tmp_path):
   want = social.evaluate_model_friends(rec, params, "test")
   assert got["friends/recall@10"] == pytest.approx(want["recall@10"])
   assert got["friends/num_users"] == want["num_users"] > 0
+  # --blend 1 ranks by Adamic-Adar on the train friendships alone; the blend chosen on valid
+  # is the grid's best valid Recall@20, and its test metrics are the blended scorer's.
+  code, out, err = _main("recommend", "--workdir", w, "--friends", "1", "-k", "5", "--blend",
+                         "1")
+  assert code == 0, err
+  got = [int(r["user"]) - 1 for r in json.loads(out.strip().splitlines()[-1])["recommendations"]]
+  aa = np.array(social.neighbour_scores(
+      social.neighbour_score_params(rec.exp.friends.train, 48, method="adamic_adar"),
+      np.array([0], np.int32)))[0]
+  aa[[0, *(k - 1 for k in known)]] = -np.inf
+  assert got == list(np.argsort(-aa, kind="stable")[:5])
+  best, grid = social.choose_blend(rec, params, grid=(0.0, 0.5, 1.0), metric="recall@10")
+  assert grid[best]["recall@10"] == max(g["recall@10"] for g in grid.values())
+  assert grid[0.0]["recall@10"] == pytest.approx(
+      social.evaluate_model_friends(rec, params, "valid", ks=(10,))["recall@10"])
+  code, _, err = _main("recommend", "--workdir", w, "--friends", "1", "--blend", "1.5")
+  assert code == 2 and "--blend must be in [0, 1]" in err
   code, _, err = _main("recommend", "--workdir", w, "--friends", "1", "-k", "47")
   assert code == 2 and f"the user and its {len(known)} friends are excluded" in err
   code, _, err = _main("recommend", "--workdir", w, "--friends", "1", "--user", "1")

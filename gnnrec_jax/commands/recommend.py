@@ -13,6 +13,7 @@ the friends each suggestion shares with the user (`gnnrec_jax.evaluation.social`
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -28,7 +29,15 @@ def add_arguments(p):
   p.add_argument("--friends", metavar="USER",
                  help="recommend users to befriend for this user id (datasets with a social "
                  "network), ranked by the model's user vectors")
+  p.add_argument("--blend", type=float, default=0.0, metavar="B",
+                 help="with --friends: Adamic-Adar's share of the friend score, 0 (the model's "
+                 "vectors alone, default) to 1 (Adamic-Adar alone); benchmarks/lastfm_social.py "
+                 "chooses it on the valid friendships")
   p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+  p.add_argument("--score", default=None, metavar="dot|cosine|pearson",
+                 help="rank by another similarity of the final vectors than the run was trained "
+                      "with: between cosine and pearson (both scale-free) for a run trained with "
+                      "normalised vectors")
   p.add_argument("--explain", action="store_true",
                  help="why each item: the terms (the user's own vector by path, their items, "
                  "friends) that move it most against the last item listed, as shares of its "
@@ -45,6 +54,38 @@ def seen_items(exp, user: int) -> np.ndarray:
   return np.unique(np.concatenate([p.item[p.user == user] for p in parts]))
 
 
+def with_score(rec, score: str):
+  """The run's model ranking by `score` instead of the score it was trained with.
+
+  Allowed only between "cosine" and "pearson" (or to the trained score itself): both are
+  invariant to a vector's length, so a model trained under one has learned directions that the
+  other reads. A dot-product model's lengths carry part of its score (popularity, confidence), and
+  a normalised model's lengths were never trained, so switching to or from "dot" would rank by
+  something the model never learned.
+  """
+  from gnnrec_jax import models
+  from gnnrec_jax.config import check_field, field_specs
+  from gnnrec_jax.errors import ConfigError
+  from gnnrec_jax.models.embedding import EmbeddingRecommender
+  msg = check_field(field_specs()["score"], score)
+  if msg:
+    raise ConfigError(f"--score: {msg}")
+  trained = rec.config.score
+  if score == trained:
+    return rec
+  if not isinstance(rec, EmbeddingRecommender):
+    raise ConfigError(f"--score {score}: {rec.config.model} scores are not similarities of two "
+                      "vectors (a closed-form item model), so there is nothing to switch")
+  normalised = ("cosine", "pearson")
+  if trained not in normalised or score not in normalised:
+    raise ConfigError(f"--score {score}: the run was trained with score={trained}; --score "
+                      "switches only between cosine and pearson, for runs trained with "
+                      "normalised vectors (vector lengths were "
+                      f"{'part of the score' if trained == 'dot' else 'never trained'})")
+  exp = dataclasses.replace(rec.exp, config=rec.config.replace(score=score))
+  return models.create(exp)
+
+
 def run(args) -> int:
   from gnnrec_jax.evaluation import ranking
   from gnnrec_jax.training import workdir
@@ -55,6 +96,8 @@ def run(args) -> int:
   if args.k <= 0:
     raise DataError(f"-k must be positive, got {args.k}")
   _, rec, params = workdir.load(args.workdir)
+  if args.score is not None:
+    rec = with_score(rec, args.score)
   if args.friends:
     return _friends(args, rec, params)
   exp = rec.exp
@@ -129,10 +172,15 @@ def _friends(args, rec, params) -> int:
     raise DataError(f"unknown user {args.friends!r}: not in the catalogue of dataset "
                     f"{ds.name!r} ({ds.num_users} users, e.g. {ds.users.tokens[0]!r})")
   u = ds.users.index(args.friends)
-  top = social.recommend_friends(rec, params, u, k=args.k)
+  if not 0.0 <= args.blend <= 1.0:
+    raise DataError(f"--blend must be in [0, 1], got {args.blend}")
+  top = social.recommend_friends(rec, params, u, k=args.k, blend=args.blend)
   tok = ds.users.tokens
+  how = ("your vector . theirs" if not args.blend else
+         f"{1 - args.blend:g} x your vector . theirs + {args.blend:g} x Adamic-Adar, each "
+         "standardised")
   print(f"Top {args.k} friends for user {args.friends} ({exp.config.model}, {ds.name}; "
-        f"score = your vector . theirs; your {top['known_friends']} friends excluded):")
+        f"score = {how}; your {top['known_friends']} friends excluded):")
   rows = []
   for rank, (v, s, common) in enumerate(zip(top["users"], top["scores"], top["common"]), 1):
     print(f"{rank:3d}. user {tok[v]}  score {s:.4f}")

@@ -70,11 +70,11 @@ def parse_spec(spec: str) -> list[ColumnSpec]:
   for part in (p.strip() for p in str(spec).split(",") if p.strip()):
     m = _SPEC.match(part)
     if not m:
-      raise ConfigError(f"side_features: {part!r} should be user.COLUMN or item.COLUMN, "
+      raise ConfigError(f"invalid config: side_features: {part!r} should be user.COLUMN or item.COLUMN, "
                         f"optionally with :{'|:'.join(KINDS)} (e.g. user.age,item.genres)")
     col = ColumnSpec(m.group(1), m.group(2).strip(), m.group(3))
     if col.label in seen:
-      raise ConfigError(f"side_features: {col.label} is listed twice")
+      raise ConfigError(f"invalid config: side_features: {col.label} is listed twice")
     seen.add(col.label)
     out.append(col)
   return out

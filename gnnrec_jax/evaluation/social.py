@@ -135,6 +135,46 @@ def evaluate_friend_embeddings(user_emb, **kwargs) -> dict[str, float]:
                           num_users=int(user_emb.shape[0]), **kwargs)
 
 
+def _row_standardise(x: jax.Array) -> jax.Array:
+  """Each row minus its mean, over its standard deviation (a constant row becomes zeros)."""
+  mu = jnp.mean(x, axis=-1, keepdims=True)
+  sd = jnp.std(x, axis=-1, keepdims=True)
+  return jnp.where(sd > 0, (x - mu) / jnp.where(sd > 0, sd, 1.0), 0.0)
+
+
+def blend_score_params(user_emb, train_pairs: np.ndarray, num_users: int,
+                       mix: float) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Arrays for `blend_scores`: (user_emb [U, d], A [U, U], w [U] Adamic-Adar weights, mix [])."""
+  adj, w = neighbour_score_params(train_pairs, num_users, method="adamic_adar")
+  return jnp.asarray(user_emb), adj, w, jnp.asarray(mix, jnp.float32)
+
+
+def blend_scores(params, users: jax.Array) -> jax.Array:
+  """The model's friend score blended with Adamic-Adar's, each standardised per user.
+
+    score(a, b) = (1 - mix) * z_a(final_a . final_b) + mix * z_a(AA(a, b))
+
+  where z_a standardises over all users b (mean 0, std 1 per row): the two scales differ (dot
+  products vs sums of 1 / log degree), and within a row only the order matters. mix = 0 ranks by
+  the model alone, mix = 1 by Adamic-Adar alone; in between, graph structure (friends of
+  friends, weighted by how selective the common friend is) and the embeddings (shared taste,
+  and friends of friends through the propagation) vote together. `mix` is an array, so every
+  value of a grid shares one compiled function; choose it on the valid friendships
+  (`choose_blend`).
+
+  Args:
+    params: (user_emb [U, d], A [U, U], w [U], mix []) from `blend_score_params`.
+    users: [B] int32 user indices.
+
+  Returns:
+    [B, U] scores.
+  """
+  emb, adj, w, mix = params
+  model = emb[users] @ emb.T  # [B, U]
+  aa = (adj[users] * w[None, :]) @ adj  # [B, U]
+  return (1.0 - mix) * _row_standardise(model) + mix * _row_standardise(aa)
+
+
 # ------------------------------------------------------------------------------------------------
 # A model of an experiment: its friend split, its user vectors
 
@@ -161,7 +201,8 @@ def friend_vectors(rec, params) -> np.ndarray:
 
 
 def evaluate_model_friends(rec, params, part: str = "test", *,
-                           ks: Sequence[int] | None = None) -> dict[str, float]:
+                           ks: Sequence[int] | None = None, blend: float = 0.0,
+                           vectors: np.ndarray | None = None) -> dict[str, float]:
   """Friend-ranking metrics of a trained model on its experiment's held-out friendships.
 
   Train friendships are never ranked (the model may have seen them); at test time the valid
@@ -172,13 +213,42 @@ def evaluate_model_friends(rec, params, part: str = "test", *,
     params: its parameters.
     part: "valid" or "test".
     ks: cut-offs (default `config.topk`).
+    blend: Adamic-Adar's share of the score (`blend_scores`); 0: the model's vectors alone.
+    vectors: the model's friend vectors when already computed (`friend_vectors`).
   """
   fr = _friends_of(rec.exp)
   if part not in ("valid", "test"):
     raise ConfigError(f"part must be valid or test, got {part!r}")
+  if not 0.0 <= blend <= 1.0:
+    raise ConfigError(f"blend must be in [0, 1], got {blend}")
   target, also = (fr.valid, []) if part == "valid" else (fr.test, [fr.valid])
-  return evaluate_friend_embeddings(friend_vectors(rec, params), train=fr.train, target=target,
-                                    also_exclude=also, ks=tuple(ks or rec.config.topk))
+  vecs = friend_vectors(rec, params) if vectors is None else vectors
+  ks = tuple(ks or rec.config.topk)
+  if blend == 0.0:
+    return evaluate_friend_embeddings(vecs, train=fr.train, target=target, also_exclude=also,
+                                      ks=ks)
+  return evaluate_friends(blend_scores, blend_score_params(vecs, fr.train, rec.exp.num_users,
+                                                           blend),
+                          num_users=rec.exp.num_users, train=fr.train, target=target,
+                          also_exclude=also, ks=ks)
+
+
+BLEND_GRID = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
+
+
+def choose_blend(rec, params, *, grid: Sequence[float] = BLEND_GRID,
+                 metric: str = "recall@20") -> tuple[float, dict[float, dict]]:
+  """The blend (`blend_scores`) with the best `metric` on the VALID friendships.
+
+  Returns:
+    (the chosen blend, {blend: valid metrics}); ties go to the smaller blend (more model).
+  """
+  vecs = friend_vectors(rec, params)
+  k = int(metric.split("@")[1])
+  valid = {float(b): evaluate_model_friends(rec, params, "valid", ks=(k,), blend=float(b),
+                                            vectors=vecs) for b in grid}
+  best = max(valid, key=lambda b: (valid[b][metric], -b))
+  return best, valid
 
 
 def evaluate_neighbour_baselines(exp, part: str = "test", *,
@@ -196,8 +266,9 @@ def evaluate_neighbour_baselines(exp, part: str = "test", *,
   return out
 
 
-def recommend_friends(rec, params, user: int, *, k: int) -> dict:
-  """The top-k users for `user` by the model's vectors, known friends and the user excluded.
+def recommend_friends(rec, params, user: int, *, k: int, blend: float = 0.0) -> dict:
+  """The top-k users for `user` by the model's vectors (blended with Adamic-Adar on the train
+  friendships when `blend > 0`, `blend_scores`), known friends and the user excluded.
 
   "Known" means every friendship of the dataset (train, valid and test pairs): like `recommend`
   for items, a person is never offered someone they are already linked to. Each candidate comes
@@ -220,7 +291,11 @@ def recommend_friends(rec, params, user: int, *, k: int) -> dict:
     raise DataError(f"-k {k} is larger than the {left} users left to recommend (of "
                     f"{num_users}: the user and its {len(mine)} friends are excluded)")
   vecs = friend_vectors(rec, params)
-  scores = vecs @ vecs[user]  # [U]
+  if blend:
+    scores = np.array(blend_scores(blend_score_params(vecs, fr.train, num_users, blend),
+                                   jnp.asarray([user], jnp.int32))[0])  # [U]
+  else:
+    scores = vecs @ vecs[user]  # [U]
   scores[mine] = -np.inf
   scores[user] = -np.inf
   top = np.argsort(-scores, kind="stable")[:k]  # ties: the lower index first
