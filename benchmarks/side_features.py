@@ -97,7 +97,7 @@ def main(argv=None) -> int:
   root = args.workdir or tempfile.mkdtemp(prefix="side_features_")
   res: dict = {"dataset": "ml-100k", "spec": SPEC, "runs": {}}
   runs = res["runs"]
-  for model in args.models.split(","):
+  for model in filter(None, args.models.split(",")):  # --models "": only --cold / --gaps runs
     base = configs.get_config(model)
     runs[f"{model}, ID only"] = run(f"{model} id", base, ds, root, False)
     runs[f"{model}, ID + side"] = run(f"{model} side", base.replace(side_features=SPEC), ds,

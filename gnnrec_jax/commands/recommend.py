@@ -8,8 +8,10 @@ list's mean; `none`: the exact terms themselves), see `gnnrec_jax.evaluation.exp
 Unknown users or items, and a `-k` larger than the items left to recommend, are errors (exit 2).
 
 `--friends USER` (datasets with a social network) ranks users instead: by the model's final user
-vectors (final_a . final_b), the user and everyone already its friend excluded; `--explain` adds
-the friends each suggestion shares with the user (`gnnrec_jax.evaluation.social`).
+vectors (final_a . final_b), or with `--blend B` by that score blended with Adamic-Adar's on the
+train friendships (each standardised per user; B = Adamic-Adar's share), the user and everyone
+already its friend excluded; `--explain` adds the friends each suggestion shares with the user
+(`gnnrec_jax.evaluation.social`).
 """
 from __future__ import annotations
 
