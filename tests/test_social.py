@@ -103,6 +103,17 @@ def test_blend_scores_by_hand():
   np.testing.assert_allclose(got, 0.5 * zz(row_dot) + 0.5 * zz(row_aa), rtol=1e-5)
 
 
+def test_a_closed_form_model_refuses_what_it_would_ignore():
+  from gnnrec_jax import models
+  from gnnrec_jax.errors import ConfigError
+  ds = social.with_friendships(make_synthetic(num_users=24, num_items=8),
+                               np.stack([np.arange(23), np.arange(1, 24)], 1))
+  cfg = configs.get_config("ease")
+  with pytest.raises(ConfigError, match="ease reads only the interaction matrix; social_weight "
+                     "would be ignored"):
+    models.create(prepare(cfg.replace(social_weight=0.1), ds))
+
+
 def test_split_is_disjoint_complete_and_seeded():
   rng = np.random.default_rng(0)
   a = rng.integers(0, 200, 3000)

@@ -266,10 +266,11 @@ def build(dataset: Dataset, train: Interactions, spec: str, *, numeric: str = "m
   if warn:
     gaps = [r for r in report if r["missing"]]
     if gaps:
+      full = [r["column"] for r in report if not r["missing"]]
       checks.warn("side features: filled " + "; ".join(
           f"{r['missing']:,} of {r['of']:,} {r['column']} ({r['kind']}) with {r['fill']}"
           for r in gaps) + " (statistics of train nodes; each column also gets a missing "
-          f"indicator); no gaps in {', '.join(r['column'] for r in report if not r['missing']) or 'no other column'}")
+          "indicator)" + (f"; no gaps in {', '.join(full)}" if full else ""))
   return SideFeatures(np.concatenate(blocks, 1).astype(np.float32), mask, tuple(names),
                       tuple(report), np.concatenate(new_parts).astype(np.float32))
 
