@@ -1,0 +1,558 @@
+"""Training-free graph filters for collaborative filtering: GF-CF, BSPM and ChebyCF.
+
+All three score a user by filtering the user's binary interaction row r ([I]) on the normalised
+item–item graph built from the training matrix R ([U, I]):
+
+  R~ = D_U^-1/2 R D_I^-1/2          (D_U, D_I: user and item degrees; 0 where a degree is 0)
+  L  = R~^T R~                      the "linear filter" (I - L is the normalised item Laplacian;
+                                    its eigenvalues are the squared singular values of R~, in
+                                    [0, 1])
+  V  = top-k right singular vectors of R~ ([I, k]): V V^T is the ideal low-pass filter
+
+  * GF-CF (Shen et al., CIKM 2021, "How Powerful is Graph Convolution for Recommendation?",
+    eq. 11): s = r L + alpha * r D_I^-1/2 V V^T D_I^1/2.
+  * BSPM (Choi et al., SIGIR 2023, "Blurring-Sharpening Process Models for Collaborative
+    Filtering", eqs. 6-9): a blurring ODE dr/dt = r L - r and an ideal low-pass ODE
+    dr/dt = r P - r (P = D_I^-1/2 V V^T D_I^1/2), merged, then a sharpening ODE dr/dt = -r L,
+    each solved with a fixed-step explicit Runge–Kutta method (Euler or RK4).
+  * ChebyCF (Kim et al., SIGIR 2025, "Graph Spectral Filtering with Chebyshev Interpolation for
+    Recommendation", eqs. 9-14): s = (sum_k c_k T_k(L~) + alpha V V^T) (r D_I^-beta), then
+    times D_I^beta, where L~ = I - 2 L is the Laplacian rescaled to [-1, 1] and c_k interpolate
+    a "plateau" low-pass response at K + 1 Chebyshev nodes.
+
+Every filter is a linear map of r (diagonal scalings, products with fixed matrices, fixed-step
+ODE solvers of linear ODEs), so a new user is scored from a history and a score decomposes
+exactly over the history's items.
+
+Host / device split. `fit_<name>(train_matrix, ...)` runs on the host once (scipy sparse
+normalisation, a truncated SVD in float64) and returns a dict of jax arrays. `apply_<name>(params,
+rows)` is pure jnp, jit-traceable on CPU and GPU, and never forms an [I, I] matrix: the linear
+filter is two sparse products (rows @ R~^T, then @ R~) through `gnnrec_jax.propagate.weighted_sum`
+(the native CSR kernels on CPU, segment sums on GPU), the low-pass parts go through [I, k]
+factors. `score_<name>(params, users)` builds the users' rows from a padded history array inside
+jit (`add_history`, `history_rows`), which is the `score_fn` of
+`gnnrec_jax.evaluate.evaluate_full_ranking`.
+
+Static structure is read from array shapes (jraph's habit): the number of users from
+`params["user_degree"]`, ChebyCF's order from its coefficients, BSPM's step counts and solver
+stages from its time grids and Butcher tableaus. Weights (alpha, beta, ...) are scalar leaves, so
+a validation grid over them reuses one compilation and one SVD.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.linalg
+
+from gnnrec_jax import propagate
+from gnnrec_jax.errors import ConfigError, DataError
+
+Params = dict[str, Any]
+
+SVD_METHODS = ("auto", "dense", "arpack", "randomized")
+SOLVERS = ("euler", "rk4")
+# Below this many matrix entries (U * I) "auto" takes the exact dense SVD (ml-100k: 1.6M, under
+# a second); above it the randomized subspace iteration (Gowalla: 1.2G entries).
+DENSE_SVD_MAX_ENTRIES = 25_000_000
+
+
+# --- host side: normalisation and the truncated SVD ----------------------------------------------
+def _check_matrix(train_matrix) -> sp.csr_matrix:
+  if not sp.issparse(train_matrix) or train_matrix.ndim != 2:
+    raise DataError(f"train_matrix must be a scipy sparse [U, I] matrix, got "
+                    f"{type(train_matrix).__name__}")
+  r = sp.csr_matrix(train_matrix, dtype=np.float64, copy=True)
+  r.sum_duplicates()
+  r.eliminate_zeros()
+  if r.nnz and (r.data != 1.0).any():
+    bad = np.flatnonzero(r.data != 1.0)[0]
+    row = int(np.searchsorted(r.indptr, bad, side="right") - 1)
+    raise DataError(f"train_matrix must be binary; entry (user {row}, item {int(r.indices[bad])})"
+                    f" is {r.data[bad]:g}")
+  return r
+
+
+def normalize_interactions(train_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+  """R~ = D_U^-1/2 R D_I^-1/2 of a binary [U, I] matrix (0 rows/columns stay 0).
+
+  Returns:
+    (r_tilde [U, I] float64 CSR, user_degree [U] float64, item_degree [I] float64).
+
+  Raises:
+    DataError: not a sparse matrix, or an entry other than 0/1.
+  """
+  r = _check_matrix(train_matrix)
+  du = np.asarray(r.sum(axis=1)).ravel()
+  di = np.asarray(r.sum(axis=0)).ravel()
+  inv_u = np.where(du > 0, 1.0 / np.sqrt(np.maximum(du, 1.0)), 0.0)
+  inv_i = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1.0)), 0.0)
+  r_tilde = sp.diags(inv_u) @ r @ sp.diags(inv_i)
+  return sp.csr_matrix(r_tilde), du, di
+
+
+def _orthonormalize(y: np.ndarray) -> np.ndarray:
+  """An orthonormal basis of y's columns by CholeskyQR2 (two Gram + Cholesky passes).
+
+  All level-3 BLAS: on the 2-core development machine a Householder QR of a [41k, 768] float32
+  block took 42 s, this 2.6 s. Two passes restore orthogonality to working precision for the
+  condition numbers a power iteration step leaves (sigma_1 / sigma_l of R~, about 3 here); a
+  small diagonal shift keeps Cholesky defined if the block is numerically rank deficient.
+  """
+  for _ in range(2):
+    gram = (y.T @ y).astype(np.float64)
+    gram[np.diag_indices_from(gram)] += 1e-12 * max(np.trace(gram), 1e-300) / gram.shape[0]
+    chol = np.linalg.cholesky(gram)
+    inv = scipy.linalg.solve_triangular(chol, np.eye(gram.shape[0]), lower=True)
+    y = y @ inv.T.astype(y.dtype)
+  return y
+
+
+def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
+                         power_iters: int = 10, oversample: int | None = None,
+                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The k largest singular values of r_tilde and their right singular vectors.
+
+  Args:
+    r_tilde: [U, I] sparse matrix.
+    k: how many (1 <= k < min(U, I) for "arpack"; <= min(U, I) otherwise).
+    method: "dense" (numpy SVD of the dense matrix: exact, small matrices only), "arpack"
+      (scipy.sparse.linalg.svds, the Lanczos method the papers' code uses: exact but slow for
+      large k), "randomized" (block subspace iteration with a Rayleigh–Ritz step: Halko et al.
+      2011, alg. 4.4 / 5.1), or "auto" (dense up to DENSE_SVD_MAX_ENTRIES entries, else
+      randomized).
+    power_iters: subspace iterations of "randomized" (each: one product with R~ and R~^T).
+    oversample: extra columns of "randomized" (default max(k // 2, 16)): the error of the k-th
+      vector falls like (sigma_{k+p} / sigma_k)^(2 q).
+    seed: the random start block of "randomized".
+
+  Returns:
+    (s [k] descending float64, v [I, k] float64 with orthonormal columns).
+
+  Raises:
+    ConfigError: an unknown method or a k out of range.
+  """
+  if method not in SVD_METHODS:
+    raise ConfigError(f"unknown SVD method {method!r}; choose one of {', '.join(SVD_METHODS)}")
+  num_users, num_items = r_tilde.shape
+  if not 1 <= k <= min(num_users, num_items):
+    raise ConfigError(f"num_factors={k} must be in [1, min(U, I) = {min(num_users, num_items)}]")
+  if method == "auto":
+    method = "dense" if num_users * num_items <= DENSE_SVD_MAX_ENTRIES else "randomized"
+  if method == "dense":
+    _, s, vt = np.linalg.svd(r_tilde.toarray(), full_matrices=False)
+    return s[:k], vt[:k].T.copy()
+  if method == "arpack":
+    if k >= min(num_users, num_items):
+      raise ConfigError(f"svd='arpack' needs num_factors < min(U, I) = "
+                        f"{min(num_users, num_items)}, got {k}")
+    _, s, vt = scipy.sparse.linalg.svds(sp.csr_matrix(r_tilde, dtype=np.float64), k=k,
+                                        solver="arpack", random_state=seed)
+    order = np.argsort(-s)
+    return s[order], vt[order].T.copy()
+  # Randomized subspace iteration in float32 (the dense products dominate; float32 halves
+  # them and the subspace only needs ~1e-5 accuracy), Rayleigh–Ritz in float64.
+  width = min(k + (max(k // 2, 16) if oversample is None else oversample), num_items)
+  a = sp.csr_matrix(r_tilde, dtype=np.float32)
+  at = sp.csr_matrix(a.T)
+  z = np.random.default_rng(seed).standard_normal((num_items, width)).astype(np.float32)
+  z = _orthonormalize(z)
+  for _ in range(power_iters):
+    z = _orthonormalize(at @ _orthonormalize(a @ z))
+  y = (a @ z).astype(np.float64)                 # [U, width]
+  w, vecs = np.linalg.eigh(y.T @ y)              # Z^T L Z = W diag(w) W^T
+  order = np.argsort(-w)[:k]
+  v = z.astype(np.float64) @ vecs[:, order]      # [I, k]
+  v /= np.linalg.norm(v, axis=0, keepdims=True)  # Z is orthonormal to float32 precision
+  return np.sqrt(np.maximum(w[order], 0.0)), v
+
+
+def _factors(r_tilde, k: int, factors, svd: str, seed: int) -> np.ndarray:
+  """V [I, k]: the first k columns of precomputed `factors`, or a new truncated SVD."""
+  if k == 0:
+    return np.zeros((r_tilde.shape[1], 0))
+  if factors is not None:
+    factors = np.asarray(factors)
+    if factors.ndim != 2 or factors.shape[0] != r_tilde.shape[1] or factors.shape[1] < k:
+      raise ConfigError(f"factors has shape {factors.shape}; need [{r_tilde.shape[1]}, >= {k}]")
+    return factors[:, :k]
+  return top_singular_vectors(r_tilde, k, method=svd, seed=seed)[1]
+
+
+def _graph_params(r_tilde: sp.csr_matrix, user_degree, item_degree) -> Params:
+  """R~'s nonzeros twice, sorted by user and by item (the receivers of the two products)."""
+  coo = r_tilde.tocoo()
+  by_user = np.lexsort((coo.col, coo.row))
+  by_item = np.lexsort((coo.row, coo.col))
+  edges = lambda order, send, recv: {
+      "senders": jnp.asarray(send[order], jnp.int32),
+      "receivers": jnp.asarray(recv[order], jnp.int32),
+      "weights": jnp.asarray(coo.data[order], jnp.float32)}
+  return {
+      "user_degree": jnp.asarray(user_degree, jnp.float32),  # [U]; its shape gives U to jit
+      "item_degree": jnp.asarray(item_degree, jnp.float32),  # [I]
+      "to_user": edges(by_user, coo.col, coo.row),           # R~ x: item -> user
+      "to_item": edges(by_item, coo.row, coo.col),           # R~^T y: user -> item
+  }
+
+
+def _degree_scale(item_degree: jax.Array, power) -> jax.Array:
+  """d^power per item, 0 for items without training interactions (as the papers' code does)."""
+  return jnp.where(item_degree > 0, jnp.maximum(item_degree, 1.0) ** power, 0.0)
+
+
+# --- device side: the shared operators (column layout: signals are [I, B]) ----------------------
+def _product(x: jax.Array, edges: Params, num_nodes: int) -> jax.Array:
+  """out[r] = sum_e w_e x[s_e] over one of R~'s two edge lists; x [N, B] -> [N, B]."""
+  graph = jraph.GraphsTuple(nodes=None, edges=None, senders=edges["senders"],
+                            receivers=edges["receivers"], globals=None,
+                            n_node=jnp.array([num_nodes]),
+                            n_edge=jnp.array([edges["senders"].shape[0]]))
+  return propagate.weighted_sum(x, graph, edges["weights"], num_nodes=num_nodes, backend="auto")
+
+
+def _linear_filter(params: Params, x: jax.Array) -> jax.Array:
+  """L x = R~^T (R~ x) for x [I, B], as two sparse products (no [I, I] matrix).
+
+  The two index spaces (users, items) share one node range of size max(U, I), so both products
+  are square weighted sums; rows past U or I carry zeros and receive nothing.
+  """
+  num_items = x.shape[0]
+  num_users = params["user_degree"].shape[0]
+  n = max(num_users, num_items)
+  x = jnp.pad(x, ((0, n - num_items), (0, 0)))
+  y = _product(x, params["to_user"], n)       # [n, B], users in [0, U)
+  z = _product(y, params["to_item"], n)       # [n, B], items in [0, I)
+  return z[:num_items]
+
+
+def _low_pass(left: jax.Array, right: jax.Array, x: jax.Array) -> jax.Array:
+  """right @ (left^T @ x) for x [I, B], through the [I, k] factors."""
+  return right @ (left.T @ x)
+
+
+# --- GF-CF ---------------------------------------------------------------------------------------
+def fit_gfcf(train_matrix, *, alpha: float = 0.3, num_factors: int = 256, svd: str = "auto",
+             factors: np.ndarray | None = None, seed: int = 0) -> Params:
+  """Fits GF-CF (Shen et al., CIKM 2021, eq. 11): s = r R~^T R~ + alpha r D_I^-1/2 V V^T D_I^1/2.
+
+  Args:
+    train_matrix: scipy sparse [U, I] binary training matrix R.
+    alpha: weight of the ideal low-pass filter. Paper/reference code: 0.3 (Gowalla, Yelp2018),
+      0 (Amazon-book). Gowalla here: 0.3. ml-100k: chosen on valid (benchmarks/RESULTS.md).
+    num_factors: k, the number of top right singular vectors of R~ in V. Paper: 256 (Gowalla
+      here: 256).
+    svd: `top_singular_vectors` method ("auto": exact dense SVD when small, else randomized).
+    factors: optional precomputed V ([I, >= k], descending singular values) to reuse one SVD
+      across a grid.
+    seed: seed of the randomized SVD.
+
+  Returns:
+    params: {"user_degree" [U], "item_degree" [I], "to_user"/"to_item" (R~'s edge lists),
+    "lowpass_in" [I, k] = D_I^-1/2 V, "lowpass_out" [I, k] = D_I^1/2 V, "alpha" []}.
+  """
+  r_tilde, du, di = normalize_interactions(train_matrix)
+  v = _factors(r_tilde, num_factors, factors, svd, seed)
+  params = _graph_params(r_tilde, du, di)
+  inv = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1.0)), 0.0)[:, None]
+  params.update(lowpass_in=jnp.asarray(inv * v, jnp.float32),
+                lowpass_out=jnp.asarray(np.sqrt(di)[:, None] * v, jnp.float32),
+                alpha=jnp.asarray(alpha, jnp.float32))
+  return params
+
+
+def apply_gfcf(params: Params, rows: jax.Array) -> jax.Array:
+  """GF-CF scores of users given their interaction rows (linear in `rows`).
+
+  Args:
+    params: from `fit_gfcf`.
+    rows: [B, I] float32 binary rows r.
+
+  Returns:
+    [B, I] float32 scores r L + alpha r D_I^-1/2 V V^T D_I^1/2.
+  """
+  x = rows.astype(jnp.float32).T                                        # [I, B]
+  out = _linear_filter(params, x)
+  out = out + params["alpha"] * _low_pass(params["lowpass_in"], params["lowpass_out"], x)
+  return out.T
+
+
+# --- BSPM ----------------------------------------------------------------------------------------
+# Butcher tableaus (a [s, s] strictly lower, b [s]) of torchdiffeq's fixed-grid methods. Its
+# "rk4" is the 3/8 rule (`rk4_alt_step_func`); for the linear ODEs here every 4-stage order-4
+# method gives the same step, sum_{j<=4} (hA)^j / j!.
+_TABLEAUS = {
+    "euler": (np.zeros((1, 1)), np.ones(1)),
+    "rk4": (np.array([[0, 0, 0, 0], [1 / 3, 0, 0, 0], [-1 / 3, 1, 0, 0], [1, -1, 1, 0]]),
+            np.array([1, 3, 3, 1]) / 8),
+}
+
+
+def _ode(solver: str, steps: int, horizon: float, what: str) -> Params:
+  if solver not in SOLVERS:
+    raise ConfigError(f"unknown {what} solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+  if steps < 0 or (steps > 0 and horizon <= 0):
+    raise ConfigError(f"{what}: need steps >= 0 and a positive time, got {steps} steps to "
+                      f"T = {horizon}")
+  a, b = _TABLEAUS[solver]
+  # The reference builds its grid as torch.linspace(0, T, K + 1) in float32.
+  return {"times": jnp.linspace(0.0, horizon, steps + 1, dtype=jnp.float32),
+          "a": jnp.asarray(a, jnp.float32), "b": jnp.asarray(b, jnp.float32)}
+
+
+def fit_bspm(train_matrix, *, num_factors: int = 448, beta: float = 0.2,
+             idl_solver: str = "euler", idl_steps: int = 1, idl_time: float = 1.0,
+             blur_solver: str = "euler", blur_steps: int = 1, blur_time: float = 1.0,
+             sharpen_solver: str = "rk4", sharpen_steps: int = 1, sharpen_time: float = 2.5,
+             early_merge: bool = True, t_point_combination: bool = False, svd: str = "auto",
+             factors: np.ndarray | None = None, seed: int = 0) -> Params:
+  """Fits BSPM (Choi et al., SIGIR 2023): blurring and ideal low-pass ODEs, then sharpening.
+
+  With P = D_I^-1/2 V V^T D_I^1/2 and L = R~^T R~ (row vectors r):
+    ideal low-pass (eq. 8):  dr/dt = r P - r,  r(0) = r,  solved to idl_time;
+    blurring (eq. 6):        dr/dt = r L - r,  r(0) = r,  solved to blur_time;
+    sharpening (eq. 7):      dr/dt = -r L,     solved to sharpen_time from
+      EM (early merge, the reference's final_sharpening=True): beta r_idl + r_blur;
+      LM (late merge): r_blur, and beta r_idl is added after sharpening.
+  With t_point_combination the output is the mean of the states after every blurring and
+  sharpening step (eq. 9) instead of the last state (plus beta r_idl for LM). Zero sharpening
+  steps turn sharpening off (the reference's sharpening_off). Defaults are the paper's Gowalla
+  BSPM-EM setting (its README's command; the reference's argparse defaults differ where noted).
+
+  Args:
+    train_matrix: scipy sparse [U, I] binary training matrix R.
+    num_factors: k of the ideal low-pass filter (reference `factor_dim`). Gowalla 448
+      (argparse default 256; Yelp2018 384). Gowalla here: 448.
+    beta: weight of the ideal low-pass term (`idl_beta`). Gowalla 0.2 (default 0.3).
+    idl_solver, idl_steps, idl_time: the ideal low-pass ODE's method, steps K_idl and T_idl.
+      Paper: euler, 1, 1 (one Euler step of size 1: r_idl = r P).
+    blur_solver, blur_steps, blur_time: the blurring ODE's (K_b, T_b). Paper: euler, 1, 1
+      (r_blur = r L).
+    sharpen_solver, sharpen_steps, sharpen_time: the sharpening ODE's (K_s, T_s). Gowalla: rk4,
+      1, 2.5 (defaults euler, 1, 1; Yelp2018 euler, 1, 1.2; Amazon-book rk4, 2, 2.2).
+    early_merge: EM (True, Gowalla) or LM (False, Amazon-book).
+    t_point_combination: average the ODE states (False for Gowalla; True for Yelp2018).
+    svd, factors, seed: as in `fit_gfcf`.
+
+  Returns:
+    params: the graph arrays, "lowpass_in"/"lowpass_out" [I, k], "beta" [], "early_merge" [],
+    "t_point_combination" [] and one ODE spec per process ({"times" [K+1], "a" [s, s],
+    "b" [s]}) under "idl", "blur", "sharpen".
+  """
+  if blur_steps < 1 or idl_steps < 1:
+    raise ConfigError(f"BSPM needs >= 1 blurring and ideal low-pass step, got blur_steps="
+                      f"{blur_steps}, idl_steps={idl_steps}")
+  odes = {"idl": _ode(idl_solver, idl_steps, idl_time, "idl"),
+          "blur": _ode(blur_solver, blur_steps, blur_time, "blur"),
+          "sharpen": _ode(sharpen_solver, sharpen_steps, sharpen_time, "sharpen")}
+  r_tilde, du, di = normalize_interactions(train_matrix)
+  v = _factors(r_tilde, num_factors, factors, svd, seed)
+  params = _graph_params(r_tilde, du, di)
+  inv = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1.0)), 0.0)[:, None]
+  params.update(
+      lowpass_in=jnp.asarray(inv * v, jnp.float32),
+      lowpass_out=jnp.asarray(np.sqrt(di)[:, None] * v, jnp.float32),
+      beta=jnp.asarray(beta, jnp.float32),
+      early_merge=jnp.asarray(float(early_merge), jnp.float32),
+      t_point_combination=jnp.asarray(float(t_point_combination), jnp.float32),
+      **odes)
+  return params
+
+
+def _solve(f, y0: jax.Array, ode: Params) -> tuple[jax.Array, jax.Array]:
+  """Fixed-grid explicit Runge–Kutta solution of dy/dt = f(y) on ode["times"].
+
+  Returns:
+    (the state at the last time, the sum of the states after each step).
+  """
+  a, b = ode["a"], ode["b"]
+  stages = b.shape[0]  # static: 1 for Euler, 4 for RK4
+
+  def step(carry, h):
+    y, total = carry
+    ks = []
+    for i in range(stages):
+      yi = y
+      for j in range(i):
+        yi = yi + (h * a[i, j]) * ks[j]
+      ks.append(f(yi))
+    y = y + h * sum(b[i] * ks[i] for i in range(stages))
+    return (y, total + y), None
+
+  (y, total), _ = jax.lax.scan(step, (y0, jnp.zeros_like(y0)), jnp.diff(ode["times"]))
+  return y, total
+
+
+def apply_bspm(params: Params, rows: jax.Array) -> jax.Array:
+  """BSPM scores of users given their interaction rows (linear in `rows`).
+
+  Args:
+    params: from `fit_bspm`.
+    rows: [B, I] float32 binary rows.
+
+  Returns:
+    [B, I] float32 scores.
+  """
+  x = rows.astype(jnp.float32).T                                        # [I, B]
+  left, right, beta = params["lowpass_in"], params["lowpass_out"], params["beta"]
+  linear = lambda y: _linear_filter(params, y)
+  idl, _ = _solve(lambda y: _low_pass(left, right, y) - y, x, params["idl"])
+  blur, blur_sum = _solve(lambda y: linear(y) - y, x, params["blur"])
+  blur_steps = params["blur"]["times"].shape[0] - 1
+  sharpen_steps = params["sharpen"]["times"].shape[0] - 1
+  tpc = params["t_point_combination"]
+  if sharpen_steps == 0:  # sharpening off: blurred (or its time average) + beta r_idl
+    out = (1 - tpc) * blur + tpc * blur_sum / blur_steps + beta * idl
+    return out.T
+  merge = params["early_merge"]
+  sharp, sharp_sum = _solve(lambda y: -linear(y), blur + merge * beta * idl, params["sharpen"])
+  mean = (blur_sum + sharp_sum) / (blur_steps + sharpen_steps)
+  out = (1 - tpc) * sharp + tpc * mean + (1 - merge) * beta * idl
+  return out.T
+
+
+# --- ChebyCF -------------------------------------------------------------------------------------
+def chebyshev_coefficients(order: int, flatness: float) -> np.ndarray:
+  """ChebyCF's interpolation coefficients c_0..c_K of its plateau low-pass response.
+
+  As the reference code computes them: the target values are the plateau function
+  h(x) = 1/2 + 1/2 |x|^phi (x < 0), 1/2 - 1/2 x^phi (x >= 0) at x_j = cos((K - j) pi / K),
+  j = 0..K (rounded to 3 decimals, as the reference rounds), assigned to the Chebyshev nodes
+  z_n = cos((K + 1/2 - n) pi / (K + 1)), n = 0..K, in the same ascending order; then
+  c_k = 2 / (K + 1) sum_n h_n T_k(z_n), with c_0 halved, so that sum_k c_k T_k(z_n) = h_n.
+  x = -1 is the lowest graph frequency (L~ = I - 2 R~^T R~ has eigenvalue 1 - 2 sigma^2).
+
+  Returns:
+    [K + 1] float64.
+  """
+  if order < 0:
+    raise ConfigError(f"ChebyCF order K must be >= 0, got {order}")
+  if order == 0:
+    return np.ones(1)  # the reference's cheby() returns the signal unchanged for K = 0
+  j = np.arange(order + 1)
+  x = np.round(np.cos((order - j) / order * np.pi), 3)
+  target = np.where(x < 0, 0.5 + 0.5 * np.abs(x) ** flatness, 0.5 - 0.5 * np.abs(x) ** flatness)
+  target = np.round(target, 3)
+  nodes = np.cos((order + 0.5 - j) / (order + 1) * np.pi)
+  basis = np.polynomial.chebyshev.chebvander(nodes, order)   # [n, k] = T_k(z_n)
+  coeffs = basis.T @ target * (2.0 / (order + 1))
+  coeffs[0] /= 2
+  return coeffs
+
+
+def fit_chebycf(train_matrix, *, order: int = 8, flatness: float = 1.5, num_factors: int = 512,
+                alpha: float = 0.2, beta: float = 0.4, svd: str = "auto",
+                factors: np.ndarray | None = None, seed: int = 0) -> Params:
+  """Fits ChebyCF (Kim et al., SIGIR 2025): s = D^beta [sum_k c_k T_k(L~) + alpha V V^T] D^-beta r.
+
+  Defaults are the paper's Gowalla setting (its repository's config/chebycf_gowalla.yml).
+
+  Args:
+    train_matrix: scipy sparse [U, I] binary training matrix R.
+    order: K, the Chebyshev polynomial degree. Gowalla 8 (Last.fm 8). Gowalla here: 8.
+    flatness: phi, the plateau's flatness. Gowalla 1.5 (Last.fm 15).
+    num_factors: eta, the ideal pass filter's number of singular vectors. Gowalla 512 (Last.fm
+      256).
+    alpha: weight of the ideal pass filter (0 turns it off). Gowalla 0.2 (Last.fm 0.1).
+    beta: power of the item-degree normalisation (0 turns it off). Gowalla 0.4 (Last.fm 0.2).
+    svd, factors, seed: as in `fit_gfcf`.
+
+  Returns:
+    params: the graph arrays, "coeffs" [K + 1], "ideal" [I, eta] = V, "alpha" [], "beta" [].
+  """
+  r_tilde, du, di = normalize_interactions(train_matrix)
+  k = num_factors if alpha > 0 else 0
+  v = _factors(r_tilde, k, factors, svd, seed)
+  params = _graph_params(r_tilde, du, di)
+  params.update(coeffs=jnp.asarray(chebyshev_coefficients(order, flatness), jnp.float32),
+                ideal=jnp.asarray(v, jnp.float32),
+                alpha=jnp.asarray(alpha, jnp.float32),
+                beta=jnp.asarray(beta, jnp.float32))
+  return params
+
+
+def apply_chebycf(params: Params, rows: jax.Array) -> jax.Array:
+  """ChebyCF scores of users given their interaction rows (linear in `rows`).
+
+  Args:
+    params: from `fit_chebycf`.
+    rows: [B, I] float32 binary rows.
+
+  Returns:
+    [B, I] float32 scores.
+  """
+  degree, beta = params["item_degree"], params["beta"]
+  # beta = 0 means no normalisation at all (the reference skips the module), not a 0/1 mask.
+  pre = jnp.where(beta == 0, 1.0, _degree_scale(degree, -beta))[:, None]     # [I, 1]
+  post = jnp.where(beta == 0, 1.0, _degree_scale(degree, beta))[:, None]
+  s = pre * rows.astype(jnp.float32).T                                        # [I, B]
+  coeffs = params["coeffs"]
+  rescaled = lambda y: y - 2.0 * _linear_filter(params, y)                    # L~ y
+  prev, cur = s, rescaled(s) if coeffs.shape[0] > 1 else s
+  out = coeffs[0] * prev + (coeffs[1] * cur if coeffs.shape[0] > 1 else 0.0)
+  for k in range(2, coeffs.shape[0]):  # T_k = 2 L~ T_{k-1} - T_{k-2}
+    prev, cur = cur, 2.0 * rescaled(cur) - prev
+    out = out + coeffs[k] * cur
+  v = params["ideal"]
+  out = out + params["alpha"] * (v @ (v.T @ s))
+  return (post * out).T
+
+
+# --- users' rows from a padded history -----------------------------------------------------------
+def history_array(train_matrix) -> np.ndarray:
+  """Each user's train items as one padded [U, L] int32 array (L = max degree, >= 1), padded with
+  I, an out-of-range id that `history_rows` drops."""
+  r = sp.csr_matrix(train_matrix)
+  r.sum_duplicates()
+  r.eliminate_zeros()
+  num_users, num_items = r.shape
+  counts = np.diff(r.indptr)
+  out = np.full((num_users, max(int(counts.max(initial=0)), 1)), num_items, np.int32)
+  out[np.repeat(np.arange(num_users), counts), np.arange(r.nnz) - np.repeat(r.indptr[:-1],
+                                                                             counts)] = r.indices
+  return out
+
+
+def history_rows(history: jax.Array, users: jax.Array, num_items: int) -> jax.Array:
+  """Binary [B, I] float32 rows of `users` from a padded history ([U, L], padding id I)."""
+  items = history[users]                                                      # [B, L]
+  b = users.shape[0]
+  return jnp.zeros((b, num_items), jnp.float32).at[
+      jnp.arange(b)[:, None], items].set(1.0, mode="drop")
+
+
+def add_history(params: Params, train_matrix) -> Params:
+  """params plus "history" [U, L] (the rows `score_<name>` filters), for evaluation."""
+  return {**params, "history": jnp.asarray(history_array(train_matrix))}
+
+
+def _rows(params: Params, users: jax.Array) -> jax.Array:
+  return history_rows(params["history"], users, params["item_degree"].shape[0])
+
+
+def score_gfcf(params: Params, users: jax.Array) -> jax.Array:
+  """[B, I] GF-CF scores of `users` ([B] int32) from params with a history (`add_history`)."""
+  return apply_gfcf(params, _rows(params, users))
+
+
+def score_bspm(params: Params, users: jax.Array) -> jax.Array:
+  """[B, I] BSPM scores of `users` from params with a history (`add_history`)."""
+  return apply_bspm(params, _rows(params, users))
+
+
+def score_chebycf(params: Params, users: jax.Array) -> jax.Array:
+  """[B, I] ChebyCF scores of `users` from params with a history (`add_history`)."""
+  return apply_chebycf(params, _rows(params, users))
+
+
+# name -> (fit, apply, score): the three filters behind one interface.
+FILTERS = {
+    "gfcf": (fit_gfcf, apply_gfcf, score_gfcf),
+    "bspm": (fit_bspm, apply_bspm, score_bspm),
+    "chebycf": (fit_chebycf, apply_chebycf, score_chebycf),
+}
