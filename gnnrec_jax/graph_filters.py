@@ -3,22 +3,25 @@
 All three score a user by filtering the user's binary interaction row r ([I]) on the normalised
 item–item graph built from the training matrix R ([U, I]):
 
-  R~ = D_U^-1/2 R D_I^-1/2          (D_U, D_I: user and item degrees; 0 where a degree is 0)
-  L  = R~^T R~                      the "linear filter" (I - L is the normalised item Laplacian;
-                                    its eigenvalues are the squared singular values of R~, in
-                                    [0, 1])
-  V  = top-k right singular vectors of R~ ([I, k]): V V^T is the ideal low-pass filter
+  R~ = D_U^-1/2 R D_I^-1/2   (D_U, D_I: user and item degrees; 0 where a degree is 0)
+  L  = R~^T R~               the "linear filter"; its eigenvalues are the squared singular values
+                             of R~, in [0, 1], and I - L is the normalised item Laplacian
+  V  = the top-k right singular vectors of R~ ([I, k]); V V^T is the ideal low-pass filter
 
-  * GF-CF (Shen et al., CIKM 2021, "How Powerful is Graph Convolution for Recommendation?",
-    eq. 11): s = r L + alpha * r D_I^-1/2 V V^T D_I^1/2.
+  * GF-CF (Shen et al., CIKM 2021, "How Powerful is Graph Convolution for Recommendation?"):
+    s = r L + alpha r D_I^-1/2 V V^T D_I^1/2.
   * BSPM (Choi et al., SIGIR 2023, "Blurring-Sharpening Process Models for Collaborative
-    Filtering", eqs. 6-9): a blurring ODE dr/dt = r L - r and an ideal low-pass ODE
-    dr/dt = r P - r (P = D_I^-1/2 V V^T D_I^1/2), merged, then a sharpening ODE dr/dt = -r L,
-    each solved with a fixed-step explicit Runge–Kutta method (Euler or RK4).
+    Filtering"): a blurring ODE dr/dt = r L - r and an ideal low-pass ODE dr/dt = r P - r
+    (P = D_I^-1/2 V V^T D_I^1/2), merged, then a sharpening ODE dr/dt = -r L, each solved with a
+    fixed-step explicit Runge–Kutta method (Euler or RK4).
   * ChebyCF (Kim et al., SIGIR 2025, "Graph Spectral Filtering with Chebyshev Interpolation for
-    Recommendation", eqs. 9-14): s = (sum_k c_k T_k(L~) + alpha V V^T) (r D_I^-beta), then
-    times D_I^beta, where L~ = I - 2 L is the Laplacian rescaled to [-1, 1] and c_k interpolate
-    a "plateau" low-pass response at K + 1 Chebyshev nodes.
+    Recommendation"): s = (sum_k c_k T_k(L~) + alpha V V^T) (r D_I^-beta), then times D_I^beta,
+    where L~ = I - 2 L is the Laplacian rescaled to [-1, 1] and the c_k interpolate a "plateau"
+    low-pass response at K + 1 Chebyshev nodes.
+
+The equations and hyperparameters follow the papers' reference code (github.com/yshenaw/GF_CF,
+github.com/jeongwhanchoi/BSPM, github.com/chanwoo0806/ChebyCF), which is what their published
+numbers were produced with; where the code has a quirk, the docstring below says so.
 
 Every filter is a linear map of r (diagonal scalings, products with fixed matrices, fixed-step
 ODE solvers of linear ODEs), so a new user is scored from a history and a score decomposes
@@ -47,6 +50,7 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.sparse as sp
 import scipy.sparse.linalg
 
@@ -96,25 +100,36 @@ def normalize_interactions(train_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.
   return sp.csr_matrix(r_tilde), du, di
 
 
-def _orthonormalize(y: np.ndarray) -> np.ndarray:
-  """An orthonormal basis of y's columns by CholeskyQR2 (two Gram + Cholesky passes).
+def _orthonormalize(y: np.ndarray, passes: int = 2) -> np.ndarray:
+  """An orthonormal basis of y's columns by CholeskyQR (Gram matrix, Cholesky, triangular solve).
 
-  All level-3 BLAS: on the 2-core development machine a Householder QR of a [41k, 768] float32
-  block took 42 s, this 2.6 s. Two passes restore orthogonality to working precision for the
-  condition numbers a power iteration step leaves (sigma_1 / sigma_l of R~, about 3 here); a
-  small diagonal shift keeps Cholesky defined if the block is numerically rank deficient.
+  All level-3 BLAS: on the 2-core development machine a Householder QR (`np.linalg.qr`) of a
+  [41k, 768] float32 block took 42 s, one CholeskyQR pass about 1 s. One pass leaves an
+  orthogonality error of about eps * cond(y)^2, which is small for a block that a power step
+  has just multiplied by R~^T R~ (cond <= sigma_1^2 / sigma_l^2); the second pass ("CholeskyQR2")
+  brings any such block to working precision. Where Cholesky fails, a diagonal shift keeps it
+  defined for a numerically rank-deficient block (shifted CholeskyQR, Fukaya et al. 2020): the
+  result then spans the same columns but is only near-orthonormal until the next pass.
   """
-  for _ in range(2):
+  for _ in range(passes):
     gram = (y.T @ y).astype(np.float64)
-    gram[np.diag_indices_from(gram)] += 1e-12 * max(np.trace(gram), 1e-300) / gram.shape[0]
-    chol = np.linalg.cholesky(gram)
-    inv = scipy.linalg.solve_triangular(chol, np.eye(gram.shape[0]), lower=True)
-    y = y @ inv.T.astype(y.dtype)
+    scale = max(np.trace(gram) / gram.shape[0], 1e-300)
+    shift = 0.0
+    while True:
+      try:
+        chol = np.linalg.cholesky(gram + shift * scale * np.eye(gram.shape[0]))
+        break
+      except np.linalg.LinAlgError:
+        shift = max(100 * shift, 10 * float(np.finfo(y.dtype).eps))
+    # y <- y L^-T, i.e. y^T <- L^-1 y^T: one BLAS triangular solve on the Fortran-ordered view
+    # y.T (no copy; half the flops of multiplying by an explicit inverse).
+    (trsm,) = scipy.linalg.blas.get_blas_funcs(("trsm",), (y,))
+    y = trsm(1.0, chol.astype(y.dtype), y.T, side=0, lower=1, trans_a=0).T
   return y
 
 
 def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
-                         power_iters: int = 10, oversample: int | None = None,
+                         power_iters: int = 20, oversample: int | None = None,
                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """The k largest singular values of r_tilde and their right singular vectors.
 
@@ -122,13 +137,13 @@ def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
     r_tilde: [U, I] sparse matrix.
     k: how many (1 <= k < min(U, I) for "arpack"; <= min(U, I) otherwise).
     method: "dense" (numpy SVD of the dense matrix: exact, small matrices only), "arpack"
-      (scipy.sparse.linalg.svds, the Lanczos method the papers' code uses: exact but slow for
-      large k), "randomized" (block subspace iteration with a Rayleigh–Ritz step: Halko et al.
-      2011, alg. 4.4 / 5.1), or "auto" (dense up to DENSE_SVD_MAX_ENTRIES entries, else
-      randomized).
-    power_iters: subspace iterations of "randomized" (each: one product with R~ and R~^T).
-    oversample: extra columns of "randomized" (default max(k // 2, 16)): the error of the k-th
-      vector falls like (sigma_{k+p} / sigma_k)^(2 q).
+      (scipy.sparse.linalg.svds, the Lanczos method the papers' code uses: exact, but on
+      Gowalla 71 s for k = 256 on an idle 2-core CPU and minutes for k = 512), "randomized"
+      (block subspace iteration on R~^T R~ with a Rayleigh–Ritz step: Halko et al. 2011, alg.
+      4.4 / 5.1), or "auto" (dense up to DENSE_SVD_MAX_ENTRIES entries, else randomized).
+    power_iters: subspace iterations of "randomized" (each: one product with R~^T R~).
+    oversample: extra columns of "randomized" (default max(k // 2, 16)): the k-th vector's
+      error falls like (sigma_{k+p+1} / sigma_k)^(2 q).
     seed: the random start block of "randomized".
 
   Returns:
@@ -155,17 +170,20 @@ def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
                                         solver="arpack", random_state=seed)
     order = np.argsort(-s)
     return s[order], vt[order].T.copy()
-  # Randomized subspace iteration in float32 (the dense products dominate; float32 halves
-  # them and the subspace only needs ~1e-5 accuracy), Rayleigh–Ritz in float64.
+  # Randomized subspace iteration in float32: the dense [I, l] block products dominate and the
+  # subspace needs ~1e-5 accuracy, not 1e-15. The sparse products R~^T R~ z go through the same
+  # jitted operator as scoring (native CSR kernels on CPU: ~20x scipy's single-threaded product
+  # on this block); the small Rayleigh–Ritz eigenproblem is float64.
   width = min(k + (max(k // 2, 16) if oversample is None else oversample), num_items)
-  a = sp.csr_matrix(r_tilde, dtype=np.float32)
-  at = sp.csr_matrix(a.T)
+  graph = _graph_params(sp.csr_matrix(r_tilde), np.ones(num_users), np.ones(num_items))
+  gram_apply = lambda z: np.asarray(_linear_filter_jit(graph, jnp.asarray(z)))
   z = np.random.default_rng(seed).standard_normal((num_items, width)).astype(np.float32)
   z = _orthonormalize(z)
   for _ in range(power_iters):
-    z = _orthonormalize(at @ _orthonormalize(a @ z))
-  y = (a @ z).astype(np.float64)                 # [U, width]
-  w, vecs = np.linalg.eigh(y.T @ y)              # Z^T L Z = W diag(w) W^T
+    z = _orthonormalize(gram_apply(z), passes=1)
+  z = _orthonormalize(z)
+  h = (z.T @ gram_apply(z)).astype(np.float64)   # Z^T R~^T R~ Z, [width, width]
+  w, vecs = np.linalg.eigh((h + h.T) / 2)
   order = np.argsort(-w)[:k]
   v = z.astype(np.float64) @ vecs[:, order]      # [I, k]
   v /= np.linalg.norm(v, axis=0, keepdims=True)  # Z is orthonormal to float32 precision
@@ -201,6 +219,13 @@ def _graph_params(r_tilde: sp.csr_matrix, user_degree, item_degree) -> Params:
   }
 
 
+def _low_pass_factors(v: np.ndarray, item_degree: np.ndarray) -> Params:
+  """GF-CF's and BSPM's P = D_I^-1/2 V V^T D_I^1/2 as two [I, k] float32 factors."""
+  inv = np.where(item_degree > 0, 1.0 / np.sqrt(np.maximum(item_degree, 1.0)), 0.0)[:, None]
+  return {"lowpass_in": jnp.asarray(inv * v, jnp.float32),
+          "lowpass_out": jnp.asarray(np.sqrt(item_degree)[:, None] * v, jnp.float32)}
+
+
 def _degree_scale(item_degree: jax.Array, power) -> jax.Array:
   """d^power per item, 0 for items without training interactions (as the papers' code does)."""
   return jnp.where(item_degree > 0, jnp.maximum(item_degree, 1.0) ** power, 0.0)
@@ -231,6 +256,9 @@ def _linear_filter(params: Params, x: jax.Array) -> jax.Array:
   return z[:num_items]
 
 
+_linear_filter_jit = jax.jit(_linear_filter)
+
+
 def _low_pass(left: jax.Array, right: jax.Array, x: jax.Array) -> jax.Array:
   """right @ (left^T @ x) for x [I, B], through the [I, k] factors."""
   return right @ (left.T @ x)
@@ -239,7 +267,7 @@ def _low_pass(left: jax.Array, right: jax.Array, x: jax.Array) -> jax.Array:
 # --- GF-CF ---------------------------------------------------------------------------------------
 def fit_gfcf(train_matrix, *, alpha: float = 0.3, num_factors: int = 256, svd: str = "auto",
              factors: np.ndarray | None = None, seed: int = 0) -> Params:
-  """Fits GF-CF (Shen et al., CIKM 2021, eq. 11): s = r R~^T R~ + alpha r D_I^-1/2 V V^T D_I^1/2.
+  """Fits GF-CF (Shen et al., CIKM 2021): s = r R~^T R~ + alpha r D_I^-1/2 V V^T D_I^1/2.
 
   Args:
     train_matrix: scipy sparse [U, I] binary training matrix R.
@@ -258,12 +286,8 @@ def fit_gfcf(train_matrix, *, alpha: float = 0.3, num_factors: int = 256, svd: s
   """
   r_tilde, du, di = normalize_interactions(train_matrix)
   v = _factors(r_tilde, num_factors, factors, svd, seed)
-  params = _graph_params(r_tilde, du, di)
-  inv = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1.0)), 0.0)[:, None]
-  params.update(lowpass_in=jnp.asarray(inv * v, jnp.float32),
-                lowpass_out=jnp.asarray(np.sqrt(di)[:, None] * v, jnp.float32),
-                alpha=jnp.asarray(alpha, jnp.float32))
-  return params
+  return {**_graph_params(r_tilde, du, di), **_low_pass_factors(v, di),
+          "alpha": jnp.asarray(alpha, jnp.float32)}
 
 
 def apply_gfcf(params: Params, rows: jax.Array) -> jax.Array:
@@ -314,13 +338,13 @@ def fit_bspm(train_matrix, *, num_factors: int = 448, beta: float = 0.2,
   """Fits BSPM (Choi et al., SIGIR 2023): blurring and ideal low-pass ODEs, then sharpening.
 
   With P = D_I^-1/2 V V^T D_I^1/2 and L = R~^T R~ (row vectors r):
-    ideal low-pass (eq. 8):  dr/dt = r P - r,  r(0) = r,  solved to idl_time;
-    blurring (eq. 6):        dr/dt = r L - r,  r(0) = r,  solved to blur_time;
-    sharpening (eq. 7):      dr/dt = -r L,     solved to sharpen_time from
+    ideal low-pass:  dr/dt = r P - r,  r(0) = r,  solved to idl_time;
+    blurring:        dr/dt = r L - r,  r(0) = r,  solved to blur_time;
+    sharpening:      dr/dt = -r L,     solved to sharpen_time from
       EM (early merge, the reference's final_sharpening=True): beta r_idl + r_blur;
       LM (late merge): r_blur, and beta r_idl is added after sharpening.
   With t_point_combination the output is the mean of the states after every blurring and
-  sharpening step (eq. 9) instead of the last state (plus beta r_idl for LM). Zero sharpening
+  sharpening step instead of the last state (plus beta r_idl for LM). Zero sharpening
   steps turn sharpening off (the reference's sharpening_off). Defaults are the paper's Gowalla
   BSPM-EM setting (its README's command; the reference's argparse defaults differ where noted).
 
@@ -352,11 +376,8 @@ def fit_bspm(train_matrix, *, num_factors: int = 448, beta: float = 0.2,
           "sharpen": _ode(sharpen_solver, sharpen_steps, sharpen_time, "sharpen")}
   r_tilde, du, di = normalize_interactions(train_matrix)
   v = _factors(r_tilde, num_factors, factors, svd, seed)
-  params = _graph_params(r_tilde, du, di)
-  inv = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1.0)), 0.0)[:, None]
+  params = {**_graph_params(r_tilde, du, di), **_low_pass_factors(v, di)}
   params.update(
-      lowpass_in=jnp.asarray(inv * v, jnp.float32),
-      lowpass_out=jnp.asarray(np.sqrt(di)[:, None] * v, jnp.float32),
       beta=jnp.asarray(beta, jnp.float32),
       early_merge=jnp.asarray(float(early_merge), jnp.float32),
       t_point_combination=jnp.asarray(float(t_point_combination), jnp.float32),

@@ -39,7 +39,7 @@ def dense_parts(r):
 
 
 def ref_gfcf(r, rows, alpha, k):
-  """GF-CF, eq. 11: r R~^T R~ + alpha r D_I^-1/2 V_k V_k^T D_I^1/2."""
+  """GF-CF: r R~^T R~ + alpha r D_I^-1/2 V_k V_k^T D_I^1/2."""
   rt, di, v, _ = dense_parts(r)
   v = v[:, :k]
   low = np.diag(np.where(di > 0, di ** -0.5, 0)) @ v @ v.T @ np.diag(np.sqrt(di))
