@@ -137,12 +137,9 @@ def test_gfcf_by_hand_one_user():
     dict(k=2, beta=0.3, sharpen_solver="euler", sharpen_steps=3, sharpen_time=1.2,
          t_point_combination=True, blur_steps=2, blur_time=1.0),
     dict(k=2, beta=0.5, sharpen_solver="rk4", sharpen_steps=2, sharpen_time=2.2,
-         early_merge=False),                                                     # LM
-    dict(k=2, beta=0.5, sharpen_solver="rk4", sharpen_steps=2, sharpen_time=2.2,
-         early_merge=False, t_point_combination=True),
-    dict(k=4, beta=0.3, sharpen_solver="euler", sharpen_steps=0, sharpen_time=1.0),  # no sharpening
+         early_merge=False, t_point_combination=True),                           # LM
     dict(k=4, beta=0.3, sharpen_solver="euler", sharpen_steps=0, sharpen_time=1.0,
-         t_point_combination=True, blur_steps=3, blur_time=1.5),
+         t_point_combination=True, blur_steps=3, blur_time=1.5),                 # no sharpening
 ])
 def test_bspm_matches_dense_solver(setting):
   kw = dict(setting)
@@ -179,8 +176,7 @@ def test_chebyshev_coefficients_by_hand_and_interpolate():
 
 @pytest.mark.parametrize("setting", [
     dict(order=8, flatness=1.5, k=3, alpha=0.2, beta=0.4),   # the paper's Gowalla setting
-    dict(order=3, flatness=15.0, k=2, alpha=0.1, beta=0.2),
-    dict(order=5, flatness=1.0, k=2, alpha=0.0, beta=0.0),   # no ideal pass, no normalisation
+    dict(order=3, flatness=15.0, k=2, alpha=0.0, beta=0.0),  # no ideal pass, no normalisation
     dict(order=1, flatness=2.0, k=4, alpha=0.5, beta=0.5),
 ])
 def test_chebycf_matches_eigendecomposition(setting):
@@ -313,3 +309,11 @@ def test_bad_settings_raise_config_errors():
     gf.fit_gfcf(m, num_factors=9)
   with pytest.raises(ConfigError, match="unknown SVD method"):
     gf.fit_chebycf(m, num_factors=2, svd="lanczos")
+
+
+def test_batches_wider_than_one_transpose_block():
+  # 300 rows: the [I, B] -> [B, I] transpose runs in blocks of 128 columns (128, 128, 44).
+  params = gf.fit_gfcf(sp.csr_matrix(R), alpha=0.3, num_factors=2)
+  rows = (np.random.default_rng(2).random((300, 5)) < 0.5).astype(np.float32)
+  np.testing.assert_allclose(jax.jit(gf.apply_gfcf)(params, jnp.asarray(rows)),
+                             ref_gfcf(R, rows, 0.3, 2), atol=2e-6)
