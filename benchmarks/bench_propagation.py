@@ -58,8 +58,8 @@ def bench_dataset(name: str, graph, *, backends, dim: int, repeats: int,
   import jax
   import jax.numpy as jnp
 
-  from gnnrec_jax import graph as graph_lib
-  from gnnrec_jax.propagate import DENSE_MAX_NODES, weighted_sum
+  from gnnrec_jax.graph import build as graph_lib
+  from gnnrec_jax.graph.propagate import DENSE_MAX_NODES, weighted_sum
 
   n = graph_lib.num_nodes(graph)
   num_edges = int(np.asarray(graph.senders).shape[0])
@@ -118,9 +118,9 @@ def bench_dataset(name: str, graph, *, backends, dim: int, repeats: int,
 
 
 def load_graph(name: str, gowalla_dir: str):
-  from gnnrec_jax import splits
+  from gnnrec_jax.data import splits
   from gnnrec_jax.data.registry import load_dataset
-  from gnnrec_jax.graph import build_graph
+  from gnnrec_jax.graph.build import build_graph
 
   if name == "gowalla":
     ds = load_dataset("gowalla", data_dir=gowalla_dir)
@@ -146,8 +146,8 @@ def main(argv=None) -> int:
 
   import jax
 
-  from gnnrec_jax import kernels
-  from gnnrec_jax.propagate import csr_threads
+  from gnnrec_jax.graph import kernels
+  from gnnrec_jax.graph.propagate import csr_threads
 
   load_start = os.getloadavg()
   rows = []

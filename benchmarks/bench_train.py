@@ -4,9 +4,10 @@
       [--steps 0] [--repeats 3] [--eval-repeats 2] [--model lightgcn] [--no-memory]
 
 Setting: batch 2048, d = 64, 3 layers, BPR with one negative, L2 1e-4, Adam 1e-3 (RecBole's and
-the LightGCN paper's; `make_config`). The step is `train.make_train_step`, the batches
-`train.epoch_batches`, the evaluation `train.evaluate_params` (full ranking of every test user
-with train items masked, Recall/NDCG@20), i.e. exactly what `gnnrec-jax train` runs.
+the LightGCN paper's; `make_config`). The step is `fit.make_train_step`, the batches
+`fit.epoch_batches`, the evaluation `protocol.evaluate_split` (full ranking of every valid, or
+test, user with train items masked, Recall/NDCG@20), i.e. exactly what `gnnrec-jax train` runs
+(this file times the loop's core without its checkpoints and history).
 
 Timing: per dataset the backends take turns (round 1: backend A, B, C; round 2: A, B, C; ...)
 so that they share the machine's load; each turn times `--steps` train steps (0 = a whole
@@ -60,28 +61,31 @@ class Runner:
 
   def __init__(self, cfg, ds, exp=None):
     import jax
-    from gnnrec_jax import experiment, train
+
+    from gnnrec_jax import experiment, models
+    from gnnrec_jax.training import fit
     self.exp = exp or experiment.prepare(cfg, ds)
     self.exp.config = cfg
     self.cfg = cfg
-    u, i = self.exp.num_users, self.exp.num_items
-    model, params, self.inputs = train.init_model(self.exp)
-    self.steps_per_epoch = math.ceil(len(self.exp.split.train) / cfg.batch_size)
-    tx = train.create_optimizer(cfg, self.steps_per_epoch * cfg.epochs)
-    self.state = train.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-    self.step_fn = train.make_train_step(model, cfg, num_users=u, num_items=i)
-    self.embed = train.make_embed_fn(model, num_users=u, num_items=i)
+    self.rec = models.create(self.exp)
     self.key = jax.random.key(cfg.seed)
+    params = self.rec.init(self.key)
+    self.inputs = self.rec.inputs
+    self.steps_per_epoch = math.ceil(len(self.exp.split.train) / cfg.batch_size)
+    tx = fit.create_optimizer(cfg, self.steps_per_epoch * cfg.epochs)
+    self.state = fit.TrainState.create(apply_fn=None, params=params, tx=tx)
+    self.step_fn = fit.make_train_step(self.rec)
     self.epoch = 0
     self.has_valid = len(self.exp.split.valid) > 0
 
   def train_steps(self, steps: int) -> tuple[float, int]:
     """Runs `steps` steps (0: one epoch) of a fresh epoch; returns (seconds, steps run)."""
     import jax
-    from gnnrec_jax import train
+
+    from gnnrec_jax.training import fit
     self.epoch += 1
-    batches = train.epoch_batches(self.exp.split.train, batch_size=self.cfg.batch_size,
-                                  seed=self.cfg.seed, epoch=self.epoch)
+    batches = fit.epoch_batches(self.exp.split.train, batch_size=self.cfg.batch_size,
+                                seed=self.cfg.seed, epoch=self.epoch)
     if steps:
       batches = itertools.islice(batches, steps)
     epoch_key = jax.random.fold_in(self.key, self.epoch)
@@ -95,12 +99,11 @@ class Runner:
 
   def evaluate(self) -> tuple[float, dict]:
     """One full-ranking evaluation (valid when the split has one, else test), timed."""
-    from gnnrec_jax import train
-    split = self.exp.split
-    target = split.valid if self.has_valid else split.test
+    from gnnrec_jax.evaluation.protocol import evaluate_split
     t0 = time.perf_counter()
-    res = train.evaluate_params(self.embed, self.state.params, self.inputs, self.exp,
-                                target=target, exclude=[split.train])
+    # The trainer's validation pass; without valid data (Gowalla) the test curve, train masked.
+    res = evaluate_split(self.rec, self.state.params, "valid" if self.has_valid else "test",
+                         blocks=False)
     return time.perf_counter() - t0, res
 
 
@@ -127,7 +130,7 @@ def probe(args) -> int:
 
 def bench(args) -> list[dict]:
   from gnnrec_jax import experiment
-  from gnnrec_jax.propagate import DENSE_MAX_NODES
+  from gnnrec_jax.graph.propagate import DENSE_MAX_NODES
   rows = []
   for name in args.datasets:
     ds = load(name, args.data_dir if len(args.datasets) == 1 else None)
@@ -200,8 +203,8 @@ def main(argv=None) -> int:
 
   import jax
 
-  from gnnrec_jax import kernels
-  from gnnrec_jax.propagate import csr_threads
+  from gnnrec_jax.graph import kernels
+  from gnnrec_jax.graph.propagate import csr_threads
 
   rows = bench(args)
   print(f"{'dataset':8} {'backend':8} {'ms/step':>8} {'(median)':>9} {'steps':>6} "

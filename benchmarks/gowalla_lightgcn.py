@@ -101,10 +101,11 @@ def main(argv=None) -> int:
   history = os.path.join(args.workdir, "history.jsonl")
 
   if not args.status:
-    from gnnrec_jax import train
     from gnnrec_jax.config import Config, apply_overrides
     from gnnrec_jax.data.registry import load_dataset
-    from gnnrec_jax.propagate import resolve_backend
+    from gnnrec_jax.experiment import prepare
+    from gnnrec_jax.graph.propagate import resolve_backend
+    from gnnrec_jax.training.fit import fit
 
     # The paper's BPR recipe spelled out (configs/lightgcn.py may hold a tuned other one).
     cfg = Config(
@@ -127,8 +128,8 @@ def main(argv=None) -> int:
     watcher.start()
     t0 = time.perf_counter()
     try:
-      result = train.run(cfg, ds, args.workdir, resume=resume, progress=False,
-                         extra_meta={"script": "benchmarks/gowalla_lightgcn.py"})
+      result = fit(prepare(cfg, ds), args.workdir, resume=resume, progress=False,
+                   extra_meta={"script": "benchmarks/gowalla_lightgcn.py"}).metrics
     finally:
       stop.set()
       watcher.join()

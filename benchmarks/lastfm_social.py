@@ -11,7 +11,7 @@ users (itself, train and valid friends excluded). Scorers: common neighbours and
 the train friendships; the final user vectors of the social=False item model ("item graph
 only"); and of a LightGCN trained with the item BPR objective on the graph with the TRAIN
 friendships as edges (the social=True model above cannot be used: its graph holds the test
-friendships). See gnnrec_jax/social.py for why no friendship loss is used.
+friendships). See gnnrec_jax/evaluation/social.py for why no friendship loss is used.
 
 Prints a table, then one JSON line with every number.
 """
@@ -28,23 +28,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from gnnrec_jax import checkpoint, social, train  # noqa: E402
 from gnnrec_jax.config import Config  # noqa: E402
 from gnnrec_jax.data import load_dataset  # noqa: E402
+from gnnrec_jax.evaluation import social  # noqa: E402
 from gnnrec_jax.experiment import prepare  # noqa: E402
+from gnnrec_jax.training.fit import fit  # noqa: E402
 
 
 def train_lightgcn(cfg: Config, dataset, workdir: str):
-  """Trains with `train.run`; returns (test metrics, final user vectors [U, d], seconds)."""
+  """Trains with the library's `fit`; returns (test metrics, final user vectors [U, d], seconds)."""
   t0 = time.perf_counter()
-  metrics = train.run(cfg, dataset, workdir, overwrite=True, progress=False)
+  fitted = fit(prepare(cfg, dataset), workdir, overwrite=True, progress=False)
   seconds = time.perf_counter() - t0
-  exp = prepare(cfg, dataset)
-  model, params, inputs = train.init_model(exp)
-  best, _ = checkpoint.load(workdir, "best", {"params": params}, fingerprint=exp.fingerprint)
-  user_emb, _ = train.make_embed_fn(model, num_users=exp.num_users,
-                                    num_items=exp.num_items)(best["params"], inputs)
-  return metrics, np.asarray(user_emb), seconds
+  user_emb, _ = fitted.rec.score_params(fitted.params)
+  return fitted.metrics, np.asarray(user_emb), seconds
 
 
 def main(argv=None) -> int:

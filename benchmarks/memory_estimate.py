@@ -1,11 +1,11 @@
-"""Per-device memory of one LightGCN train step at web scale, under gnnrec_jax.parallel's scheme.
+"""Per-device memory of one LightGCN train step at web scale, under gnnrec_jax.training.parallel's scheme.
 
   /work/venv/bin/python benchmarks/memory_estimate.py [--users 10e6 --items 2e6 --interactions 1e9]
 
 Nothing is allocated: the shapes come from `jax.eval_shape` of the real model init, optimizer
-init, one propagation layer, the per-edge message and the whole `train.make_train_step` step
+init, one propagation layer, the per-edge message and the whole `fit.make_train_step` step
 (global shapes, E = 2 x interactions directed edges), and the bytes per device are summed by
-hand from those shapes under the sharding of `gnnrec_jax.parallel`:
+hand from those shapes under the sharding of `gnnrec_jax.training.parallel`:
 
   edges (senders, receivers int32; weight, norm, mask float32)   split over D devices
   params, Adam moments, gradients                                 replicated (model_parallel=1)
@@ -21,15 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import types
 
 import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
 
-from gnnrec_jax import models, train
 from gnnrec_jax.config import Config
-from gnnrec_jax.layers import LightGCNConv
+from gnnrec_jax.models.embedding import EmbeddingRecommender
+from gnnrec_jax.models.layers import LightGCNConv
+from gnnrec_jax.training import fit
 
 GB = 1e9
 
@@ -40,12 +42,13 @@ def nbytes(tree) -> int:
 
 
 def abstract_graph(num_nodes: int, num_edges: int) -> jraph.GraphsTuple:
-  """A GraphsTuple of ShapeDtypeStructs with the dtypes `graph.build_graph` produces."""
+  """A GraphsTuple of ShapeDtypeStructs with the dtypes `graph.build_graph` produces (the two
+  counts are concrete: the model reads its static node count from them)."""
   e = jax.ShapeDtypeStruct((num_edges,), jnp.float32)
   idx = jax.ShapeDtypeStruct((num_edges,), jnp.int32)
-  one = jax.ShapeDtypeStruct((1,), jnp.int32)
   return jraph.GraphsTuple(nodes=None, edges={"weight": e, "norm": e, "mask": e},
-                           senders=idx, receivers=idx, n_node=one, n_edge=one, globals=None)
+                           senders=idx, receivers=idx, n_node=np.array([num_nodes], np.int32),
+                           n_edge=np.array([num_edges], np.int32), globals=None)
 
 
 def shapes(*, num_users: int, num_items: int, num_edges: int, embed_dim: int, num_layers: int,
@@ -54,11 +57,14 @@ def shapes(*, num_users: int, num_items: int, num_edges: int, embed_dim: int, nu
   cfg = Config(model="lightgcn", embed_dim=embed_dim, num_layers=num_layers,
                batch_size=global_batch, propagation="segment")
   n = num_users + num_items
-  model = models.create_model(cfg, num_users=num_users, num_items=num_items)
   graph = abstract_graph(n, num_edges)
+  # The library's model on an experiment of shapes only (no data: nothing is allocated).
+  rec = EmbeddingRecommender(types.SimpleNamespace(
+      config=cfg, num_users=num_users, num_items=num_items, graph=graph, features=None))
+  model = rec.module
   key = jax.random.key(0)
   params = jax.eval_shape(model.init, key, graph)["params"]
-  tx = train.create_optimizer(cfg, 1)
+  tx = fit.create_optimizer(cfg, 1)
   opt_state = jax.eval_shape(tx.init, params)
   h = jax.ShapeDtypeStruct((n, embed_dim), jnp.float32)
   layer_out = jax.eval_shape(LightGCNConv(n).init_with_output, key, h, graph)[0]
@@ -67,10 +73,10 @@ def shapes(*, num_users: int, num_items: int, num_edges: int, embed_dim: int, nu
   final, ego = jax.eval_shape(lambda p, g: model.apply({"params": p}, g), params, graph)
   # The whole step (loss, negatives, grads, Adam) traced at full size: it must accept these.
   state = jax.eval_shape(
-      lambda p: train.TrainState.create(apply_fn=model.apply, params=p, tx=tx), params)
+      lambda p: fit.TrainState.create(apply_fn=None, params=p, tx=tx), params)
   b = jax.ShapeDtypeStruct((global_batch,), jnp.int32)
   batch = {"user": b, "item": b, "mask": jax.ShapeDtypeStruct((global_batch,), jnp.float32)}
-  step = train.make_train_step(model, cfg, num_users=num_users, num_items=num_items)
+  step = fit.make_train_step(rec)
   new_state, _ = jax.eval_shape(step, state, batch,
                                 {"graph": graph, "features": None, "feature_mask": None}, key)
   assert nbytes(new_state.params) == nbytes(params)

@@ -8,8 +8,8 @@ ranking with seen items masked. Items always get their text vector (all-MiniLM-L
 "Title (year). Genres: ..."); users get, per mode, the mean of their train items' vectors
 ("history"), their profile sentence ("A 24-year-old male technician.", "profile"), the mean of
 both ("both"), or nothing ("id": the ID-only LightGCN). Text models keep their ID vectors
-(id_dropout 0: every test node is warm here). The loop is `cold_start.fit` (the trainer's step);
-the epoch is kept by valid NDCG@20, test is reported once.
+(id_dropout 0: every test node is warm here). The loop is the library's `fit`; the epoch is
+kept by valid NDCG@20, test is reported once.
 
 Prints a human table, then ONE JSON line last.
 """
@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
+import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cold_start import fit  # noqa: E402  (the shared training loop)
 
 MODES = ("id", "history", "profile", "both")
 
@@ -35,19 +31,22 @@ def main(argv=None) -> int:
   p.add_argument("--eval-every", type=int, default=3)
   p.add_argument("--patience", type=int, default=4)
   p.add_argument("--data-dir", default=None)
+  p.add_argument("--workdir", default=None, help="run folders (default: a temporary folder)")
   args = p.parse_args(argv)
   modes = [m.strip() for m in args.modes.split(",") if m.strip()]
   bad = sorted(set(modes) - set(MODES))
   if bad:
     p.error(f"unknown modes {bad}; choose from {', '.join(MODES)}")
 
-  from gnnrec_jax import coldstart, experiment
+  from gnnrec_jax import experiment
   from gnnrec_jax.config import Config
   from gnnrec_jax.data import load_dataset
+  from gnnrec_jax.training.fit import fit
 
   ds = load_dataset("ml-100k", data_dir=args.data_dir)
   base = Config(model="lightgcn", split="random", seed=2020, lr=args.lr, epochs=args.epochs,
-                topk=(10, 20, 50))
+                topk=(10, 20, 50), eval_every=args.eval_every, patience=args.patience)
+  root = args.workdir or tempfile.mkdtemp(prefix="text_features_")
   rows = []
   for mode in modes:
     cfg = base if mode == "id" else base.replace(text_features=mode)
@@ -55,14 +54,12 @@ def main(argv=None) -> int:
     exp = experiment.prepare(cfg, ds)
     prep_s = time.perf_counter() - t0
     print(f"LightGCN, users' text: {mode} (features {prep_s:.0f}s)")
-    run = fit(exp, select=lambda b: b["all"]["ndcg@20"], eval_every=args.eval_every,
-              patience=args.patience)
-    test = coldstart.evaluate_blocks(exp, run["model"], run["params"], run["inputs"],
-                                     target=exp.split.test,
-                                     exclude=[exp.split.train, exp.split.valid],
-                                     embed=run["embed"])["all"]
-    rows.append({"mode": mode, "valid_ndcg@20": run["select"], "best_epoch": run["best_epoch"],
-                 "epochs_run": run["epochs_run"], "wall_s": run["wall_s"] + prep_s,
+    t0 = time.perf_counter()
+    fitted = fit(exp, f"{root}/{mode}", overwrite=True, progress=False)
+    test = fitted.metrics
+    valid = max(r["valid/ndcg@20"] for r in fitted.history if "valid/ndcg@20" in r)
+    rows.append({"mode": mode, "valid_ndcg@20": valid, "best_epoch": test["best_epoch"],
+                 "epochs_run": test["epochs_run"], "wall_s": time.perf_counter() - t0 + prep_s,
                  "test": {k: test[k] for k in ("recall@20", "ndcg@20", "num_users")}})
 
   ref = next((r for r in rows if r["mode"] == "id"), None)

@@ -8,7 +8,7 @@ Settings of both: embedding 64, 3 layers, BPR with one uniform negative, batch 2
 L2 1e-4, full ranking with train items masked, Recall/NDCG@20 (benchmarks/peers/README.md).
 RecBole runs its own trainer in its venv (`benchmarks/peers/recbole_runner.py`, a subprocess;
 `bash benchmarks/peers/setup_recbole_venv.sh` makes the venv once); ours runs in this process
-through `gnnrec_jax.train` (`make_train_step`, `epoch_batches`, `evaluate_params`).
+through `gnnrec_jax.training.fit` (`make_train_step`, `epoch_batches`, `evaluate_params`).
 
 The two take turns, `--rounds` times: RecBole (`--epochs` epochs, an evaluation after each,
 then the test evaluation), then ours (the same epochs and evaluations), so that both see the
@@ -82,10 +82,10 @@ def main(argv=None) -> int:
 
   sys.path.insert(0, HERE)
   import jax
-
   from bench_train import Runner, load, make_config
-  from gnnrec_jax import kernels
-  from gnnrec_jax.propagate import csr_threads, resolve_backend
+
+  from gnnrec_jax.graph import kernels
+  from gnnrec_jax.graph.propagate import csr_threads, resolve_backend
 
   cfg = make_config(args.dataset, args.backend, OUR_MODEL[args.model])
   ds = load(args.dataset, args.gowalla_dir if args.dataset == "gowalla" else None)

@@ -1,4 +1,5 @@
-"""The `gnnrec-jax` command line: `data`, `encode`, `train`, `evaluate`, `recommend`.
+"""The `gnnrec-jax` command line: `data`, `encode`, `train`, `evaluate`, `recommend`, `compare`,
+`tune`, `config`.
 
 Each subcommand lives in `gnnrec_jax/commands/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`, imported only when used so that `gnnrec-jax data` does not pay for jax.
@@ -9,6 +10,10 @@ What a user sees on stderr is one line per problem, never a traceback:
   * a system error (`OSError`: disk full, permission denied, a path that is a file): the same
     line naming the path, exit code 1;
   * warnings (repaired data, a checkpoint fallback): `gnnrec-jax CMD: warning: ...`.
+The last stdout line of every command is one JSON object for scripts. Commands whose product is a
+report (`data`, `recommend`, `compare`, `config`) print it on stdout before that line; commands
+that run something (`train`, `evaluate`, `tune`) print progress and their results table on
+stderr, so that their stdout is the JSON line alone.
 Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import signal
 import sys
+import threading
 import warnings
 
 from gnnrec_jax.errors import GnnrecError
@@ -27,6 +34,9 @@ COMMANDS = {
     "train": "train a recommender and write config, history, checkpoint and metrics",
     "evaluate": "evaluate a trained workdir on the test split",
     "recommend": "top-k recommendations (and explanations) for a user",
+    "compare": "paired significance tests of two or more trained runs, and a replay A/B",
+    "tune": "hyperparameter search on the validation metric (Optuna), resumable",
+    "config": "every config key with its default, type, allowed values and reason",
 }
 
 
@@ -83,6 +93,16 @@ def _os_error(e: OSError) -> str:
   return f"{path}: {e.strerror or e}"
 
 
+class _Interrupted(KeyboardInterrupt):
+  """SIGTERM (what `timeout` and job schedulers send), raised like Ctrl-C's KeyboardInterrupt so
+  that the same clean-up runs: atomic writes finish or are abandoned, the lock is released."""
+
+
+def _on_sigterm(signum, frame):
+  del frame
+  raise _Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   try:
@@ -90,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
   except SystemExit as e:  # --help (0) or a usage error (2, its line already printed)
     return int(e.code or 0)
   prog = f"gnnrec-jax {args.command}"
+  main_thread = threading.current_thread() is threading.main_thread()
+  previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
   try:
     with _one_line_warnings(prog):
       return int(args._module.run(args) or 0)
@@ -99,9 +121,19 @@ def main(argv: list[str] | None = None) -> int:
   except OSError as e:
     print(f"{prog}: error: {_os_error(e)}", file=sys.stderr)
     return 1
-  except KeyboardInterrupt:
-    print(f"{prog}: interrupted", file=sys.stderr)
-    return 130
+  except KeyboardInterrupt as e:
+    signum = e.args[0] if isinstance(e, _Interrupted) else signal.SIGINT
+    hint = ""
+    if args.command == "train":
+      hint = ("; the last checkpoint is intact: run the same command with --resume to continue"
+              if not getattr(args, "resume", False) else "; run the same command to continue")
+    elif args.command == "tune":
+      hint = "; finished trials are kept: run the same command to continue"
+    print(f"{prog}: interrupted ({signal.Signals(signum).name}){hint}", file=sys.stderr)
+    return 128 + int(signum)
+  finally:
+    if main_thread:
+      signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import json
 import jraph
 import numpy as np
 
-from gnnrec_jax import graph as graph_lib
-from gnnrec_jax import splits
 from gnnrec_jax.config import Config
+from gnnrec_jax.data import splits
 from gnnrec_jax.data.types import Dataset, Interactions, Split
 from gnnrec_jax.errors import DataError
+from gnnrec_jax.graph import build as graph_lib
 
 
 @dataclasses.dataclass
@@ -52,6 +52,8 @@ class Experiment:
 
 
 # Fields that do not change what is learned: a run may be resumed or re-evaluated with new values.
+# `epochs` only while the learning rate is constant: a decaying schedule's horizon is the
+# number of epochs, so changing it on resume would change every later step.
 _RUNTIME_FIELDS = ("epochs", "checkpoint_every", "eval_batch_size", "patience")
 
 
@@ -61,17 +63,57 @@ def _hash_arrays(h, inter: Interactions) -> None:
       h.update(np.ascontiguousarray(a).tobytes())
 
 
+def _hash_meta(h, meta) -> None:
+  """Item/user metadata columns (what text features are computed from), in a stable form."""
+  for key in sorted(meta or {}):
+    h.update(json.dumps([key, [str(v) for v in np.asarray(meta[key]).tolist()]]).encode())
+
+
+def learning_config(config: Config) -> dict:
+  """The config fields that change what is learned, minus those at their defaults.
+
+  Leaving defaults out means that a field added to `Config` later (at a default that keeps the
+  old behaviour) does not change the fingerprint of runs made before it existed.
+  """
+  runtime = _RUNTIME_FIELDS if config.lr_schedule == "constant" else tuple(
+      f for f in _RUNTIME_FIELDS if f != "epochs")
+  defaults = Config().to_dict()
+  return {k: v for k, v in config.to_dict().items()
+          if k not in runtime and v != defaults.get(k)}
+
+
 def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
-  """sha256 over the dataset identity, the split's arrays and the learning-relevant config."""
+  """sha256 over the dataset identity, the split's arrays, the learning-relevant config and,
+  when the model reads text features, the item/user metadata they are computed from."""
   h = hashlib.sha256()
   h.update(json.dumps({"name": dataset.name, "users": dataset.num_users,
                        "items": dataset.num_items}, sort_keys=True).encode())
   h.update(json.dumps(split.sizes(), sort_keys=True).encode())  # bytes alone lack boundaries
   for part in (split.train, split.valid, split.test):
     _hash_arrays(h, part)
-  cfg = {k: v for k, v in config.to_dict().items() if k not in _RUNTIME_FIELDS}
-  h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+  h.update(json.dumps(learning_config(config), sort_keys=True, default=str).encode())
+  if config.text_features:
+    _hash_meta(h, dataset.item_meta)
+    _hash_meta(h, dataset.user_meta)
   return h.hexdigest()
+
+
+def split_fingerprint(dataset: Dataset, split: Split) -> dict:
+  """What makes two runs' evaluations comparable user by user: the dataset, its catalogue and
+  each part's size and content (the (user, item) pairs; weights only change training).
+
+  Saved beside per-user metrics (`gnnrec_jax.evaluation.per_user`); `gnnrec-jax compare`
+  refuses runs whose fingerprints differ and says which part differs.
+  """
+  out: dict = {"dataset": dataset.name, "num_users": int(dataset.num_users),
+               "num_items": int(dataset.num_items)}
+  for name in ("train", "valid", "test"):
+    part = getattr(split, name)
+    h = hashlib.sha256()
+    for a in (part.user, part.item):
+      h.update(np.ascontiguousarray(np.asarray(a, np.int64)).tobytes())
+    out[name] = {"size": int(len(part)), "sha256": h.hexdigest()[:16]}
+  return out
 
 
 def text_features_for(config: Config, dataset: Dataset, train: Interactions):
@@ -80,7 +122,9 @@ def text_features_for(config: Config, dataset: Dataset, train: Interactions):
   Users get the mean vector of their *train* items (never valid/test items: that would leak
   the targets), their profile sentence, both, or none, per `config.text_features`.
   """
-  from gnnrec_jax.text.encoder import EncoderSpec  # transformers is imported only when used
+  from gnnrec_jax.text.encoder import (
+    EncoderSpec,  # transformers is imported only when used
+  )
   from gnnrec_jax.text.node_texts import node_features
   return node_features(dataset, train, EncoderSpec(config.text_model),
                        users=config.text_features, progress=False)
@@ -96,7 +140,8 @@ def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experime
       `config.text_features` is set they are computed (and cached) with the text encoder.
   """
   split = splits.make_split(dataset, config.split, ratios=tuple(config.split_ratios),
-                            seed=config.seed, cold_fraction=config.cold_fraction)
+                            seed=config.split_seed if config.split_seed >= 0 else config.seed,
+                            cold_fraction=config.cold_fraction)
   if len(split.train) == 0:
     raise DataError(f"{dataset.source or dataset.name}: the train split is empty")
   social = dataset.social if config.social else None

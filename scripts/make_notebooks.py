@@ -10,7 +10,7 @@ GNNREC_NOTEBOOK_SMOKE=1. Conventions of the notebooks:
   * cell 1 installs the package only in Colab; cell 2 (tagged "parameters") sets `SMOKE` and
     the run sizes;
   * figures are shown with `display(fig)`, which works whatever matplotlib backend is active
-    (`gnnrec_jax.plots` selects Agg when the trainer imports it);
+    (`gnnrec_jax.training.plots` selects Agg when the trainer imports it);
   * numbers the text relies on are asserted, so a notebook that runs is a notebook that is right.
 """
 from __future__ import annotations
@@ -110,7 +110,7 @@ QUICKSTART = [
     md('''
     ## Train
 
-    `train.run` writes everything into its workdir: `config.json`, `history.jsonl` (one line per
+    `fit` writes everything into its workdir: `config.json`, `history.jsonl` (one line per
     epoch), crash-safe checkpoints, `metrics.json` (test metrics of the best validation epoch) and
     `curves.png`. Saving the dataset arguments in `run.json` lets the command line reuse the run:
     `gnnrec-jax evaluate --workdir ...` and `gnnrec-jax recommend --workdir ... --user 196`.
@@ -118,12 +118,12 @@ QUICKSTART = [
     code('''
     import pathlib
 
-    from gnnrec_jax import train
+    from gnnrec_jax.training.fit import fit
 
     workdir = pathlib.Path(RUNS) / "01_quickstart_lightgcn"
-    test_metrics = train.run(config, dataset, str(workdir), exp=exp, overwrite=True,
-                             progress=not SMOKE,
-                             extra_meta={"dataset_args": {"dataset": "ml-100k", "data_dir": None}})
+    fitted = fit(exp, str(workdir), overwrite=True, progress=not SMOKE,
+                 extra_meta={"dataset_args": {"dataset": "ml-100k", "data_dir": None}})
+    test_metrics = fitted.metrics
     for k in ("recall@20", "ndcg@20", "precision@20", "hit@20"):
       print(f"test {k:>13}: {test_metrics[k]:.4f}")
     print("best epoch", test_metrics["best_epoch"], "of", test_metrics["epochs_run"])
@@ -132,16 +132,18 @@ QUICKSTART = [
     ## Evaluate a saved run
 
     `workdir.load` rebuilds the data, the model and the best parameters from the workdir (and
-    refuses if the data no longer matches the run's fingerprint). Ranking is full: every item the
-    user has not seen in train or valid competes. Evaluating again gives the same numbers.
+    refuses if the data no longer matches the run's fingerprint). Every model, trained or
+    closed-form, is "parameters + a score function" (`gnnrec_jax.models.base.Recommender`).
+    Ranking is full: every item the user has not seen in train or valid competes. Evaluating
+    again gives the same numbers.
     '''),
     code('''
-    from gnnrec_jax import workdir as workdir_lib
+    from gnnrec_jax.evaluation.protocol import evaluate_split
+    from gnnrec_jax.training import workdir as workdir_lib
 
-    _, exp, model, params, inputs = workdir_lib.load(str(workdir))
-    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    again = train.evaluate_params(embed, params, inputs, exp, target=exp.split.test,
-                                  exclude=[exp.split.train, exp.split.valid])
+    _, rec, params = workdir_lib.load(str(workdir))
+    exp = rec.exp
+    again = evaluate_split(rec, params, "test")
     keys = [k for k in again if "@" in k]
     np.testing.assert_allclose([again[k] for k in keys], [test_metrics[k] for k in keys], rtol=1e-5)
     print("  ".join(f"{k} {again[k]:.4f}" for k in keys if k.endswith("@10")))
@@ -153,9 +155,9 @@ QUICKSTART = [
     the movies the user rated highest in train.
     '''),
     code('''
-    from gnnrec_jax import ranking
+    from gnnrec_jax.evaluation import ranking
 
-    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
+    user_emb, item_emb = (np.asarray(a) for a in rec.score_params(params))
     u = dataset.users.index(USER)
     parts = (exp.split.train, exp.split.valid, exp.split.test)
     seen = np.unique(np.concatenate([p.item[p.user == u] for p in parts]))
@@ -178,7 +180,7 @@ QUICKSTART = [
     md('''
     ## Training curves
 
-    Loss per epoch and the validation metric used for early stopping, as `train.run` drew them.
+    Loss per epoch and the validation metric used for early stopping, as `fit` drew them.
     '''),
     code('''
     from IPython.display import Image, display
@@ -204,7 +206,7 @@ SEED_WALKTHROUGH = [
     (`build_graph`, `SoftmaxEdgeConv`, `create_model("softmax_gnn")`) and check every number
     against a plain NumPy implementation of the equations written in this notebook.
 
-    Our reading (as in `gnnrec_jax/layers/softmax_edge.py`): σ = identity, no √d scaling, τ = 1;
+    Our reading (as in `gnnrec_jax/models/layers/softmax_edge.py`): σ = identity, no √d scaling, τ = 1;
     step 1 uses the relation weights normalised per receiver (w_ij / Σ_k w_ik); items are nodes too
     and are updated from their users by the same rule; α is recomputed from the previous layer's
     output. Nothing here trains, so `SMOKE` changes nothing.
@@ -221,8 +223,8 @@ SEED_WALKTHROUGH = [
     from IPython.display import Image, display
 
     from gnnrec_jax.data.types import Interactions
-    from gnnrec_jax.graph import adjacency, build_graph, degrees
-    from gnnrec_jax.layers import SoftmaxEdgeConv
+    from gnnrec_jax.graph.build import adjacency, build_graph, degrees
+    from gnnrec_jax.models.layers import SoftmaxEdgeConv
 
     np.set_printoptions(precision=4, suppress=True)
     U, I = 3, 3
@@ -379,7 +381,7 @@ SEED_WALKTHROUGH = [
     '''),
     code('''
     from gnnrec_jax.config import Config
-    from gnnrec_jax.models import create_model
+    from gnnrec_jax.models.embedding import create_model
 
     cfg = Config(model="softmax_gnn", embed_dim=2, num_layers=2, layer_combine="last",
                  scale_logits=False, temperature=1.0, activation="identity",
@@ -567,7 +569,8 @@ TEXT_COLD_START = [
     code('''
     import pathlib
 
-    from gnnrec_jax import experiment, train
+    from gnnrec_jax import experiment
+    from gnnrec_jax.training.fit import fit
     from gnnrec_jax.configs import get_config
     from gnnrec_jax.data.synthetic import make_synthetic
 
@@ -593,9 +596,8 @@ TEXT_COLD_START = [
     results = {}
     for name, exp in runs.items():
       workdir = pathlib.Path(RUNS) / f"03_{name.replace(' ', '').replace('+', '_')}"
-      results[name] = train.run(exp.config, dataset, str(workdir), exp=exp, overwrite=True,
-                                progress=False)
-      results[name]["workdir"] = workdir
+      fitted = fit(exp, str(workdir), overwrite=True, progress=False)
+      results[name] = {**fitted.metrics, "rec": fitted.rec, "params": fitted.params}
     for name, m in results.items():
       print(f"{name:>10}: trainer's test recall@10 {m['recall@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     '''),
@@ -609,18 +611,16 @@ TEXT_COLD_START = [
     of cold test items).
     '''),
     code('''
-    from gnnrec_jax import checkpoint, evaluate
+    from gnnrec_jax.evaluation import evaluate
 
 
-    def cold_item_metrics(exp, workdir, ks=(5, 10)):
-      model, params, inputs = train.init_model(exp)
-      saved, _ = checkpoint.load(str(workdir), "best", {"params": params},
-                                 fingerprint=exp.fingerprint)
+    def cold_item_metrics(rec, params, ks=(5, 10)):
+      exp = rec.exp
       u, test = exp.num_users, exp.split.test
       has_id = np.ones(u + exp.num_items, bool)
       has_id[u + exp.split.cold_items] = False  # ignored by the ID-only model (no text path)
-      final, _ = model.apply({"params": saved["params"]}, inputs["graph"], inputs["features"],
-                             feature_mask=inputs["feature_mask"], has_id=jnp.asarray(has_id))
+      inputs = {**rec.inputs, "has_id": jnp.asarray(has_id)}
+      final, _ = rec.forward(params, inputs, train=False)
       rankable = np.zeros(exp.num_items, bool)
       rankable[np.intersect1d(exp.split.cold_items, test.item)] = True  # the cold test items
       return evaluate.evaluate_embeddings(
@@ -630,7 +630,7 @@ TEXT_COLD_START = [
 
     cold = {}
     for name, exp in runs.items():
-      cold[name], n_cold = cold_item_metrics(exp, results[name]["workdir"])
+      cold[name], n_cold = cold_item_metrics(results[name]["rec"], results[name]["params"])
     print(f"{n_cold} cold test items; random ranking: recall@5 ≈ {5 / n_cold:.3f}, "
           f"recall@10 ≈ {10 / n_cold:.3f}")
     for name, m in cold.items():
@@ -647,7 +647,7 @@ EXPLANATIONS = [
     md('''
     # Why was this recommended?
 
-    `gnnrec_jax.explain` splits a score exactly into the user's own term and one term per graph
+    `gnnrec_jax.evaluation.explain` splits a score exactly into the user's own term and one term per graph
     neighbour (their train items, and friends when the graph has social edges). For LightGCN and
     the seed's SoftmaxGNN with σ = identity,
 
@@ -677,7 +677,9 @@ EXPLANATIONS = [
     import numpy as np
     from IPython.display import Image, display
 
-    from gnnrec_jax import checkpoint, experiment, explain, ranking, train
+    from gnnrec_jax.training.fit import fit
+    from gnnrec_jax import experiment
+    from gnnrec_jax.evaluation import explain, ranking
     from gnnrec_jax.configs import get_config
     from gnnrec_jax.data import load_dataset
     from gnnrec_jax.data.synthetic import make_synthetic
@@ -700,31 +702,44 @@ EXPLANATIONS = [
                                                attention_mix=1.0, initial_alpha="weights")
     exp = experiment.prepare(config, dataset)
     workdir = pathlib.Path(RUNS) / "04_softmax_gnn"
-    metrics = train.run(config, dataset, str(workdir), exp=exp, overwrite=True, progress=False)
+    fitted = fit(exp, str(workdir), overwrite=True, progress=False)
+    metrics, rec, params = fitted.metrics, fitted.rec, fitted.params
     print(f"test recall@20 {metrics['recall@20']:.4f}  ndcg@20 {metrics['ndcg@20']:.4f}")
-
-    model, params, inputs = train.init_model(exp)
-    params = checkpoint.load(str(workdir), "best", {"params": params},
-                             fingerprint=exp.fingerprint)[0]["params"]
     '''),
     md('''
     ## Recommend and explain
     '''),
     code('''
-    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
+    user_emb, item_emb = (np.asarray(a) for a in rec.score_params(params))
     u = dataset.users.index(USER)
     parts = (exp.split.train, exp.split.valid, exp.split.test)
     seen = np.unique(np.concatenate([p.item[p.user == u] for p in parts]))
     items, scores = ranking.recommend(user_emb[u], item_emb, exclude_items=seen, k=K)
 
-    rows = explain.print_explanations(exp, params, model, inputs, user=u, history=None,
-                                      items=items, top=3)
+    rows = explain.print_explanations(rec, params, user=u, history=None, items=items, top=3)
     for row, s in zip(rows, scores):
       total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
       np.testing.assert_allclose(total, row["score"], rtol=1e-4, atol=1e-5)  # exact split
       np.testing.assert_allclose(row["score"], s, rtol=1e-4, atol=1e-5)  # the score we ranked by
       assert row["exact"]
+    '''),
+    md('''
+    ## What differs between the recommendations
+
+    Most of each score above is shared by every recommended item. `explain_view.contrast` takes
+    every term relative to the last item listed (the baseline, printed once), ranks the terms by
+    how much they move each item, and gives each as a share of the item's lead, with its path
+    (your item → this item, the users who had both, the layer whose term differs most and its
+    α). The user's own term is split by the item's layer (its own vector, the users who had it,
+    ...). This is what `gnnrec-jax recommend --explain` prints.
+    '''),
+    code('''
+    from gnnrec_jax.evaluation import explain_view
+
+    view = explain_view.contrast(rec, rows, against="last")
+    explain_view.print_contrast(view, top=3)
+    for it in view["items"]:  # still exact: the terms add up to each item's lead
+      np.testing.assert_allclose(sum(t["value"] for t in it["terms"]), it["gap"], atol=1e-4)
     '''),
     md('''
     ## Attention over the user's neighbourhood
@@ -734,7 +749,7 @@ EXPLANATIONS = [
     normalised (`initial_alpha="weights"`), layer 2 the learned softmax of dot products.
     '''),
     code('''
-    final, hs, weights = explain.layer_outputs(model, params, inputs)
+    final, hs, weights = explain.layer_outputs(rec.module, params, rec.inputs)
     graph = exp.graph
     mine = np.flatnonzero(np.asarray(graph.receivers) == u)  # edges user <- item
     nbrs = np.asarray(graph.senders)[mine] - exp.num_users
@@ -767,7 +782,7 @@ SOCIAL_LASTFM = [
     Last.fm (HetRec 2011, as the LightGCN repository ships it) has listening counts and a friend
     network. `Config(social=True)` adds each friendship as two user–user edges of the graph, so
     LightGCN also propagates between friends. We train with and without them, recommend friends
-    with `gnnrec_jax.social`, and see friends appear in the explanations.
+    with `gnnrec_jax.evaluation.social`, and see friends appear in the explanations.
 
     The data is expected at `../shared/data/lastfm` relative to the repository root (or set
     `GNNREC_LASTFM_DIR`). Under `SMOKE`, when it is absent, a synthetic dataset with friendships
@@ -828,7 +843,9 @@ SOCIAL_LASTFM = [
     recommendation below, where the test friendships must stay unseen.
     '''),
     code('''
-    from gnnrec_jax import checkpoint, experiment, social, train
+    from gnnrec_jax.training.fit import fit
+    from gnnrec_jax import experiment
+    from gnnrec_jax.evaluation import social
     from gnnrec_jax.configs import get_config
 
     f_train, f_valid, f_test = social.split_friendships(dataset.social, ratios=(0.8, 0.1, 0.1))
@@ -847,14 +864,10 @@ SOCIAL_LASTFM = [
     results, user_vecs, models = {}, {}, {}
     for name, exp in runs.items():
       workdir = pathlib.Path(RUNS) / f"05_{name.replace(' ', '_')}"
-      results[name] = train.run(exp.config, exp.dataset, str(workdir), exp=exp, overwrite=True,
-                                progress=False)
-      model, params, inputs = train.init_model(exp)
-      params = checkpoint.load(str(workdir), "best", {"params": params},
-                               fingerprint=exp.fingerprint)[0]["params"]
-      models[name] = (model, params, inputs)
-      embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-      user_vecs[name] = np.asarray(embed(params, inputs)[0])
+      fitted = fit(exp, str(workdir), overwrite=True, progress=False)
+      results[name] = fitted.metrics
+      models[name] = (fitted.rec, fitted.params)
+      user_vecs[name] = np.asarray(fitted.rec.score_params(fitted.params)[0])
     print(f"{'items (test)':>12} " + " ".join(f"{k:>10}" for k in ("recall@20", "ndcg@20", "hit@20")))
     for name, m in results.items():
       print(f"{name:>12} " + " ".join(f"{m[k]:10.4f}" for k in ("recall@20", "ndcg@20", "hit@20")))
@@ -894,18 +907,16 @@ SOCIAL_LASTFM = [
     them.
     '''),
     code('''
-    from gnnrec_jax import explain, ranking
+    from gnnrec_jax.evaluation import explain, ranking
 
     exp = runs["social"]
-    model, params, inputs = models["social"]
-    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    user_emb, item_emb = (np.asarray(x) for x in embed(params, inputs))
+    rec, params = models["social"]
+    user_emb, item_emb = (np.asarray(x) for x in rec.score_params(params))
     u = int(np.bincount(f_train.ravel(), minlength=exp.num_users).argmax())  # most train friends
     parts = (exp.split.train, exp.split.valid, exp.split.test)
     seen = np.unique(np.concatenate([p.item[p.user == u] for p in parts]))
     items, scores = ranking.recommend(user_emb[u], item_emb, exclude_items=seen, k=3)
-    rows = explain.print_explanations(exp, params, model, inputs, user=u, history=None,
-                                      items=items, top=4)
+    rows = explain.print_explanations(rec, params, user=u, history=None, items=items, top=4)
     for row, s in zip(rows, scores):
       total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
       np.testing.assert_allclose([total, row["score"]], [s, s], rtol=1e-4, atol=1e-5)

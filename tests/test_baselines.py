@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gnnrec_jax import baselines, coldstart, evaluate
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Interactions, Split
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.evaluation import coldstart, evaluate
+from gnnrec_jax.models import baselines
 
 U, I = 3, 5
 # Train counts: item 0 x3, item 1 x1, item 2 x2, items 3 and 4 never (cold).

@@ -10,8 +10,8 @@ import optax
 import pytest
 from flax.training import train_state
 
-from gnnrec_jax import checkpoint as ckpt
 from gnnrec_jax.errors import CheckpointError
+from gnnrec_jax.training import checkpoint as ckpt
 
 MODEL = nn.Dense(8)  # one instance each: TrainState's static apply_fn and tx are in the treedef
 TX = optax.adam(1e-3)

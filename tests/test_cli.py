@@ -15,9 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from gnnrec_jax import checkpoint, cli
+from gnnrec_jax import cli
+from gnnrec_jax.data.splits import split_random
 from gnnrec_jax.data.synthetic import make_synthetic
-from gnnrec_jax.splits import split_random
+from gnnrec_jax.training import checkpoint
 
 HEADER = "user_id\titem_id\trating\n"
 FAST = ["--config", "test", "--set", "epochs=2", "--no-progress"]
@@ -126,9 +127,10 @@ def test_unknown_config_key_suggests_close_ones(data, tmp_path):
 
 @pytest.mark.parametrize("value,message", [
     ("lr=abc", "--set lr=abc: expected a value of type float"),
-    ("lr=-1", "invalid config: lr must be > 0"),
-    ("select_metric=ndcg@7", "select_metric 'ndcg@7' must be NAME@K with NAME one of recall"),
-    ("select_metric=foo@20", "select_metric 'foo@20' must be NAME@K with NAME one of recall"),
+    ("lr=-1", "invalid config: lr must be a finite number > 0, got -1.0"),
+    ("select_metric=ndcg@7", "select_metric 'ndcg@7' must be NAME@K or BLOCK/NAME@K with NAME one of recall"),
+    ("select_metric=all/ndcg@20", "select_metric 'all/ndcg@20' must be NAME@K or BLOCK/NAME@K"),
+    ("select_metric=foo@20", "select_metric 'foo@20' must be NAME@K or BLOCK/NAME@K with NAME one of recall"),
 ])
 def test_invalid_config_value(data, tmp_path, value, message):
   code, _, err = _main("train", *_data_args(data), "--set", value, "--workdir", tmp_path)
@@ -246,7 +248,7 @@ def test_missing_workdir(tmp_path):
 def test_damaged_run_json(workdir_copy):
   (workdir_copy / "run.json").write_text('{"fingerprint": "ab')
   code, _, err = _main("recommend", "--workdir", workdir_copy, "--user", "u1")
-  assert f"{workdir_copy / 'run.json'}: unreadable" in _error(code, err, "recommend")
+  assert f"{workdir_copy / 'run.json'}: not valid JSON" in _error(code, err, "recommend")
 
 
 def test_evaluate_reproduces_the_training_metrics(trained):
@@ -312,3 +314,136 @@ def test_subprocess_truncated_checkpoint(workdir_copy):
   assert proc.returncode == 2 and proc.stdout == "", proc.stderr
   assert proc.stderr.startswith(f"gnnrec-jax recommend: error: {best}: truncated or padded")
   assert proc.stderr.count("\n") == 1
+
+
+# --- never touch files that are not ours; damaged run files ---------------------------------------
+
+@pytest.mark.parametrize("files", [{"config.json": "mine\n"},
+                                   {"notes.txt": "keep me", "sub/data.csv": "a,b\n"},
+                                   {"run.json": '{"my": "own run file"}'}])
+@pytest.mark.parametrize("flag", [[], ["--overwrite"], ["--resume"]])
+def test_a_folder_we_did_not_write_is_refused_and_left_byte_identical(data, tmp_path, files,
+                                                                      flag):
+  w = tmp_path / "mine"
+  for name, text in files.items():
+    (w / name).parent.mkdir(parents=True, exist_ok=True)
+    (w / name).write_text(text)
+  before = {p: p.read_bytes() for p in w.rglob("*") if p.is_file()}
+  code, _, err = _main("train", *_data_args(data), *FAST, *flag, "--workdir", w)
+  assert f"workdir {w} is not empty and holds no gnnrec-jax run (" in _error(code, err, "train")
+  assert {p: p.read_bytes() for p in w.rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_removes_only_the_runs_own_files(workdir_copy, data):
+  (workdir_copy / "my_notes.txt").write_text("mine")
+  code, _, err = _main("train", *_data_args(data), *FAST, "--overwrite", "--workdir",
+                       workdir_copy)
+  assert code == 0, err
+  assert (workdir_copy / "my_notes.txt").read_text() == "mine"
+  assert (workdir_copy / "metrics.json").exists()
+
+
+def test_a_locked_workdir_is_refused(data, tmp_path):
+  from gnnrec_jax.training.workdir import WorkdirLock
+  w = tmp_path / "w"
+  w.mkdir()
+  lock = WorkdirLock(str(w))
+  lock.acquire()  # another writer (this process, through another open file) holds it
+  try:
+    code, _, err = _main("train", *_data_args(data), *FAST, "--workdir", w)
+    line = _error(code, err, "train")
+    assert f"workdir {w} is in use by another gnnrec-jax run (pid {os.getpid()} on " in line
+    assert not (w / "run.json").exists()
+  finally:
+    lock.release()
+  code, _, err = _main("train", *_data_args(data), *FAST, "--workdir", w)  # free again
+  assert code == 0, err
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"\x89PNG\r\n\x1a\n\x00\xff", "run.json: not UTF-8 text"),
+    (b"[1, 2, 3]", "run.json: not a gnnrec-jax run file (a JSON list, not an object)"),
+    (b'{"config": {}}', "run.json: not a gnnrec-jax run file (no field 'fingerprint')"),
+    (b'{"fingerprint": 3, "config": {}}', "run.json: field fingerprint must be a JSON string"),
+    (b'{"fingerprint": "x", "config": {"embed_dim": "big"}}',
+     "run.json: config: field embed_dim must be int, got 'big'"),
+    (b'{"fingerprint": "x", "config": {"lr": [1]}}', "run.json: config: field lr must be float"),
+    (b'{"fingerprint": "x", "config": {"topk": ["a"]}}',
+     "run.json: config: field topk must be tuple"),
+    (b'{"fingerprint": "x", "config": {}, "dataset_args": "ml-100k"}',
+     "run.json: field dataset_args must be a JSON object"),
+])
+@pytest.mark.parametrize("command", [["evaluate"], ["recommend", "--user", "u1"]])
+def test_damaged_or_foreign_run_json_is_one_line(workdir_copy, content, message, command):
+  (workdir_copy / "run.json").write_bytes(content)
+  code, _, err = _main(command[0], "--workdir", workdir_copy, *command[1:])
+  assert f"{workdir_copy / message.split(':')[0]}:{message.split(':', 1)[1]}" in \
+      _error(code, err, command[0])
+
+
+def _error_after_warnings(code, err, cmd):
+  """Like `_error`, for commands that may first warn about the data (the `cold` user)."""
+  *warnings, last = err.splitlines()
+  assert all(w.startswith(f"gnnrec-jax {cmd}: warning: ") for w in warnings), err
+  return _error(code, last + "\n", cmd)
+
+
+@pytest.mark.parametrize("history,message", [
+    (b'{"epoch": 1, "loss": 1}\n[1, 2]\n{"epoch": 2}\n', "history.jsonl:2: a history row needs "
+     "an integer field epoch"),
+    (b'{"epoch": "1"}\n{"epoch": 2}\n', "history.jsonl:1: a history row needs an integer field"),
+    (b'\xff\xfe\n{"epoch": 2}\n', "history.jsonl:1: not a JSON history row"),
+])
+def test_damaged_history_on_resume_is_one_line(workdir_copy, data, history, message):
+  (workdir_copy / "history.jsonl").write_bytes(history)
+  code, _, err = _main("train", *_data_args(data), *FAST, "--resume", "--workdir", workdir_copy)
+  assert f"{workdir_copy / message.split(':')[0]}:{message.split(':', 1)[1]}" in \
+      _error_after_warnings(code, err, "train")
+
+
+def test_checkpoint_meta_of_the_wrong_type_is_one_line(workdir_copy, data):
+  latest = workdir_copy / "latest.ckpt"
+  head, payload = latest.read_bytes().split(b"\n", 1)
+  header = json.loads(head)
+  header["meta"]["early_stopping"] = "done"
+  latest.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+  (workdir_copy / "latest.prev.ckpt").unlink()
+  code, _, err = _main("train", *_data_args(data), *FAST, "--resume", "--workdir", workdir_copy)
+  assert "epoch or early_stopping fields are missing or of the wrong type" in \
+      _error_after_warnings(code, err, "train")
+
+
+def test_resume_with_other_epochs_under_a_decaying_schedule_is_refused(data, tmp_path):
+  w = tmp_path / "w"
+  cosine = ["--set", "lr_schedule=cosine"]
+  code, _, err = _main("train", *_data_args(data), *FAST, *cosine, "--workdir", w)
+  assert code == 0, err
+  code, _, err = _main("train", *_data_args(data), *FAST, *cosine, "--set", "epochs=4",
+                       "--resume", "--workdir", w)
+  assert "belongs to a different run (config keys differ: epochs)" in _error(code, err, "train")
+  # With a constant learning rate more epochs only continue the run.
+  w2 = tmp_path / "w2"
+  assert _main("train", *_data_args(data), *FAST, "--workdir", w2)[0] == 0
+  code, _, err = _main("train", *_data_args(data), *FAST, "--set", "epochs=3", "--resume",
+                       "--workdir", w2)
+  assert code == 0, err
+
+
+def test_a_run_fitted_by_a_script_needs_its_dataset(tmp_path):
+  from gnnrec_jax import configs
+  from gnnrec_jax.experiment import prepare
+  from gnnrec_jax.training import workdir
+  from gnnrec_jax.training.fit import fit
+  ds = make_synthetic(seed=2)
+  fitted = fit(prepare(configs.get_config("test").replace(epochs=1), ds), str(tmp_path / "w"),
+               progress=False)
+  code, _, err = _main("evaluate", "--workdir", tmp_path / "w")
+  assert "run.json: no dataset_args (the run was fitted by a script" in \
+      _error(code, err, "evaluate")
+  _, rec, params = workdir.load(str(tmp_path / "w"), dataset=ds)
+  assert jax_equal(params, fitted.params)
+
+
+def jax_equal(a, b):
+  import jax
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -125,7 +125,7 @@ def test_fractional_timestamps_keep_their_order(tmp_path):
   with pytest.warns(DataWarning, match="rank order"):
     ds = atomic.load_atomic(tmp_path, "x")
   assert ds.interactions.timestamp.tolist() == [0, 2, 1, 0]
-  from gnnrec_jax.splits import split_leave_one_out
+  from gnnrec_jax.data.splits import split_leave_one_out
   s = split_leave_one_out(ds.interactions)
   assert ds.items.tokens[int(s.test.item[0])] == "b"
   assert ds.items.tokens[int(s.valid.item[0])] == "c"
@@ -200,20 +200,32 @@ def test_zero_weight_is_allowed(tmp_path):
 
 # --- duplicates ---------------------------------------------------------------------------------
 
-def test_duplicates_keep_first_with_count(tmp_path):
-  train = _tsv(tmp_path, "train.tsv", HEADER + "a\tx\t4\nb\tx\t1\na\tx\t2\na\tx\t5\n")
-  with pytest.warns(DataWarning, match=r"train\.tsv: 2 duplicate user-item rows dropped, keeping "
-                                       r"the first .*train\.tsv:4"):
-    ds = tabular.load_predefined(train)
-  assert len(ds.split.train) == 2
-  assert ds.split.train.weight.tolist() == [4.0, 1.0]  # the first (a, x) row's rating
+@pytest.mark.parametrize("rule, weights, times", [
+    ("max", [5.0, 1.0], [30, 5]),    # the largest weight, the pair's latest time
+    ("sum", [11.0, 1.0], [30, 5]),   # 4 + 2 + 5
+    ("last", [2.0, 1.0], [30, 5]),   # the row at t=30 (not the file's last row, t=20)
+])
+def test_repeated_pairs_are_combined_by_the_rule_with_a_count(tmp_path, rule, weights, times):
+  train = _tsv(tmp_path, "train.tsv", "user_id\titem_id\trating\ttimestamp\n"
+               "a\tx\t4\t10\nb\tx\t1\t5\na\tx\t2\t30\na\tx\t5\t20\n")
+  with pytest.warns(DataWarning, match=rf"train\.tsv: 2 rows repeat a user-item pair \(1 pair; "
+                                       rf"first repeat at .*train\.tsv:4\); combined with "
+                                       rf"duplicates={rule}"):
+    ds = tabular.load_predefined(train, duplicates=rule)
+  assert [ds.users.tokens[u] for u in ds.split.train.user] == ["a", "b"]  # first-seen order
+  assert ds.split.train.weight.tolist() == weights
+  assert ds.split.train.timestamp.tolist() == times
 
 
 def test_lightgcn_duplicates(tmp_path):
   _lightgcn(tmp_path, "0 1 1 2\n0 2\n", "0 3\n")
-  with pytest.warns(DataWarning, match="2 duplicate"):
+  with pytest.warns(DataWarning, match="2 rows repeat a user-item pair"):
     ds = lightgcn_format.load_lightgcn(tmp_path)
   assert sorted(ds.split.train.item.tolist()) == [1, 2]
+  assert ds.split.train.weight is None  # max keeps unweighted data unweighted
+  with pytest.warns(DataWarning, match="duplicates=sum"):
+    ds = lightgcn_format.load_lightgcn(tmp_path, duplicates="sum")
+  assert ds.split.train.weight.tolist() == [2.0, 2.0]  # repeats become counts
 
 
 def test_test_pairs_in_train_are_dropped(tmp_path):

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnnrec_jax.data import atomic, lastfm, lightgcn_format, movielens, registry, tabular
+from gnnrec_jax.data import (
+  atomic,
+  lastfm,
+  lightgcn_format,
+  movielens,
+  registry,
+  tabular,
+)
 from gnnrec_jax.data.checks import DataWarning
 from gnnrec_jax.errors import ConfigError, DataError
 
@@ -259,8 +266,9 @@ def test_gowalla_default_dir(tmp_path, monkeypatch):
 
 
 def test_data_command_json_line(capsys):
-  from gnnrec_jax.commands import data
   import argparse
+
+  from gnnrec_jax.commands import data
   p = argparse.ArgumentParser()
   data.add_arguments(p)
   args = p.parse_args(["--dataset", "lightgcn", "--data-dir", str(DATA / "lightgcn")])

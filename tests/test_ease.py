@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.ease import ease_scores, fit_ease, interaction_matrix
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.models.ease import EASE, fit_ease, interaction_matrix
 
 
 def tiny_train(seed=0, users=8, items=5, n=20):
@@ -53,15 +53,13 @@ def test_fit_ease_by_hand_two_items():
   np.testing.assert_allclose(b, [[0.0, 0.25], [0.25, 0.0]], rtol=1e-6)
 
 
-def test_ease_scores_numpy_jax_and_sparse():
+def test_ease_apply_rows_is_x_times_b():
   train = tiny_train(1)
   x = interaction_matrix(train, num_users=8, num_items=5)
   b = fit_ease(train, num_users=8, num_items=5, l2=2.0)
   expected = x.toarray() @ b.astype(np.float64)
-  np.testing.assert_allclose(ease_scores(x.toarray()[:3], b), expected[:3], atol=1e-5)
-  np.testing.assert_allclose(ease_scores(x[:3], b), expected[:3], atol=1e-5)
-  np.testing.assert_allclose(ease_scores(jnp.asarray(x.toarray()[:3], jnp.float32),
-                                         jnp.asarray(b)), expected[:3], atol=1e-5)
+  got = EASE.apply_rows({"B": jnp.asarray(b)}, jnp.asarray(x.toarray()[:3], jnp.float32))
+  np.testing.assert_allclose(got, expected[:3], atol=1e-5)
 
 
 def test_fit_ease_rejects_non_positive_l2():

@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gnnrec_jax import evaluate as ev
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError, TrainingError
-from gnnrec_jax.metrics import metrics_numpy
+from gnnrec_jax.evaluation import evaluate as ev
+from gnnrec_jax.evaluation.metrics import metrics_numpy
 
 U, I, D = 45, 31, 8
 KS = (1, 5, 10)

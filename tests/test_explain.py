@@ -1,6 +1,6 @@
 """Explanations: the per-neighbour terms add up to the score, and match an independent reference.
 
-Models are trained briefly with `train.run` and the CPU "test" config on the planted-cluster
+Models are trained briefly with `fit` and the CPU "test" config on the planted-cluster
 dataset; the LightGCN reference propagates with scipy (`graph.adjacency`), not with the model.
 """
 import os
@@ -9,10 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from gnnrec_jax import checkpoint, cli, configs, ease, explain, train
-from gnnrec_jax import graph as graph_lib
+from gnnrec_jax import cli, configs, models
 from gnnrec_jax.data.synthetic import make_synthetic
+from gnnrec_jax.evaluation import explain
 from gnnrec_jax.experiment import prepare
+from gnnrec_jax.graph import build as graph_lib
+from gnnrec_jax.models import ease, inductive
+from gnnrec_jax.training.fit import fit
 
 TOL = 1e-5
 USERS = (0, 7, 33)
@@ -23,11 +26,13 @@ def _trained(tmp_path_factory, **overrides):
   ds = make_synthetic()
   cfg = configs.get_config("test").replace(**overrides)
   workdir = str(tmp_path_factory.mktemp(cfg.model))
-  train.run(cfg, ds, workdir, progress=False)
-  exp = prepare(cfg, ds)
-  model, params, inputs = train.init_model(exp)
-  saved, _ = checkpoint.load(workdir, "best", {"params": params}, fingerprint=exp.fingerprint)
-  return exp, model, saved["params"], inputs
+  fitted = fit(prepare(cfg, ds), workdir, progress=False)
+  return fitted.rec, fitted.params
+
+
+def _init(exp):
+  rec = models.create(exp)
+  return rec, rec.init(jax.random.key(exp.config.seed))
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +45,8 @@ def softmax_gnn(tmp_path_factory):
   return _trained(tmp_path_factory, model="softmax_gnn", lr=0.05)
 
 
-def _scores(exp, model, params, inputs):
-  user_emb, item_emb = train.make_embed_fn(model, num_users=exp.num_users,
-                                           num_items=exp.num_items)(params, inputs)
+def _scores(rec, params):
+  user_emb, item_emb = rec.score_params(params)
   return np.asarray(user_emb, np.float64) @ np.asarray(item_emb, np.float64).T  # [U, I]
 
 
@@ -59,12 +63,17 @@ def _check_sums(rows, scores=None, user=None):
       assert abs(row["score"] - scores[user, row["item_index"]]) < TOL
     values = [c["value"] for c in row["contributions"]]
     assert values == sorted(values, reverse=True)
+    if "self_parts" in row:  # graph models: the same terms split by layer, also exact
+      assert abs(sum(row["self_parts"]) + row["self_loop"] - row["self"]) < TOL
+      for c in row["contributions"]:
+        assert abs(sum(c["layers"]) - c["value"]) < TOL
 
 
 def test_lightgcn_terms_sum_to_score_and_match_scipy(lightgcn):
-  exp, model, params, inputs = lightgcn
-  scores = _scores(exp, model, params, inputs)
-  _, hs, _ = explain.layer_outputs(model, params, inputs)
+  rec, params = lightgcn
+  exp, model = rec.exp, rec.module
+  scores = _scores(rec, params)
+  _, hs, _ = explain.layer_outputs(model, params, rec.inputs)
   # Independent reference: h^l = A_norm^l h^0 with scipy, final = mean_l h^l (eq. 4).
   adj = graph_lib.adjacency(exp.graph)
   ref = [hs[0]]
@@ -75,7 +84,7 @@ def test_lightgcn_terms_sum_to_score_and_match_scipy(lightgcn):
   u_count = exp.num_users
   for u in USERS:
     items = _top_items(scores, u)
-    rows = explain.explain_user(exp, params, model, inputs, user=u, items=items)
+    rows = explain.explain_user(rec, params, user=u, items=items)
     assert all(r["exact"] for r in rows)
     _check_sums(rows, scores, u)
     train_items = set(exp.split.train.item[exp.split.train.user == u].tolist())
@@ -91,34 +100,34 @@ def test_lightgcn_terms_sum_to_score_and_match_scipy(lightgcn):
 
 
 def test_cosine_lightgcn_terms_sum_to_the_cosine_score(tmp_path_factory):
-  exp, model, params, inputs = _trained(tmp_path_factory, lr=0.05, score="cosine")
-  scores = _scores(exp, model, params, inputs)
+  rec, params = _trained(tmp_path_factory, lr=0.05, score="cosine")
+  scores = _scores(rec, params)
   assert np.abs(scores).max() <= 1 + 1e-6  # cosines
   for u in USERS:
-    rows = explain.explain_user(exp, params, model, inputs, user=u, items=_top_items(scores, u))
+    rows = explain.explain_user(rec, params, user=u, items=_top_items(scores, u))
     assert all(r["exact"] for r in rows)
     _check_sums(rows, scores, u)
 
 
 def test_softmax_gnn_identity_terms_sum_to_score(softmax_gnn):
-  exp, model, params, inputs = softmax_gnn
-  assert model.activation == "identity"
-  scores = _scores(exp, model, params, inputs)
+  rec, params = softmax_gnn
+  assert rec.module.activation == "identity"
+  scores = _scores(rec, params)
   for u in USERS:
-    rows = explain.explain_user(exp, params, model, inputs, user=u, items=_top_items(scores, u))
+    rows = explain.explain_user(rec, params, user=u, items=_top_items(scores, u))
     assert all(r["exact"] and r["method"].startswith("exact") for r in rows)
     _check_sums(rows, scores, u)
 
 
 def test_softmax_gnn_with_norm_weights_explains_like_lightgcn(lightgcn):
   # attention_mix=0 makes every alpha LightGCN's norm: the alpha path must give the same terms.
-  exp, model, params, inputs = lightgcn
-  sg_exp = prepare(exp.config.replace(model="softmax_gnn", attention_mix=0.0,
-                                      initial_alpha="none"), exp.dataset)
-  sg_model, _, _ = train.init_model(sg_exp)
+  rec, params = lightgcn
+  sg_exp = prepare(rec.config.replace(model="softmax_gnn", attention_mix=0.0,
+                                      initial_alpha="none"), rec.exp.dataset)
+  sg_rec = models.create(sg_exp)
   items = np.arange(6)
-  ref = explain.explain_user(exp, params, model, inputs, user=5, items=items)
-  got = explain.explain_user(sg_exp, params, sg_model, inputs, user=5, items=items)
+  ref = explain.explain_user(rec, params, user=5, items=items)
+  got = explain.explain_user(sg_rec, params, user=5, items=items)
   for r, g in zip(ref, got):
     np.testing.assert_allclose([g["score"], g["self"]], [r["score"], r["self"]], atol=TOL)
     np.testing.assert_allclose(sorted(c["value"] for c in g["contributions"]),
@@ -130,10 +139,9 @@ def test_softmax_gnn_nonlinear_and_multihead_still_sum(activation, heads):
   ds = make_synthetic()
   cfg = configs.get_config("test").replace(model="softmax_gnn", activation=activation,
                                            heads=heads, initial_alpha="none", init_std=0.5)
-  exp = prepare(cfg, ds)
-  model, params, inputs = train.init_model(exp)
-  scores = _scores(exp, model, params, inputs)
-  rows = explain.explain_user(exp, params, model, inputs, user=3, items=_top_items(scores, 3))
+  rec, params = _init(prepare(cfg, ds))
+  scores = _scores(rec, params)
+  rows = explain.explain_user(rec, params, user=3, items=_top_items(scores, 3))
   _check_sums(rows, scores, 3)
   exact = activation == "identity"
   assert all(r["exact"] == exact for r in rows)
@@ -147,13 +155,15 @@ def test_ease_terms_are_b_entries():
   ds = make_synthetic()
   cfg = configs.get_config("test").replace(model="ease", ease_l2=10.0)
   exp = prepare(cfg, ds)
+  rec, params = _init(exp)
   b = ease.fit_ease(exp.split.train, num_users=exp.num_users, num_items=exp.num_items, l2=10.0)
+  np.testing.assert_array_equal(params["B"], b)
   x = ease.interaction_matrix(exp.split.train, num_users=exp.num_users,
                               num_items=exp.num_items).toarray()
   scores = x @ b.astype(np.float64)
   for u in USERS:
     items = _top_items(scores, u)
-    rows = explain.explain_user(exp, {"B": b}, None, None, user=u, items=items)
+    rows = explain.explain_user(rec, params, user=u, items=items)
     _check_sums(rows, scores, u)
     hist = np.flatnonzero(x[u])
     for row in rows:
@@ -161,17 +171,17 @@ def test_ease_terms_are_b_entries():
       got = {c["index"]: c["value"] for c in row["contributions"]}
       assert sorted(got) == hist.tolist()
       for j, v in got.items():
-        assert v == pytest.approx(float(b[j, row["item_index"]]), abs=1e-7)
+        assert v == pytest.approx(float(b[j, row["item_index"]]), abs=1e-6)
 
 
 def test_new_user_history_fold_in(lightgcn):
-  exp, model, params, inputs = lightgcn
-  _, item_emb = (np.asarray(a, np.float64) for a in train.make_embed_fn(
-      model, num_users=exp.num_users, num_items=exp.num_items)(params, inputs))
+  rec, params = lightgcn
+  _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
   hist = np.array([0, 4, 8])
   query = item_emb[hist].mean(axis=0)  # what `recommend --history` ranks by
+  np.testing.assert_allclose(rec.history_scores(params, hist), item_emb @ query, atol=TOL)
   items = np.argsort(-(item_emb @ query))[:4]
-  rows = explain.explain_user(exp, params, model, inputs, history=hist, items=items)
+  rows = explain.explain_user(rec, params, history=hist, items=items)
   _check_sums(rows)
   for row in rows:
     assert row["score"] == pytest.approx(float(item_emb[row["item_index"]] @ query), abs=TOL)
@@ -179,11 +189,10 @@ def test_new_user_history_fold_in(lightgcn):
 
 
 def test_print_explanations_names_titles(lightgcn, capsys):
-  exp, model, params, inputs = lightgcn
-  scores = _scores(exp, model, params, inputs)
+  rec, params = lightgcn
+  scores = _scores(rec, params)
   items = _top_items(scores, 7, k=3)
-  rows = explain.print_explanations(exp, params, model, inputs, user=7, history=None,
-                                    items=items, top=2)
+  rows = explain.print_explanations(rec, params, user=7, history=None, items=items, top=2)
   out = capsys.readouterr().out
   assert out.startswith("Why (exact")
   for row in rows:
@@ -194,9 +203,9 @@ def test_print_explanations_names_titles(lightgcn, capsys):
 
 
 def test_user_or_history_required(lightgcn):
-  exp, model, params, inputs = lightgcn
+  rec, params = lightgcn
   with pytest.raises(Exception, match="exactly one"):
-    explain.explain_user(exp, params, model, inputs, items=np.arange(2))
+    explain.explain_user(rec, params, items=np.arange(2))
 
 
 def test_recommend_explain_cli_credits_friends(tmp_path, capsys):
@@ -215,8 +224,8 @@ def test_recommend_explain_cli_credits_friends(tmp_path, capsys):
 
 def _text_lightgcn():
   """Untrained LightGCN with text features on a cold-item split (3 items never in train)."""
-  from gnnrec_jax import splits
   from gnnrec_jax.config import Config
+  from gnnrec_jax.data import splits
   from gnnrec_jax.text.node_texts import user_history_vectors
   ds = make_synthetic(num_users=12, num_items=10, per_user=4, seed=1)
   cfg = Config(model="lightgcn", embed_dim=4, num_layers=2, split="cold_item", cold_fraction=0.3,
@@ -226,26 +235,24 @@ def _text_lightgcn():
   user_vecs, user_has = user_history_vectors(item_vecs, split.train, ds.num_users)
   feats = (np.concatenate([user_vecs, item_vecs]),
            np.concatenate([user_has, np.ones(ds.num_items, bool)]))
-  exp = prepare(cfg, ds, text_features=feats)
-  model, params, inputs = train.init_model(exp)
+  rec, params = _init(prepare(cfg, ds, text_features=feats))
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.key(3), len(leaves))
   params = jax.tree.unflatten(tree, [0.3 * jax.random.normal(k, x.shape)
                                      for k, x in zip(keys, leaves)])
-  return exp, model, params, inputs
+  return rec, params
 
 
 def test_text_model_explains_the_scores_recommend_ranks_by():
   # recommend embeds cold items without their (untrained) ID vectors; so must the explanation.
-  from gnnrec_jax import coldstart
-  exp, model, params, inputs = _text_lightgcn()
-  has_id = coldstart.has_id_mask(exp.split.train, exp.num_users, exp.num_items)
-  embed = coldstart.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-  user_emb, item_emb = (np.asarray(a, np.float64) for a in embed(params, inputs, has_id))
-  scores = user_emb @ item_emb.T
+  rec, params = _text_lightgcn()
+  exp, model, inputs = rec.exp, rec.module, rec.inputs
+  has_id = inductive.has_id_mask(exp.split.train, exp.num_users, exp.num_items)
+  np.testing.assert_array_equal(inputs["has_id"], has_id)
+  scores = _scores(rec, params)
   cold = exp.split.cold_items.astype(np.int64)
   user = int(exp.split.train.user[0])
-  rows = explain.explain_user(exp, params, model, inputs, user=user, items=cold)
+  rows = explain.explain_user(rec, params, user=user, items=cold)
   _check_sums(rows, scores, user)
   # Every ID vector used (what explain read before) scores the cold items differently.
   final, _ = model.apply({"params": params}, inputs["graph"], inputs["features"],
@@ -255,10 +262,35 @@ def test_text_model_explains_the_scores_recommend_ranks_by():
   assert not np.allclose(all_ids, scores[user, cold])
   # A new user of a text model: the score is the inductive one recommend uses, not the mean.
   hist = np.array([int(i) for i in np.unique(exp.split.train.item)[:3]])
-  query = coldstart.embed_new_user(exp, model, params, inputs, hist)
-  rows = explain.explain_user(exp, params, model, inputs, history=hist, items=cold)
+  query = inductive.embed_new_user(rec, params, hist)
+  _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
+  rows = explain.explain_user(rec, params, history=hist, items=cold)
   for row in rows:
     assert not row["exact"] and row["method"].startswith("not a decomposition")
     assert row["score"] == pytest.approx(float(item_emb[row["item_index"]] @ query), abs=TOL)
     total = row["self"] + row["constant"] + sum(c["value"] for c in row["contributions"])
     assert row["remainder"] == pytest.approx(row["score"] - total, abs=1e-9)
+
+
+def test_text_model_new_user_is_explained_by_leave_one_out():
+  # Not linear in the history (normalised text mean, 1/sqrt(|H|) degrees): each item's term is
+  # the exact drop in score without it, recomputed here with the inductive embedding.
+  rec, params = _text_lightgcn()
+  exp = rec.exp
+  _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
+  hist = np.array([int(i) for i in np.unique(exp.split.train.item)[:3]])
+  items = exp.split.cold_items.astype(np.int64)
+  full = item_emb[items] @ inductive.embed_new_user(rec, params, hist)
+  rows = explain.explain_user(rec, params, history=hist, items=items)
+  for k, row in enumerate(rows):
+    assert "leave-one-out" in row["method"] and not row["exact"]
+    got = {c["index"]: c["value"] for c in row["contributions"]}
+    assert sorted(got) == hist.tolist()
+    for j in hist:
+      without = item_emb[items[k]] @ inductive.embed_new_user(rec, params, hist[hist != j])
+      assert got[j] == pytest.approx(full[k] - without, abs=TOL)
+    assert row["remainder"] == pytest.approx(full[k] - sum(got.values()), abs=TOL)
+  # One history item: without it there is no user, so it is credited with the whole score.
+  rows = explain.explain_user(rec, params, history=hist[:1], items=items)
+  for row in rows:
+    assert row["contributions"][0]["value"] == pytest.approx(row["score"], abs=TOL)

@@ -1,4 +1,4 @@
-"""gnnrec_jax.graph on the seed's 3-user x 3-item example, every number worked out by hand.
+"""gnnrec_jax.graph.build on the seed's 3-user x 3-item example, every number worked out by hand.
 
 Edges (weights): u1-i1 0.8, u1-i2 0.2, u2-i2 0.6, u2-i3 0.4, u3-i3 0.8. Node ids: u1..u3 -> 0..2,
 i1..i3 -> 3..5. Binary degrees [2, 2, 1, 1, 2, 2]; weighted degrees [1.0, 1.0, 0.8, 0.8, 0.8, 1.2].
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gnnrec_jax import graph as G
 from gnnrec_jax.data.types import Interactions
+from gnnrec_jax.graph import build as G
 
 U, I = 3, 3
 S2 = np.sqrt(2.0)

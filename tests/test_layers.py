@@ -10,9 +10,14 @@ import pytest
 
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.graph import adjacency, build_graph, pad_graph
-from gnnrec_jax.layers import GATConv, LightGCNConv, NGCFConv, SoftmaxEdgeConv
-from gnnrec_jax.propagate import edge_dot, edge_softmax, normalize_per_receiver, weighted_sum
+from gnnrec_jax.graph.build import adjacency, build_graph, pad_graph
+from gnnrec_jax.graph.propagate import (
+  edge_dot,
+  edge_softmax,
+  normalize_per_receiver,
+  weighted_sum,
+)
+from gnnrec_jax.models.layers import GATConv, LightGCNConv, NGCFConv, SoftmaxEdgeConv
 
 U, I = 5, 7
 N = U + I

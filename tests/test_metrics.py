@@ -5,11 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gnnrec_jax import metrics as M
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.evaluate import evaluate_full_ranking
+from gnnrec_jax.evaluation import metrics as M
+from gnnrec_jax.evaluation.evaluate import evaluate_full_ranking
 
 # 3 users, 5 items. User 2's only target is a seen item, so user 2 is not evaluated.
 SCORES = np.array([

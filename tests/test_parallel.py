@@ -1,4 +1,4 @@
-"""Tests of gnnrec_jax.parallel: host-side padding and parsing here, the 8-device step in a child.
+"""Tests of gnnrec_jax.training.parallel: host-side padding and parsing here, the 8-device step in a child.
 
 The child process gets `--xla_force_host_platform_device_count=8`, which must be set before JAX
 is imported (so not in this pytest process), and compares the single-device `train_step` with
@@ -15,39 +15,45 @@ import textwrap
 import numpy as np
 import pytest
 
-from gnnrec_jax import graph as graph_lib
-from gnnrec_jax import parallel
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph import build as graph_lib
+from gnnrec_jax.training import parallel
 
 DEVICES = 8
 
 # Runs in a child with 8 CPU devices; prints one JSON line of measurements.
 _CHILD = textwrap.dedent("""
-  import json, sys
+  import dataclasses, json, sys
   import jax, jax.numpy as jnp, numpy as np, optax
-  from gnnrec_jax import graph as graph_lib, models, parallel, train
+  from gnnrec_jax import models
   from gnnrec_jax.config import Config
   from gnnrec_jax.data.synthetic import make_synthetic
+  from gnnrec_jax.data.types import Interactions, Split
+  from gnnrec_jax.experiment import Experiment
+  from gnnrec_jax.graph import build as graph_lib
+  from gnnrec_jax.training import fit as train, parallel
 
   assert jax.device_count() == 8, jax.devices()
   ds = make_synthetic(num_users=60, num_items=36)   # U + I = 96 rows: divides over 8 devices
   U, I = ds.num_users, ds.num_items
   # 597 interactions -> 1194 directed edges: not a multiple of 8, so padding is exercised.
-  g = graph_lib.build_graph(ds.interactions.take(np.arange(597)), U, I)
+  part = ds.interactions.take(np.arange(597))
+  g = graph_lib.build_graph(part, U, I)
   cfg = Config(model="lightgcn", embed_dim=8, num_layers=2, batch_size=64,
                propagation="segment", l2=1e-2)
-  single_model = models.create_model(cfg, num_users=U, num_items=I)
-  inputs1 = {"graph": jax.tree.map(jnp.asarray, g), "features": None, "feature_mask": None}
-  params = single_model.init(jax.random.key(0), inputs1["graph"])["params"]
+  empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64))
+  exp = Experiment(cfg, ds, Split(part, empty, empty), g, None, None, "")
+  single = models.create(exp)
+  inputs1 = single.inputs
+  params = single.init(jax.random.key(0))
   tx = train.create_optimizer(cfg, 10)
   batches = list(train.epoch_batches(ds.interactions, batch_size=64, seed=0, epoch=1))[:2]
   rngs = [jax.random.key(10 + s) for s in range(2)]
 
   def fresh_state():
     # A copy each time: the steps donate their state.
-    return train.TrainState.create(apply_fn=single_model.apply,
-                                   params=jax.tree.map(jnp.copy, params), tx=tx)
+    return train.TrainState.create(apply_fn=None, params=jax.tree.map(jnp.copy, params), tx=tx)
 
   def grads(state):  # Adam's first moment after one step is (1 - b1) g
     return jax.tree.map(lambda m: m / 0.1, state.opt_state[0].mu)
@@ -56,7 +62,7 @@ _CHILD = textwrap.dedent("""
     return max(float(jnp.max(jnp.abs(x - y))) for x, y in
                zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
-  step1 = train.make_train_step(single_model, cfg, num_users=U, num_items=I)
+  step1 = train.make_train_step(single)
   s1, losses1 = fresh_state(), []
   for b, r in zip(batches, rngs):
     s1, m = step1(s1, b, inputs1, r)
@@ -68,11 +74,10 @@ _CHILD = textwrap.dedent("""
   for mp in (1, 8):
     mesh = parallel.make_mesh(model_parallel=mp)
     gp = parallel.pad_graph_for_mesh(g, mesh)
-    model = models.create_model(cfg, num_users=U, num_items=I,
-                                num_nodes=graph_lib.num_nodes(gp))
-    inputs = parallel.shard_inputs({"graph": gp, "features": None, "feature_mask": None}, mesh)
+    rec = models.create(dataclasses.replace(exp, graph=gp))
+    inputs = parallel.shard_inputs(rec.inputs, mesh)
     state = parallel.shard_state(fresh_state(), mesh)
-    step = parallel.make_sharded_train_step(model, cfg, mesh, num_users=U, num_items=I)
+    step = parallel.make_sharded_train_step(rec, mesh)
     b0 = parallel.shard_batch(batches[0], mesh)
     hlo = step.lower(state, b0, inputs, rngs[0]).compile().as_text()
     losses = []
@@ -192,10 +197,10 @@ def test_mesh_and_inputs_validation():
 def test_dense_backend_is_refused():
   from gnnrec_jax import models
   from gnnrec_jax.config import Config
-  cfg = Config(model="lightgcn", propagation="dense")
-  model = models.create_model(cfg, num_users=3, num_items=2)
+  from gnnrec_jax.experiment import prepare
+  exp = prepare(Config(model="lightgcn", propagation="dense"), make_synthetic(num_users=20))
   with pytest.raises(ConfigError, match="propagation=segment"):
-    parallel.make_sharded_train_step(model, cfg, parallel.make_mesh(), num_users=3, num_items=2)
+    parallel.make_sharded_train_step(models.create(exp), parallel.make_mesh())
 
 
 def test_initialize_distributed_is_a_noop_for_one_process(monkeypatch):

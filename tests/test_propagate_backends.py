@@ -12,13 +12,13 @@ import jraph
 import numpy as np
 import pytest
 
-from gnnrec_jax import kernels, propagate
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.graph import adjacency, build_graph, pad_graph, reverse_edges
-from gnnrec_jax.models import create_model
-from gnnrec_jax.propagate import resolve_backend, weighted_sum
+from gnnrec_jax.graph import kernels, propagate
+from gnnrec_jax.graph.build import adjacency, build_graph, pad_graph, reverse_edges
+from gnnrec_jax.graph.propagate import resolve_backend, weighted_sum
+from gnnrec_jax.models.embedding import create_model
 
 BACKENDS = ("segment", "dense", "csr", "scipy")
 U, I = 6, 9

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gnnrec_jax import graph as G
-from gnnrec_jax import splits
 from gnnrec_jax.config import Config
+from gnnrec_jax.data import splits
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.models import create_model
+from gnnrec_jax.graph import build as G
+from gnnrec_jax.models.embedding import create_model
 
 SETTINGS = settings(max_examples=50, deadline=None)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gnnrec_jax.errors import ConfigError, GnnrecError
-from gnnrec_jax.ranking import recommend
+from gnnrec_jax.evaluation.ranking import recommend
 
 # Item vectors chosen so that dot and cosine rankings differ.
 ITEMS = np.array([

@@ -17,9 +17,10 @@ import time
 
 import pytest
 
-from gnnrec_jax import checkpoint, cli
+from gnnrec_jax import cli
+from gnnrec_jax.data.splits import split_random
 from gnnrec_jax.data.synthetic import make_synthetic
-from gnnrec_jax.splits import split_random
+from gnnrec_jax.training import checkpoint
 
 EPOCHS = 6
 # 12k train rows in batches of 64: ~190 steps, an epoch of about half a second on one CPU core,
@@ -87,28 +88,51 @@ def _metrics(workdir):
   return json.loads((workdir / "metrics.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def runs(data, tmp_path_factory):
-  root = tmp_path_factory.mktemp("runs")
-  a, b, c = root / "a", root / "b", root / "c"
-  cache = root / "xla_cache"
-  procs = {w: _start(_args(data, w), cache) for w in (a, b, c)}
-  deadline = time.monotonic() + 300
-  # Two epochs done and checkpointed: C is now inside epoch 3 (training or validating).
-  while _complete_rows(c / "history.jsonl") < 2 or _checkpoint_epoch(c / "latest.ckpt") < 2:
-    assert procs[c].poll() is None, "run C ended before it could be killed"
+def _wait_for_epochs(proc, workdir, n, deadline):
+  """Waits until `n` epochs are in the history and checkpointed (the run is inside epoch n+1)."""
+  while _complete_rows(workdir / "history.jsonl") < n or _checkpoint_epoch(
+      workdir / "latest.ckpt") < n:
+    assert proc.poll() is None, f"run {workdir.name} ended before it could be interrupted"
     assert time.monotonic() < deadline
     time.sleep(0.02)
-  assert procs[c].poll() is None, "run C finished before the kill: make the data bigger"
+  assert proc.poll() is None, f"run {workdir.name} finished too early: make the data bigger"
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+  """A, B: uninterrupted; C: SIGKILLed after two epochs, then resumed; D: SIGTERMed likewise;
+  E: a second writer started on A's workdir while A is stopped mid-run (SIGSTOP), refused."""
+  root = tmp_path_factory.mktemp("runs")
+  a, b, c, d = root / "a", root / "b", root / "c", root / "d"
+  cache = root / "xla_cache"
+  procs = {w: _start(_args(data, w), cache) for w in (a, b, c, d)}
+  deadline = time.monotonic() + 300
+  # Two epochs done and checkpointed: C (D) is now inside epoch 3 (training or validating).
+  _wait_for_epochs(procs[c], c, 2, deadline)
   procs[c].send_signal(signal.SIGKILL)
   procs[c].communicate()
   killed = {"rows": _complete_rows(c / "history.jsonl"),
             "checkpoint_epoch": checkpoint.load(c, "latest", None)[1]["epoch"],
             "had_metrics": (c / "metrics.json").exists()}
+  _wait_for_epochs(procs[d], d, 2, deadline)
+  procs[d].send_signal(signal.SIGTERM)
+  term_out, term_err = procs[d].communicate(timeout=120)
+  termed = {"code": procs[d].returncode, "out": term_out, "err": term_err,
+            "rows": _complete_rows(d / "history.jsonl"),
+            "had_metrics": (d / "metrics.json").exists()}
+  # E tries to take A's workdir over while A is frozen mid-run, holding its lock.
+  _wait_for_epochs(procs[a], a, 1, deadline)
+  procs[a].send_signal(signal.SIGSTOP)
+  try:
+    e_out, e_err = _start(_args(data, a, "--overwrite"), cache).communicate(timeout=120)
+  finally:
+    procs[a].send_signal(signal.SIGCONT)
   outs = {w: _finish(procs[w]) for w in (a, b)}
   resumed_out, resumed_err = _finish(_start(_args(data, c, "--resume"), cache))
-  return {"a": a, "b": b, "c": c, "cache": cache, "killed": killed, "out": outs[a][0],
-          "resumed_out": resumed_out, "resumed_err": resumed_err}
+  term_resumed_out, _ = _finish(_start(_args(data, d, "--resume"), cache))
+  return {"a": a, "b": b, "c": c, "d": d, "cache": cache, "killed": killed, "out": outs[a][0],
+          "resumed_out": resumed_out, "resumed_err": resumed_err, "termed": termed,
+          "term_resumed_out": term_resumed_out, "second_writer": (e_out, e_err)}
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(runs):
@@ -121,14 +145,36 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(runs):
   assert [r["epoch"] for r in _history(runs["c"])] == list(range(1, EPOCHS + 1))
   # Everything was replaced atomically: no temp files left behind.
   assert sorted(os.listdir(runs["c"])) == sorted(os.listdir(runs["a"])) == [
-      "best.ckpt", "config.json", "curves.png", "history.jsonl", "latest.ckpt",
-      "latest.prev.ckpt", "metrics.json", "run.json"]
+      ".gnnrec-jax.lock", "best.ckpt", "config.json", "curves.png", "history.jsonl", "latest.ckpt",
+      "latest.prev.ckpt", "metrics.json", "per_user_test.npz", "run.json"]
 
 
 def _interrupted(killed):
   # The kill came after epoch 2's checkpoint and before the end of the run.
   return (killed["rows"] >= 2 and 2 <= killed["checkpoint_epoch"] < EPOCHS
           and not killed["had_metrics"])
+
+
+def test_sigterm_ends_cleanly_and_resume_gives_the_uninterrupted_metrics(runs):
+  t = runs["termed"]
+  assert t["code"] == 128 + signal.SIGTERM and t["out"] == ""
+  assert t["err"].splitlines() == [
+      "gnnrec-jax train: interrupted (SIGTERM); the last checkpoint is intact: run the same "
+      "command with --resume to continue"]
+  assert t["rows"] >= 2 and not t["had_metrics"]
+  assert json.loads(runs["term_resumed_out"].splitlines()[-1]) == _metrics(runs["a"])
+  assert _history(runs["d"]) == _history(runs["a"])
+
+
+def test_a_second_writer_is_refused_and_the_first_run_is_unharmed(runs):
+  out, err = runs["second_writer"]
+  assert out == "" and "Traceback" not in err
+  assert len(err.splitlines()) == 1
+  assert err.startswith(f"gnnrec-jax train: error: workdir {runs['a']} is in use by another "
+                        "gnnrec-jax run (pid ")
+  # A, frozen while E was refused, finished with the history and metrics of a lone run.
+  assert _history(runs["a"]) == _history(runs["b"])
+  assert _metrics(runs["a"]) == _metrics(runs["b"])
 
 
 def test_same_seed_same_metrics_in_two_processes(runs):

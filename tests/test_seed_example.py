@@ -68,9 +68,9 @@ import pytest
 
 from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.graph import build_graph, pad_graph
-from gnnrec_jax.layers import SoftmaxEdgeConv
-from gnnrec_jax.models import create_model
+from gnnrec_jax.graph.build import build_graph, pad_graph
+from gnnrec_jax.models.embedding import create_model
+from gnnrec_jax.models.layers import SoftmaxEdgeConv
 
 # Nodes: u1, u2, u3 = 0, 1, 2; i1, i2, i3 = 3, 4, 5 (items at U + i).
 U1, U2, U3, I1, I2, I3 = range(6)
@@ -205,3 +205,46 @@ def test_seed_feature_table_as_initial_vectors(jit):
                  u1,                                         # i1 <- u1 only
                  mix(a_i2, u1, u2), mix(a_i3, u2, u3)]
   np.testing.assert_allclose(h2, expected_h2, rtol=1e-5)
+
+
+def test_seed_preset_is_the_rule_of_the_example():
+  """`--config seed` is the literal rule: with d = 2 and the [0.5, 0.5] table it gives §4.3's
+  numbers as recomputed above (alphas from the weights, then uniform softmax alphas), and its
+  prediction is the last layer's vectors."""
+  from gnnrec_jax import configs
+  cfg = configs.get_config("seed")
+  assert (cfg.model, cfg.activation, cfg.scale_logits, cfg.temperature, cfg.qk_proj,
+          cfg.attention_mix, cfg.initial_alpha, cfg.layer_combine, cfg.num_layers) == (
+              "softmax_gnn", "identity", False, 1.0, False, 1.0, "weights", "last", 2)
+  model = create_model(cfg.replace(embed_dim=2), num_users=3, num_items=3)
+  g = seed_graph()
+  params = model.init(jax.random.key(0), g)["params"]
+  feats = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+  params["inputs"]["embedding"] = jnp.asarray(feats + feats)
+  (final, _), state = model.apply({"params": params}, g, mutable=["intermediates"])
+  inter = state["intermediates"]
+  np.testing.assert_allclose(inter["alpha_0"][0][:, 0], ALPHA_STEP1, rtol=1e-6)
+  h1, a1, h2, a2 = run_two_steps(jnp.asarray(feats + feats), g, 6, jit=False)
+  np.testing.assert_allclose(inter["alpha_1"][0], a2, rtol=1e-6)
+  np.testing.assert_allclose(final, h2, rtol=1e-6)  # "last": the step-2 vectors, not a mean
+
+
+def test_train_config_seed_from_the_command_line(tmp_path):
+  """`gnnrec-jax train --config seed` runs the seed's rule on the seed's own relation table."""
+  import json
+
+  from gnnrec_jax import cli
+  csv = tmp_path / "seed.csv"
+  csv.write_text("user,item,weight\n1,1,0.8\n1,2,0.2\n2,2,0.6\n2,3,0.4\n3,3,0.8\n")
+  wd = tmp_path / "run"
+  assert cli.main(["train", "--config", "seed", "--dataset", "csv", "--data-dir", str(csv),
+                   "--columns", "user=user,item=item,weight=weight", "--workdir", str(wd),
+                   "--no-progress", "--set", "epochs=1", "--set", "split_ratios=1.0,0.0,0.0",
+                   "--set", "topk=1", "--set", "select_metric=ndcg@1",
+                   "--set", "num_negatives=2"]) == 0
+  cfg = json.loads((wd / "config.json").read_text())
+  assert {k: cfg[k] for k in ("model", "scale_logits", "attention_mix", "initial_alpha",
+                              "layer_combine", "num_layers", "activation")} == {
+      "model": "softmax_gnn", "scale_logits": False, "attention_mix": 1.0,
+      "initial_alpha": "weights", "layer_combine": "last", "num_layers": 2,
+      "activation": "identity"}

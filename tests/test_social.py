@@ -9,12 +9,13 @@ The hand-made 5-user friendship graph used throughout:
 import numpy as np
 import pytest
 
-from gnnrec_jax import configs, social
-from gnnrec_jax import graph as graph_lib
+from gnnrec_jax import configs
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import DataError
+from gnnrec_jax.evaluation import social
 from gnnrec_jax.experiment import prepare
+from gnnrec_jax.graph import build as graph_lib
 
 PAIRS = np.array([[0, 1], [2, 0], [1, 2], [2, 3], [4, 3]])  # one pair written backwards
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gnnrec_jax import splits
+from gnnrec_jax.data import splits
 from gnnrec_jax.data.types import Dataset, Interactions, Vocab
 from gnnrec_jax.errors import ConfigError, DataError
 

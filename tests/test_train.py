@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from gnnrec_jax import configs, train
+from gnnrec_jax import configs
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.errors import GnnrecError, TrainingError
+from gnnrec_jax.evaluation.metrics import metrics_numpy
 from gnnrec_jax.experiment import prepare
-from gnnrec_jax.metrics import metrics_numpy
+from gnnrec_jax.training.fit import fit
 
 FAST = dict(embed_dim=16, batch_size=64, epochs=25, lr=0.05, eval_every=5, patience=5,
             topk=(5, 10), select_metric="ndcg@10", eval_batch_size=32)
@@ -18,6 +19,10 @@ FAST = dict(embed_dim=16, batch_size=64, epochs=25, lr=0.05, eval_every=5, patie
 
 def _config(model="lightgcn", **kw):
   return configs.get_config("test").replace(model=model, **{**FAST, **kw})
+
+
+def _run(cfg, ds, workdir, **kw):
+  return fit(prepare(cfg, ds), workdir, progress=False, **kw).metrics
 
 
 def _popularity_ndcg(exp):
@@ -39,7 +44,7 @@ def test_lightgcn_learns_the_planted_clusters(tmp_path):
   ds = make_synthetic()
   cfg = _config()
   exp = prepare(cfg, ds)
-  result = train.run(cfg, ds, str(tmp_path), progress=False)
+  result = _run(cfg, ds, str(tmp_path))
   pop = _popularity_ndcg(exp)
   # Users favour their own group 9:1, so a model that learns the graph beats popularity by far.
   assert result["ndcg@10"] > pop + 0.15, (result["ndcg@10"], pop)
@@ -56,7 +61,7 @@ def test_lightgcn_learns_the_planted_clusters(tmp_path):
 def test_every_model_trains_and_evaluates(tmp_path, model):
   ds = make_synthetic()
   cfg = _config(model, epochs=3, num_layers=0 if model == "mf" else 2, ease_l2=10.0)
-  result = train.run(cfg, ds, str(tmp_path), progress=False)
+  result = _run(cfg, ds, str(tmp_path))
   for k in (5, 10):
     for name in ("recall", "ndcg", "precision", "hit", "mrr", "coverage"):
       assert 0.0 <= result[f"{name}@{k}"] <= 1.0
@@ -66,10 +71,10 @@ def test_every_model_trains_and_evaluates(tmp_path, model):
 def test_same_seed_same_metrics(tmp_path):
   ds = make_synthetic(seed=3)
   cfg = _config(epochs=4)
-  a = train.run(cfg, ds, str(tmp_path / "a"), progress=False)
-  b = train.run(cfg, ds, str(tmp_path / "b"), progress=False)
+  a = _run(cfg, ds, str(tmp_path / "a"))
+  b = _run(cfg, ds, str(tmp_path / "b"))
   assert a == b
-  c = train.run(cfg.replace(seed=7), ds, str(tmp_path / "c"), progress=False)
+  c = _run(cfg.replace(seed=7), ds, str(tmp_path / "c"))
   assert c != a
 
 
@@ -78,24 +83,24 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
   # Huge initial vectors overflow float32 dot products: the very first loss is NaN.
   cfg = _config(init_std=1e30, epochs=2)
   with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, step 0"):
-    train.run(cfg, ds, str(tmp_path), progress=False)
+    _run(cfg, ds, str(tmp_path))
 
 
 def test_workdir_of_another_config_is_refused(tmp_path):
   ds = make_synthetic()
-  train.run(_config(epochs=1), ds, str(tmp_path), progress=False)
+  _run(_config(epochs=1), ds, str(tmp_path))
   with pytest.raises(GnnrecError, match="lr"):
-    train.run(_config(epochs=1, lr=0.01), ds, str(tmp_path), progress=False)
+    _run(_config(epochs=1, lr=0.01), ds, str(tmp_path))
   with pytest.raises(GnnrecError, match="--resume"):
-    train.run(_config(epochs=1), ds, str(tmp_path), progress=False)
+    _run(_config(epochs=1), ds, str(tmp_path))
 
 
 def test_resume_in_process_matches_uninterrupted(tmp_path):
   ds = make_synthetic(seed=1)
-  full = train.run(_config(epochs=6), ds, str(tmp_path / "full"), progress=False)
+  full = _run(_config(epochs=6), ds, str(tmp_path / "full"))
   part = str(tmp_path / "part")
-  train.run(_config(epochs=6).replace(epochs=3), ds, part, progress=False)
-  resumed = train.run(_config(epochs=6), ds, part, resume=True, progress=False)
+  _run(_config(epochs=6).replace(epochs=3), ds, part)
+  resumed = _run(_config(epochs=6), ds, part, resume=True)
   assert resumed["ndcg@10"] == full["ndcg@10"]
   assert resumed["recall@10"] == full["recall@10"]
   assert math.isfinite(resumed["mrr@10"])
@@ -107,10 +112,20 @@ def test_cold_item_split_reports_warm_and_cold_blocks(tmp_path):
   exp = prepare(cfg, ds)
   cold = set(np.asarray(exp.split.cold_items).tolist())
   assert cold and not cold & set(exp.split.train.item.tolist())
-  result = train.run(cfg, ds, str(tmp_path), progress=False, exp=exp)
+  result = fit(exp, str(tmp_path), progress=False).metrics
   for block in ("warm", "cold"):
     assert 0.0 <= result[f"{block}/ndcg@10"] <= 1.0
     assert result[f"{block}/num_pairs"] > 0
   # The cold block ranks only the withheld items: its coverage counts over them alone.
   assert result["cold/coverage@10"] <= 1.0 and result["cold/num_users"] > 0
   assert json.load(open(tmp_path / "metrics.json"))["cold/ndcg@10"] == result["cold/ndcg@10"]
+
+
+def test_fields_at_their_default_stay_out_of_the_fingerprint():
+  from gnnrec_jax.config import Config
+  from gnnrec_jax.experiment import learning_config
+  assert learning_config(Config()) == {}
+  assert learning_config(Config(lr=0.5, epochs=7, patience=2)) == {"lr": 0.5}  # runtime fields
+  # Under a decaying schedule the horizon (epochs) is learning-relevant.
+  assert learning_config(Config(lr_schedule="cosine", epochs=7)) == {
+      "lr_schedule": "cosine", "epochs": 7}

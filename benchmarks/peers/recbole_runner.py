@@ -176,11 +176,11 @@ def timed_trainer_class(base):
 
 def run(args):
   import numpy as np
-  import torch
   import recbole
+  import recbole.trainer.trainer as rb_trainer
+  import torch
   from recbole.config import Config
   from recbole.data import create_dataset, data_preparation
-  import recbole.trainer.trainer as rb_trainer
   from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
   if args.threads > 0:

@@ -3,6 +3,8 @@
     gnnrec-jax data --dataset ml-100k --split random --seed 2020
     gnnrec-jax data --dataset gowalla            # predefined LightGCN split
     gnnrec-jax data --dataset lastfm --valid-from-train 0.1
+    gnnrec-jax data --dataset csv --data-dir events.csv --columns user=u,item=i,behaviour=b \
+        --set behaviour_weights=click:1,cart:2,purchase:4 --set duplicates=sum
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ PERCENTILES = (25, 50, 75, 90)
 
 def add_arguments(parser) -> None:
   from gnnrec_jax.data.cli_args import add_dataset_arguments
-  from gnnrec_jax.splits import METHODS
+  from gnnrec_jax.data.splits import METHODS
   add_dataset_arguments(parser)
   parser.add_argument("--split", choices=METHODS, default=None,
                       help="how to split (default: the dataset's predefined split if it has "
@@ -66,6 +68,8 @@ def statistics(dataset, split) -> dict:
     values, counts = np.unique(w, return_counts=True)
     if len(values) <= 10:
       stats["weights"]["counts"] = {f"{v:g}": int(c) for v, c in zip(values, counts)}
+  if dataset.behaviours is not None:
+    stats["behaviours"] = {k: dict(v) for k, v in dataset.behaviours.items()}
   if inter.timestamp is not None and n:
     stats["timestamps"] = {"min": int(inter.timestamp.min()), "max": int(inter.timestamp.max())}
   if split.cold_items is not None:
@@ -101,6 +105,9 @@ def format_statistics(s: dict) -> str:
     if "counts" in w:
       text += " (" + ", ".join(f"{k}: {v:,}" for k, v in w["counts"].items()) + ")"
     lines.append(f"weights      {text}")
+  if "behaviours" in s:
+    lines.append("behaviours   " + ", ".join(f"{k} x{v['rows']:,} (weight {v['weight']:g})"
+                                             for k, v in s["behaviours"].items()))
   if "timestamps" in s:
     lines.append(f"timestamps   {s['timestamps']['min']} .. {s['timestamps']['max']}")
   if "cold_items" in s:
@@ -117,7 +124,7 @@ def format_statistics(s: dict) -> str:
 def run(args) -> int:
   from gnnrec_jax.data.checks import one_line_warnings
   from gnnrec_jax.data.cli_args import dataset_from_args
-  from gnnrec_jax.splits import make_split
+  from gnnrec_jax.data.splits import make_split
 
   with one_line_warnings("gnnrec-jax data"):
     dataset = dataset_from_args(args)

@@ -1,11 +1,15 @@
 """`gnnrec-jax recommend --workdir DIR --user TOKEN -k 10`: top-k items for one user.
 
 Items the user has interacted with anywhere in the dataset (train, valid or test) are excluded:
-they are "seen". Titles are shown where the dataset has them. The last stdout line is JSON.
+they are "seen". Titles are shown where the dataset has them. The last stdout line is JSON
+(with `--explain`, it carries the explanation's data under "explanation").
+`--explain` prints what moves each item above the last one listed (`--explain-against mean`: the
+list's mean; `none`: the exact terms themselves), see `gnnrec_jax.evaluation.explain_view`.
 Unknown users or items, and a `-k` larger than the items left to recommend, are errors (exit 2).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -19,8 +23,19 @@ def add_arguments(p):
   p.add_argument("--history", help="comma-separated item ids: recommend for a new user "
                  "with this history, without retraining")
   p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+  p.add_argument("--score", default=None, metavar="dot|cosine|pearson",
+                 help="rank by another similarity of the final vectors than the run was trained "
+                      "with: between cosine and pearson (both scale-free) for a run trained with "
+                      "normalised vectors")
   p.add_argument("--explain", action="store_true",
-                 help="list the user's own items that contributed most to each recommendation")
+                 help="why each item: the terms (the user's own vector by path, their items, "
+                 "friends) that move it most against the last item listed, as shares of its "
+                 "lead, with paths")
+  p.add_argument("--explain-against", choices=("last", "mean", "none"), default="last",
+                 help="what --explain compares each item with: the last item listed (default), "
+                 "the list's mean, or none (the exact terms themselves, mostly shared)")
+  p.add_argument("--explain-top", type=int, default=5, metavar="N",
+                 help="terms listed per item with --explain (default 5)")
 
 
 def seen_items(exp, user: int) -> np.ndarray:
@@ -28,9 +43,41 @@ def seen_items(exp, user: int) -> np.ndarray:
   return np.unique(np.concatenate([p.item[p.user == user] for p in parts]))
 
 
+def with_score(rec, score: str):
+  """The run's model ranking by `score` instead of the score it was trained with.
+
+  Allowed only between "cosine" and "pearson" (or to the trained score itself): both are
+  invariant to a vector's length, so a model trained under one has learned directions that the
+  other reads. A dot-product model's lengths carry part of its score (popularity, confidence), and
+  a normalised model's lengths were never trained, so switching to or from "dot" would rank by
+  something the model never learned.
+  """
+  from gnnrec_jax import models
+  from gnnrec_jax.config import check_field, field_specs
+  from gnnrec_jax.errors import ConfigError
+  from gnnrec_jax.models.embedding import EmbeddingRecommender
+  msg = check_field(field_specs()["score"], score)
+  if msg:
+    raise ConfigError(f"--score: {msg}")
+  trained = rec.config.score
+  if score == trained:
+    return rec
+  if not isinstance(rec, EmbeddingRecommender):
+    raise ConfigError(f"--score {score}: {rec.config.model} scores are not similarities of two "
+                      "vectors (a closed-form item model), so there is nothing to switch")
+  normalised = ("cosine", "pearson")
+  if trained not in normalised or score not in normalised:
+    raise ConfigError(f"--score {score}: the run was trained with score={trained}; --score "
+                      "switches only between cosine and pearson, for runs trained with "
+                      "normalised vectors (vector lengths were "
+                      f"{'part of the score' if trained == 'dot' else 'never trained'})")
+  exp = dataclasses.replace(rec.exp, config=rec.config.replace(score=score))
+  return models.create(exp)
+
+
 def run(args) -> int:
-  import jax.numpy as jnp
-  from gnnrec_jax import ranking, workdir
+  from gnnrec_jax.evaluation import ranking
+  from gnnrec_jax.training import workdir
 
   if not args.user and not args.history:
     raise DataError("recommend needs --user TOKEN or --history ITEM,ITEM,...")
@@ -38,24 +85,17 @@ def run(args) -> int:
     raise DataError("give --user or --history, not both")
   if args.k <= 0:
     raise DataError(f"-k must be positive, got {args.k}")
-  _, exp, model, params, inputs = workdir.load(args.workdir)
+  _, rec, params = workdir.load(args.workdir)
+  if args.score is not None:
+    rec = with_score(rec, args.score)
+  exp = rec.exp
   ds = exp.dataset
-  if model is None:  # EASE: scores are x_u B
-    from gnnrec_jax import ease_runner
-    x = ease_runner.train_matrix(exp)
-    b = np.asarray(params["B"])
-  else:
-    from gnnrec_jax import train  # inputs carry has_id: cold nodes are embedded without IDs
-    embed = train.make_embed_fn(model, num_users=exp.num_users, num_items=exp.num_items)
-    user_emb, item_emb = (np.asarray(a) for a in embed(params, inputs))
-
   if args.user:
     if args.user not in ds.users:
       raise DataError(f"unknown user {args.user!r}: not in the catalogue of dataset {ds.name!r} "
                       f"({ds.num_users} users, e.g. {ds.users.tokens[0]!r})")
     u = ds.users.index(args.user)
     seen = seen_items(exp, u)
-    query = x[u] @ b if model is None else user_emb[u]
     who = f"user {args.user}"
   else:
     tokens = [t.strip() for t in args.history.split(",") if t.strip()]
@@ -63,32 +103,46 @@ def run(args) -> int:
     if unknown:
       raise DataError(f"--history: unknown item ids {', '.join(map(repr, unknown[:5]))}")
     seen = np.array(sorted({ds.items.index(t) for t in tokens}), np.int64)
-    if model is None:
-      row = np.zeros(exp.num_items, np.float32)
-      row[seen] = 1.0
-      query = row @ b
-    else:  # inductive: the new user's vector from its history, no retraining (coldstart.py)
-      from gnnrec_jax import coldstart
-      query = coldstart.embed_new_user(exp, model, params, inputs, seen)
     who = f"a new user with {len(seen)} items"
   if args.k > exp.num_items - len(seen):
     raise DataError(f"-k {args.k} is larger than the {exp.num_items - len(seen)} items left to "
                     f"recommend to {who} (catalogue of {exp.num_items}, {len(seen)} seen)")
-  if model is None:
-    items, scores = ranking.recommend(jnp.asarray(query), None, exclude_items=seen, k=args.k)
-  else:
-    items, scores = ranking.recommend(jnp.asarray(query), jnp.asarray(item_emb),
-                                      exclude_items=seen, k=args.k)
-  items, scores = np.asarray(items), np.asarray(scores)
+  # A known user's scores are the ones evaluation ranks; a new user is scored from its history
+  # without retraining (each model's inductive rule: `Recommender.history_scores`).
+  scores = rec.scores(params, [u])[0] if args.user else rec.history_scores(params, seen)
+  items, top = ranking.recommend(scores, None, exclude_items=seen, k=args.k)
+  items, top = np.asarray(items), np.asarray(top)
   print(f"Top {args.k} for {who} ({exp.config.model}, {ds.name}):")
   rows = []
-  for rank, (i, s) in enumerate(zip(items, scores), 1):
+  for rank, (i, s) in enumerate(zip(items, top), 1):
     title = ds.item_title(int(i))
     print(f"{rank:3d}. {title}  [item {ds.items.tokens[i]}]  score {s:.4f}")
     rows.append({"rank": rank, "item": ds.items.tokens[i], "title": title, "score": float(s)})
+  out = {"user": args.user, "recommendations": rows}
   if args.explain:
-    from gnnrec_jax import explain
-    explain.print_explanations(exp, params, model, inputs, user=u if args.user else None,
-                               history=seen if not args.user else None, items=items)
-  print(json.dumps({"user": args.user, "recommendations": rows}))
+    out["explanation"] = _explain(args, rec, params, user=u if args.user else None,
+                                  history=seen if not args.user else None, items=items)
+  print(json.dumps(out))
   return 0
+
+
+def _explain(args, rec, params, *, user, history, items) -> dict:
+  """Prints the explanation and returns its data for the JSON line (listed terms only)."""
+  from gnnrec_jax.evaluation import explain, explain_view
+  top = max(args.explain_top, 1)
+  rows = explain.explain_user(rec, params, user=user, history=history, items=items)
+  if args.explain_against == "none" or len(rows) < 2:
+    explain.print_terms(rows, top=top)
+    return {"method": rows[0]["method"], "exact": rows[0]["exact"], "against": "none",
+            "items": [{"rank": r["rank"], "item": r["item"], "score": r["score"],
+                       "self": r["self"], "constant": r["constant"],
+                       "remainder": r["remainder"],
+                       "terms": [{k: c[k] for k in ("kind", "token", "title", "value")}
+                                 for c in r["contributions"][:top]]} for r in rows]}
+  view = explain_view.contrast(rec, rows, against=args.explain_against)
+  explain_view.print_contrast(view, top=top)
+  for it in view["items"]:
+    shown, rest = explain_view.listed(it, top)
+    it["terms"] = shown
+    it["rest"] = {"count": len(rest), "value": sum(t["value"] for t in rest)}
+  return view

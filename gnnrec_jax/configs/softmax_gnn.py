@@ -1,7 +1,10 @@
 """The seed's softmax edge-weight GNN. `gnnrec-jax train --model softmax_gnn --dataset ml-100k --workdir runs/sgnn`.
 
-The seed's literal rule (pure softmax alphas, first layer from interaction weights) is
-`--set attention_mix=1 --set initial_alpha=weights`: valid NDCG@20 .2745 on ml-100k.
+The seed's literal rule is `--config seed` (configs/seed.py: raw dot-product softmax, layer-1
+alpha from the weights, two layers, prediction from the last): valid NDCG@20 .2108 on ml-100k
+against .2821 here (benchmarks/RESULTS.md, "The seed's preset"). Only its alphas (pure softmax,
+first layer from interaction weights) with this file's architecture is `--set attention_mix=1
+--set initial_alpha=weights`: valid NDCG@20 .2745.
 """
 from gnnrec_jax.config import Config
 from gnnrec_jax.configs import SOFTMAX_TRAINING

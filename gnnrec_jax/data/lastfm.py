@@ -10,19 +10,22 @@ warning (a model has nothing to score them with). Friendships become `Dataset.so
 int32 array of undirected pairs of user indices, each listed once with the smaller index first;
 both directions of a pair and repeated lines merge into one, while self-pairs and pairs with a
 user outside the catalogue are dropped with a counted warning.
+
+Repeated (user, item) rows are combined by `duplicates` (max by default; sum adds the listening
+counts). Ids beyond int64 and weights beyond float32 are errors naming their line; lines made
+only of whitespace are skipped with a counted warning.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from gnnrec_jax import splits
-from gnnrec_jax.data import checks
+from gnnrec_jax.data import checks, files, splits
 from gnnrec_jax.data.types import Dataset, Interactions, Split, Vocab
 from gnnrec_jax.errors import DataError
 
 
 def _read_triples(path):
-  lines, nums = checks.split_lines(checks.read_text(path))
+  lines, nums = checks.split_lines(files.read_text(path), path)
   rows = checks.split_fields(lines, nums, path, None, ncols=3, expected="user<TAB>item<TAB>weight")
   cols = list(zip(*rows))
   users = checks.parse_ints(cols[0], nums, path, "user id")
@@ -40,7 +43,7 @@ def _index(ids: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
 
 def read_social(path, user_ids: np.ndarray) -> np.ndarray:
   """Undirected user-index pairs from a `user user` file (see the module docstring)."""
-  lines, nums = checks.split_lines(checks.read_text(path))
+  lines, nums = checks.split_lines(files.read_text(path), path)
   rows = checks.split_fields(lines, nums, path, None, min_cols=2, expected="user<TAB>user")
   a = checks.parse_ints([r[0] for r in rows], nums, path, "user id")
   b = checks.parse_ints([r[1] for r in rows], nums, path, "user id")
@@ -56,25 +59,30 @@ def read_social(path, user_ids: np.ndarray) -> np.ndarray:
   return pairs.astype(np.int32)
 
 
-def load_lastfm(data_dir, *, valid_from_train: float = 0.0, seed: int = 2020) -> Dataset:
-  """Loads Last.fm with its predefined train/test split (empty valid unless `valid_from_train`)."""
-  d = checks.require_dir(data_dir, "Last.fm folder (data1.txt, test1.txt, trustnetwork.txt)")
+def load_lastfm(data_dir, *, valid_from_train: float = 0.0, seed: int = 2020,
+                duplicates: str = "max") -> Dataset:
+  """Loads Last.fm with its predefined train/test split (empty valid unless `valid_from_train`);
+  repeated (user, item) rows combined by `duplicates` (`checks.combine_duplicates`)."""
+  d = files.require_dir(data_dir, "Last.fm folder (data1.txt, test1.txt, trustnetwork.txt)")
   train_path, test_path, trust_path = d / "data1.txt", d / "test1.txt", d / "trustnetwork.txt"
   tr_u, tr_i, tr_w, tr_n = _read_triples(train_path)
   te_u, te_i, te_w, te_n = _read_triples(test_path)
   user_ids, item_ids = np.unique(tr_u), np.unique(tr_i)
   if not len(user_ids):
     raise DataError(f"{train_path}: no interactions")
-  train, _ = checks.dedupe(Interactions(_index(tr_u, user_ids), _index(tr_i, item_ids), tr_w),
-                           train_path, tr_n)
+  train, _ = checks.combine_duplicates(
+      Interactions(_index(tr_u, user_ids), _index(tr_i, item_ids), tr_w), train_path, tr_n,
+      duplicates)
   tu, ti = _index(te_u, user_ids), _index(te_i, item_ids)
   keep = checks.drop_unknown(tu, ti, test_path, "test", te_u, te_i)
-  test, _ = checks.dedupe(Interactions(tu[keep], ti[keep], te_w[keep]), test_path, te_n[keep])
+  test, _ = checks.combine_duplicates(Interactions(tu[keep], ti[keep], te_w[keep]), test_path,
+                                      te_n[keep], duplicates)
   test = checks.drop_train_overlap(train, test, test_path, "test")
   valid = Interactions(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
   if valid_from_train:
     train, valid = splits.carve_valid(train, valid_from_train, seed=seed)
-  social = read_social(trust_path, user_ids) if trust_path.is_file() else None
+  # exists(), not is_file(): a FIFO or device here is refused by name, not silently skipped.
+  social = read_social(trust_path, user_ids) if trust_path.exists() else None
   return Dataset(name="lastfm", users=Vocab(tuple(map(str, user_ids))),
                  items=Vocab(tuple(map(str, item_ids))),
                  interactions=Interactions.concat([train, valid, test]),

@@ -14,6 +14,11 @@ timestamps; item meta "title" (without the year), "year" (float, NaN when unknow
 "occupation", "zip" (str); missing metadata is "" or NaN (age -1). User and item indices follow the ids
 (index = id - 1): the catalogue is the ids of u.user/u.item in file order, then any other ids
 of the ratings.
+
+Ratings as behaviour levels (`behaviour="rating"`; on the command line `--columns
+behaviour=rating`): each rating is read as the behaviour "1".."5" and weighted by
+`behaviour_weights` (e.g. "1:1,2:1,3:2,4:3,5:4"), instead of being the weight itself. Repeated
+(user, item) rows (none in the real files) are combined by `duplicates`.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from gnnrec_jax.data import atomic, checks
+from gnnrec_jax.data import atomic, behaviours, checks, files
 from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import DataError, where
 
@@ -151,18 +156,33 @@ def _verify_files(folder: Path, *, hint: str) -> None:
       raise DataError(f"{path}: sha256 {got} does not match the expected {want} ({hint})")
 
 
-def load_ml100k(data_dir=None, *, cache: Path | None = None) -> Dataset:
-  """MovieLens-100K from `data_dir` (GroupLens or atomic layout, or a recbole wheel) or the cache."""
+BEHAVIOURS = (None, "rating")  # what can act as the behaviour column of ml-100k
+
+
+def load_ml100k(data_dir=None, *, cache: Path | None = None, behaviour: str | None = None,
+                behaviour_weights: str | None = None, duplicates: str = "max") -> Dataset:
+  """MovieLens-100K from `data_dir` (GroupLens or atomic layout, or a recbole wheel) or the cache.
+
+  Args:
+    behaviour: None (the rating is the weight) or "rating" (the rating is a behaviour level,
+      weighted by `behaviour_weights`).
+    behaviour_weights: e.g. "1:1,2:1,3:2,4:3,5:4" (read only with `behaviour="rating"`).
+    duplicates: how repeated (user, item) rows combine: "max", "sum" or "last".
+  """
+  if behaviour not in BEHAVIOURS:
+    raise DataError(f"ml-100k: behaviour {behaviour!r} is not a column of ml-100k (only 'rating' "
+                    "can act as behaviour levels)")
+  opts = dict(behaviour=behaviour, behaviour_weights=behaviour_weights, duplicates=duplicates)
   if data_dir is None:
-    return _from_atomic(fetch_ml100k(cache))
+    return _from_atomic(fetch_ml100k(cache), **opts)
   path = Path(data_dir)
   if path.is_file() and path.suffix == ".whl":
-    return _from_atomic(fetch_ml100k(cache, download=lambda tmp: path))
-  d = checks.require_dir(path, "ml-100k folder")
-  if (d / "u.data").is_file():
-    return load_grouplens(d)
+    return _from_atomic(fetch_ml100k(cache, download=lambda tmp: path), **opts)
+  d = files.require_dir(path, "ml-100k folder")
+  if (d / "u.data").exists():  # not is_file(): read_text names a FIFO or a folder
+    return load_grouplens(d, **opts)
   if any(d.glob("*.inter")):
-    return _from_atomic(d)
+    return _from_atomic(d, **opts)
   raise DataError(f"{d}: expected a GroupLens ml-100k folder (u.data, u.item, u.user) or RecBole "
                   f"atomic files (ml-100k.inter, .item, .user); " + _how_to_get())
 
@@ -176,8 +196,12 @@ def _year(token: str) -> float:
   return float(token) if token.strip().isdigit() else np.nan
 
 
-def _from_atomic(folder: Path) -> Dataset:
-  ds = atomic.load_atomic(folder, "ml-100k" if (folder / "ml-100k.inter").is_file() else None)
+def _from_atomic(folder: Path, *, behaviour=None, behaviour_weights=None,
+                 duplicates="max") -> Dataset:
+  ds = atomic.load_atomic(folder, "ml-100k" if (folder / "ml-100k.inter").exists() else None,
+                          weight_field="" if behaviour else "rating",
+                          behaviour_field=behaviour or "", behaviour_weights=behaviour_weights,
+                          duplicates=duplicates)
   im, um = dict(ds.item_meta or {}), dict(ds.user_meta or {})
   # RecBole's file spells the placeholder item 267 "unkonwn"; GroupLens says "unknown".
   fix = lambda s: "unknown" if s == "unkonwn" else s
@@ -192,7 +216,8 @@ def _from_atomic(folder: Path) -> Dataset:
                           for j in range(ds.num_users)], folder / "ml-100k.user",
                          [None] * ds.num_users) if um else None
   return Dataset("ml-100k", ds.users, ds.items, ds.interactions, item_meta=item_meta,
-                 user_meta=user_meta, source=f"ml-100k:atomic:{folder}")
+                 user_meta=user_meta, source=f"ml-100k:atomic:{folder}",
+                 behaviours=ds.behaviours)
 
 
 def _user_meta(rows, path, numbers) -> dict[str, np.ndarray]:
@@ -207,13 +232,14 @@ def _user_meta(rows, path, numbers) -> dict[str, np.ndarray]:
           "zip": np.array([r[3] for r in rows], object)}
 
 
-def load_grouplens(folder) -> Dataset:
+def load_grouplens(folder, *, behaviour: str | None = None, behaviour_weights: str | None = None,
+                   duplicates: str = "max") -> Dataset:
   """The original GroupLens files: `u.data` (tab-separated user item rating timestamp),
-  `u.item` and `u.user` (`|`-separated, latin-1)."""
-  d = checks.require_dir(folder, "GroupLens ml-100k folder")
+  `u.item` and `u.user` (`|`-separated, latin-1); options as `load_ml100k`'s."""
+  d = files.require_dir(folder, "GroupLens ml-100k folder")
   # u.item: id|title|release date|video release date|IMDb URL|19 genre flags.
   path = d / "u.item"
-  lines, nums = checks.split_lines(checks.read_text(path, encoding="latin-1"))
+  lines, nums = checks.split_lines(files.read_text(path, encoding="latin-1"), path, "|")
   rows = checks.split_fields(lines, nums, path, "|", ncols=5 + len(GENRES),
                              expected="id|title|release date|video date|url|19 genre flags")
   item_ids = [r[0].strip() for r in rows]
@@ -231,19 +257,23 @@ def load_grouplens(folder) -> Dataset:
     genres.append("|".join(g for g, f in zip(GENRES, flags) if f.strip() == "1"))
   # u.user: id|age|gender|occupation|zip.
   upath = d / "u.user"
-  ulines, unums = checks.split_lines(checks.read_text(upath, encoding="latin-1"))
+  ulines, unums = checks.split_lines(files.read_text(upath, encoding="latin-1"), upath, "|")
   urows = checks.split_fields(ulines, unums, upath, "|", ncols=5,
                               expected="id|age|gender|occupation|zip")
   checks.unique_ids([r[0].strip() for r in urows], unums, upath)
   user_meta = _user_meta([r[1:] for r in urows], upath, unums)
   # u.data: user item rating timestamp.
   dpath = d / "u.data"
-  dlines, dnums = checks.split_lines(checks.read_text(dpath, encoding="latin-1"))
+  dlines, dnums = checks.split_lines(files.read_text(dpath, encoding="latin-1"), dpath, "\t")
   drows = checks.split_fields(dlines, dnums, dpath, "\t", ncols=4,
                               expected="user<TAB>item<TAB>rating<TAB>timestamp")
   cols = list(zip(*drows))
   rating = checks.parse_floats(cols[2], dnums, dpath, "rating")
-  ts = checks.parse_ints(cols[3], dnums, dpath, "timestamp")
+  ts = checks.parse_timestamps(cols[3], dnums, dpath)
+  behaviour_rows = None
+  if behaviour == "rating":
+    checks.check_weights(rating, dnums, dpath, "rating")
+    rating, behaviour_rows = behaviours.behaviour_weights(rating, dnums, dpath, behaviour_weights)
   u_tok = [t.strip() for t in cols[0]]
   i_tok = [t.strip() for t in cols[1]]
   users = checks.catalogue([r[0].strip() for r in urows], u_tok)
@@ -251,14 +281,17 @@ def load_grouplens(folder) -> Dataset:
   if len(users) != len(urows) or len(items) != len(item_ids):
     checks.warn(f"{dpath}: {len(users) - len(urows)} users and {len(items) - len(item_ids)} "
                 "items have ratings but no row in u.user/u.item (kept, with empty metadata)")
-  inter = checks.to_interactions(dpath, "train", u_tok, i_tok, rating, ts, dnums, users, items)
+  inter = checks.to_interactions(dpath, "train", u_tok, i_tok, rating, ts, dnums, users, items,
+                                 duplicates=duplicates)
   pad = lambda a, fill: np.concatenate([a, np.full(len(items) - len(a), fill, a.dtype)])
   item_meta = {"title": pad(np.array(titles, object), ""), "year": pad(np.array(years), np.nan),
                "genres": pad(np.array(genres, object), "")}
   if len(users) > len(urows):
     user_meta = {k: pad(v, -1 if k == "age" else "") for k, v in user_meta.items()}
   return Dataset("ml-100k", users, items, inter, item_meta=item_meta, user_meta=user_meta,
-                 source=f"ml-100k:grouplens:{d}")
+                 source=f"ml-100k:grouplens:{d}",
+                 behaviours=None if behaviour_rows is None else
+                 behaviours.summary(behaviour_rows, behaviour_weights))
 
 
 __all__ = ["cache_root", "fetch_ml100k", "load_grouplens", "load_ml100k"]

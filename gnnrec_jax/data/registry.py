@@ -1,7 +1,9 @@
 """Dataset names -> loaders: `load_dataset("ml-100k")`, `load_dataset("gowalla")`, ...
 
 Each entry takes `data_dir` plus keyword options; an option a loader does not know is a
-`ConfigError` (so a misspelt option never silently does nothing).
+`ConfigError` (so a misspelt option never silently does nothing). Every loader takes
+`duplicates` (how repeated user-item rows combine); those with a behaviour column (csv,
+predefined, atomic, ml-100k) take `behaviour_weights` too.
 """
 from __future__ import annotations
 
@@ -33,45 +35,67 @@ def _need_dir(data_dir, what: str) -> Path:
   return Path(data_dir)
 
 
-def _ml100k(data_dir=None, *, cache=None):
-  return movielens.load_ml100k(data_dir, cache=cache)
+def _ml100k(data_dir=None, *, cache=None, columns=None, behaviour_weights=None,
+            duplicates="max"):
+  behaviour = None
+  if columns is not None:
+    mapping = tabular.parse_columns(columns, need_ids=False)
+    if mapping != {"behaviour": "rating"}:
+      raise ConfigError(f"--columns {columns!r}: ml-100k takes only behaviour=rating (its "
+                        "ratings as behaviour levels, weighted by behaviour_weights)")
+    behaviour = "rating"
+  return movielens.load_ml100k(data_dir, cache=cache, behaviour=behaviour,
+                               behaviour_weights=behaviour_weights, duplicates=duplicates)
 
 
-def _atomic(data_dir=None, *, name=None, user_field="user_id", item_field="item_id"):
-  return atomic.load_atomic(_need_dir(data_dir, "atomic"), name, user_field=user_field,
-                            item_field=item_field)
+def _atomic(data_dir=None, *, name=None, columns=None, user_field="user_id",
+            item_field="item_id", behaviour_weights=None, duplicates="max"):
+  fields = {"user": user_field, "item": item_field}
+  if columns is not None:  # roles -> field names of the .inter header (without the type)
+    fields.update(tabular.parse_columns(columns, need_ids=False))
+  return atomic.load_atomic(_need_dir(data_dir, "atomic"), name, user_field=fields["user"],
+                            item_field=fields["item"],
+                            weight_field=fields.get("weight", "rating"),
+                            timestamp_field=fields.get("timestamp", "timestamp"),
+                            behaviour_field=fields.get("behaviour"),
+                            behaviour_weights=behaviour_weights, duplicates=duplicates)
 
 
-def _lightgcn(data_dir=None, *, name=None, valid_from_train=0.0, seed=2020):
+def _lightgcn(data_dir=None, *, name=None, valid_from_train=0.0, seed=2020, duplicates="max"):
   return lightgcn_format.load_lightgcn(_need_dir(data_dir, "lightgcn"), name=name,
-                                       valid_from_train=valid_from_train, seed=seed)
+                                       valid_from_train=valid_from_train, seed=seed,
+                                       duplicates=duplicates)
 
 
-def _gowalla(data_dir=None, *, valid_from_train=0.0, seed=2020):
+def _gowalla(data_dir=None, *, valid_from_train=0.0, seed=2020, duplicates="max"):
   return lightgcn_format.load_lightgcn(_default_dir(data_dir, "gowalla"), name="gowalla",
-                                       valid_from_train=valid_from_train, seed=seed)
+                                       valid_from_train=valid_from_train, seed=seed,
+                                       duplicates=duplicates)
 
 
-def _lastfm(data_dir=None, *, valid_from_train=0.0, seed=2020):
+def _lastfm(data_dir=None, *, valid_from_train=0.0, seed=2020, duplicates="max"):
   return lastfm.load_lastfm(_default_dir(data_dir, "lastfm"), valid_from_train=valid_from_train,
-                            seed=seed)
+                            seed=seed, duplicates=duplicates)
 
 
-def _csv(data_dir=None, *, columns=None, sep=",", header=True, name=None):
+def _csv(data_dir=None, *, columns=None, sep=",", header=True, name=None,
+         behaviour_weights=None, duplicates="max"):
   if columns is None:
-    raise ConfigError("--dataset csv needs --columns user=COL,item=COL[,weight=COL][,timestamp=COL]")
+    raise ConfigError("--dataset csv needs --columns user=COL,item=COL[,weight=COL]"
+                      "[,timestamp=COL][,behaviour=COL]")
   return tabular.load_csv(_need_dir(data_dir, "csv"), columns=columns, sep=sep, header=header,
-                          name=name)
+                          name=name, behaviour_weights=behaviour_weights, duplicates=duplicates)
 
 
 def _predefined(data_dir=None, *, train=None, valid=None, test=None, item_meta=None,
-                user_meta=None, name=None):
+                user_meta=None, name=None, behaviour_weights=None, duplicates="max"):
   if train is None:
     raise ConfigError("--dataset predefined needs --train FILE (and usually --valid/--test)")
   base = Path(data_dir) if data_dir is not None else Path(".")
   p = lambda f: None if f is None else base / f
   return tabular.load_predefined(p(train), p(valid), p(test), item_meta=p(item_meta),
-                                 user_meta=p(user_meta), name=name)
+                                 user_meta=p(user_meta), name=name,
+                                 behaviour_weights=behaviour_weights, duplicates=duplicates)
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {

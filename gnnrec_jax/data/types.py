@@ -43,7 +43,8 @@ class Vocab:
     try:
       return self._index[token]  # type: ignore[attr-defined]
     except KeyError:
-      raise DataError(f"unknown id {token!r}") from None
+      shown = repr(token) if len(str(token)) <= 60 else repr(str(token)[:60]) + "..."
+      raise DataError(f"unknown id {shown}") from None
 
   def lookup(self, tokens: Sequence[str]) -> np.ndarray:
     """Indices of many tokens, -1 where unknown."""
@@ -136,12 +137,14 @@ class Dataset:
     items: item vocabulary; the catalogue includes items from metadata files.
     interactions: every interaction of the dataset (for a predefined split, the union of parts).
     split: the predefined split when the source has one (LightGCN format, --train/--valid/--test),
-      else None and a split is made by `gnnrec_jax.splits`.
+      else None and a split is made by `gnnrec_jax.data.splits`.
     item_meta: optional item columns, each an array aligned with item indices
       (ml-100k: "title", "year", "genres"); missing values are "" (or NaN for numbers).
     user_meta: optional user columns aligned with user indices (ml-100k: "age", "gender", ...).
     social: optional [m, 2] int32 user–user edges (undirected pairs, each listed once).
     source: where it was read from (for messages and fingerprints).
+    behaviours: for behaviour-typed data, {name: {"rows": rows in the files, "weight": w}}
+      (gnnrec_jax/data/behaviours.py); None when the data has no behaviour column.
   """
 
   name: str
@@ -153,6 +156,7 @@ class Dataset:
   user_meta: Mapping[str, np.ndarray] | None = None
   social: np.ndarray | None = None
   source: str = ""
+  behaviours: Mapping[str, Mapping[str, float]] | None = None
 
   @property
   def num_users(self) -> int:

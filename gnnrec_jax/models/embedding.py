@@ -1,0 +1,421 @@
+"""Embedding models: layer-0 inputs (`NodeInputs`), a stack of layers, a layer combination.
+
+Every model is a Linen module with the same call signature, wrapped for the rest of the library
+by `EmbeddingRecommender` (the `gnnrec_jax.models.base.Recommender` interface):
+
+  final, ego = model.apply({"params": params}, graph, features, feature_mask=..., has_id=...,
+                           train=..., rngs={"dropout": rng})
+
+  final: [N, d_out], the vectors used for scoring: score(u, i) = final[u] . final[U + i].
+  ego:   [N, d], the layer-0 vectors on which the L2 regulariser is computed (LightGCN's rule).
+
+N is the static `num_nodes` attribute (default U + I). Graphs padded by
+`gnnrec_jax.graph.build.pad_graph` add nodes after U + I; set `num_nodes` to the padded count (it
+cannot be read from `graph.n_node`, which is a traced array under jit). Padding rows of `final`
+and `ego` are zero for the linear models and never read by the trainer.
+
+The SoftmaxGNN and GAT layers `sow` their alphas into the "intermediates" collection
+(`model.apply(..., mutable=["intermediates"])`) for explanations and plots.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+
+from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph.propagate import resolve_backend
+from gnnrec_jax.models.base import Recommender
+from gnnrec_jax.models.layers import (
+  GATConv,
+  LightGCNConv,
+  NGCFConv,
+  SoftmaxEdgeConv,
+  activation_fn,
+)
+from gnnrec_jax.models.node_inputs import NodeInputs
+
+COMBINES = ("mean", "sum", "last", "concat")
+
+
+def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
+  """Combines layer outputs h^0..h^L ([N, d] each): mean | sum | last | concat ([N, d (L+1)])."""
+  if how == "mean":
+    return jnp.mean(jnp.stack(hs), axis=0)
+  if how == "sum":
+    return jnp.sum(jnp.stack(hs), axis=0)
+  if how == "last":
+    return hs[-1]
+  if how == "concat":
+    return jnp.concatenate(hs, axis=-1)
+  raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
+
+
+SCORES = ("dot", "cosine", "pearson")
+LOSSES = ("bpr", "softmax", "full_softmax")  # `EmbeddingRecommender.loss`
+INITIAL_ALPHAS = ("weights", "none")         # `SoftmaxGNN.initial_alpha`
+
+
+def check_score(score: str) -> None:
+  if score not in SCORES:
+    raise ConfigError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+
+
+def score_space(final: jax.Array, score: str) -> jax.Array:
+  """The vectors whose dot products are the scores, so that training, ranking and
+  recommendation all score by `score` without knowing it.
+
+  dot: `final` itself. cosine: `final` scaled to unit length (a zero vector stays zero).
+  pearson: each vector centred on its own mean over the d coordinates, then scaled to unit
+  length, so that x . y = Pearson's r between the coordinates of the two final vectors,
+  r = sum_k (x_k - mean x)(y_k - mean y) / (|x - mean x| |y - mean y|); a constant vector
+  (zero after centring) stays zero.
+
+  Args:
+    final: [..., d] vectors.
+    score: one of SCORES.
+  """
+  check_score(score)
+  if score == "dot":
+    return final
+  if score == "pearson":
+    final = final - jnp.mean(final, axis=-1, keepdims=True)
+  sq = jnp.sum(jnp.square(final), axis=-1, keepdims=True)
+  return final * jnp.where(sq > 0, jax.lax.rsqrt(jnp.maximum(sq, 1e-30)), 0.0)
+
+
+class _Recommender(nn.Module):
+  """Fields and layer-0 inputs shared by every model (not used on its own)."""
+
+  num_users: int
+  num_items: int
+  embed_dim: int = 64
+  num_nodes: int | None = None   # static N incl. graph padding; None means U + I
+  init_std: float = 0.1
+  use_id_embedding: bool = True
+  id_dropout: float = 0.0
+  backend: str = "auto"          # gnnrec_jax.graph.propagate.weighted_sum backend
+  score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
+
+  @property
+  def n(self) -> int:
+    return self.num_nodes or self.num_users + self.num_items
+
+  @property
+  def _backend(self) -> str:
+    return resolve_backend(self.backend, self.n)
+
+  def _ego(self, features, feature_mask, has_id, train) -> jax.Array:
+    return NodeInputs(self.num_users, self.num_items, self.embed_dim, num_nodes=self.n,
+                      init_std=self.init_std, use_id_embedding=self.use_id_embedding,
+                      id_dropout=self.id_dropout, name="inputs")(
+                          features, feature_mask, has_id, train=train)
+
+
+class MF(_Recommender):
+  """Matrix factorisation (BPR-MF, Rendle et al. 2009): score = e_u . e_i, no propagation."""
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train)
+    return score_space(ego, self.score), ego
+
+
+class _LayerStack(_Recommender):
+  """A stack of `num_layers` message-passing layers over the layer-0 vectors.
+
+  Subclasses define `_layer(k, h, graph, train) -> [N, d]`, the output of layer k from its input
+  h; the outputs h^0..h^L are then combined by `layer_combine`.
+  """
+
+  num_layers: int = 3
+  layer_combine: str = "mean"
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train)
+    hs = [ego]
+    for k in range(self.num_layers):
+      hs.append(self._layer(k, hs[-1], graph, train))
+    return score_space(combine_layers(hs, self.layer_combine), self.score), ego
+
+
+class LightGCN(_LayerStack):
+  """LightGCN (He et al., SIGIR 2020).
+
+  E^(k+1) = D^-1/2 A D^-1/2 E^(k) (eq. 3) for k < L, final = sum_k a_k E^(k) with a_k = 1/(L+1)
+  (eq. 4, `layer_combine="mean"`).
+  """
+
+  def _layer(self, k, h, graph, train):
+    del train  # parameter-free and deterministic
+    return LightGCNConv(self.n, backend=self._backend, name=f"conv_{k}")(h, graph)
+
+
+class SoftmaxGNN(_LayerStack):
+  """The seed's GNN: `num_layers` SoftmaxEdgeConv layers (see layers/softmax_edge.py).
+
+  Layer k computes alpha_ij = softmax_{j in N(i)}(q(h_i^(k)) . k(h_j^(k)) / tau) and
+  h_i^(k+1) = sigma(sum_j alpha_ij h_j^(k)) (seed §4.1); with `initial_alpha="weights"` layer 0
+  uses the interaction weights normalised per receiver instead. Outputs h^0..h^L are combined
+  by `layer_combine`.
+  """
+
+  heads: int = 1
+  temperature: float = 1.0
+  scale_logits: bool = True
+  qk_proj: bool = False
+  activation: str = "identity"
+  attention_mix: float = 1.0
+  initial_alpha: str = "weights"  # "weights" | "none"
+
+  def _layer(self, k, h, graph, train):
+    del train  # no dropout in this layer
+    h, alpha = SoftmaxEdgeConv(
+        self.n, heads=self.heads, temperature=self.temperature,
+        scale_logits=self.scale_logits, qk_proj=self.qk_proj, activation=self.activation,
+        attention_mix=self.attention_mix,
+        alpha_from_weights=(k == 0 and self.initial_alpha == "weights"),
+        backend=self._backend, name=f"conv_{k}")(h, graph)
+    self.sow("intermediates", f"alpha_{k}", alpha)
+    return h
+
+
+class NGCF(_LayerStack):
+  """NGCF (Wang et al., SIGIR 2019) as RecBole implements it.
+
+  E^(k+1) = normalize(dropout(LeakyReLU(W1^k (L + I) E^(k) + W2^k (L E^(k) ⊙ E^(k))))) (eq. 7),
+  final = E^(0) || E^(1) || ... || E^(L) (eq. 9), so d_out = d (L + 1). `dropout` is the message
+  dropout; RecBole's node dropout (dropping adjacency entries, default 0) is not implemented.
+  """
+
+  layer_combine: str = "concat"
+  dropout: float = 0.1
+
+  def _layer(self, k, h, graph, train):
+    return NGCFConv(self.n, self.embed_dim, dropout=self.dropout, backend=self._backend,
+                    name=f"conv_{k}")(h, graph, train=train)
+
+
+class GAT(_LayerStack):
+  """A stack of multi-head GAT layers (Veličković et al., ICLR 2018, eqs. 1-5).
+
+  Each layer keeps width d (heads concatenated, d / heads each), applies `activation` (the paper
+  uses ELU; "identity" keeps the model linear in the propagated vectors like LightGCN), and the
+  outputs h^0..h^L are combined by `layer_combine`.
+  """
+
+  heads: int = 1
+  dropout: float = 0.1
+  activation: str = "identity"
+
+  def _layer(self, k, h, graph, train):
+    h, alpha = GATConv(self.n, self.embed_dim, heads=self.heads, concat_heads=True,
+                       dropout=self.dropout, backend=self._backend,
+                       name=f"conv_{k}")(h, graph, train=train)
+    self.sow("intermediates", f"alpha_{k}", alpha)
+    return activation_fn(self.activation)(h)
+
+
+def create_model(config, *, num_users: int, num_items: int, feature_dim: int | None = None,
+                 num_nodes: int | None = None) -> _Recommender:
+  """Builds the Linen model named by `config.model`.
+
+  Args:
+    config: a `gnnrec_jax.config.Config` (read: model, embed_dim, num_layers, layer_combine,
+      init_std, activation, heads, scale_logits, temperature, qk_proj, initial_alpha,
+      attention_mix, dropout, use_id_embedding, id_dropout, propagation).
+    num_users: U.
+    num_items: I.
+    feature_dim: F when text features are fed to the model, else None (only validated: Dense
+      infers its input width).
+    num_nodes: static node count of a padded graph; None means U + I.
+
+  Returns:
+    The (unbound) module.
+
+  Raises:
+    ConfigError: unknown model, activation, combine or backend; "ease" (closed form, see
+      `gnnrec_jax.models.ease.fit_ease`); or no input at all (no IDs and no features).
+  """
+  c = config
+  base = num_users + num_items
+  if num_nodes is not None and num_nodes < base:
+    raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
+  if not c.use_id_embedding and feature_dim is None:
+    raise ConfigError("use_id_embedding=False needs text features (set text_features)")
+  backend = c.propagation
+  resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
+  check_score(c.score)  # likewise
+  common = dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
+                num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
+                id_dropout=c.id_dropout, backend=backend, score=c.score)
+  if c.model in ("lightgcn", "softmax_gnn", "gat") and c.layer_combine not in COMBINES:
+    raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
+                      f"{', '.join(COMBINES)}")
+  if c.model in ("softmax_gnn", "gat"):
+    activation_fn(c.activation)
+    if c.embed_dim % c.heads:
+      raise ConfigError(f"embed_dim {c.embed_dim} is not divisible by heads {c.heads}")
+  if c.model == "mf":
+    return MF(**common)
+  if c.model == "lightgcn":
+    return LightGCN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine)
+  if c.model == "softmax_gnn":
+    return SoftmaxGNN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
+                      heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
+                      qk_proj=c.qk_proj, activation=c.activation,
+                      attention_mix=c.attention_mix, initial_alpha=c.initial_alpha)
+  if c.model == "ngcf":
+    # NGCF concatenates its layers by definition (eq. 9); layer_combine is not read.
+    return NGCF(**common, num_layers=c.num_layers, dropout=c.dropout)
+  if c.model == "gat":
+    return GAT(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
+               heads=c.heads, dropout=c.dropout, activation=c.activation)
+  if c.model == "ease":
+    raise ConfigError("ease is a closed-form model without parameters to train; "
+                      "fit it with gnnrec_jax.models.ease.fit_ease")
+  raise ConfigError(f"unknown model {c.model!r}; choose one of "
+                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.models.ease)")
+
+
+# ------------------------------------------------------------------------------------------------
+# The Recommender interface
+
+
+def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Array:
+  """Dot-product scores of a batch of users against every item.
+
+  Args:
+    params: (user_emb [U, d], item_emb [I, d]).
+    users: [B] int32 user indices.
+
+  Returns:
+    [B, I] float32 scores.
+  """
+  user_emb, item_emb = params
+  return user_emb[users] @ item_emb.T
+
+
+class EmbeddingRecommender(Recommender):
+  """Every embedding model (`create_model`): score(u, i) = final_u . final_i.
+
+  `inputs` (device arrays, passed to every jitted call as an argument):
+    graph, features [U+I, F] | None, feature_mask [U+I] | None, and, when some users or items
+    have no train interaction (cold-start splits), has_id [U+I] bool (cold nodes are embedded
+    without their never-trained ID vectors, in validation as at test time) and neg_pool
+    [I_warm] int32 (negatives are drawn from items seen in train only: a cold item drawn as a
+    negative would teach the text path to push every cold item down, which measurably hurts
+    the cold block); both None otherwise.
+  """
+
+  trainable = True
+  score_fn = staticmethod(dot_scores)
+
+  def __init__(self, exp):
+    super().__init__(exp)
+    from gnnrec_jax.graph.build import num_nodes
+    feature_dim = None if exp.features is None else int(exp.features.shape[1])
+    # A graph padded for sharding (`training.parallel.pad_graph_for_mesh`) has extra nodes.
+    self.module = create_model(self.config, num_users=exp.num_users, num_items=exp.num_items,
+                               feature_dim=feature_dim, num_nodes=num_nodes(exp.graph))
+    self._inputs = None
+    u = exp.num_users
+
+    @jax.jit
+    def embed(params, inputs):
+      final, _ = self.forward(params, inputs, train=False)
+      return final[:u], final[u:u + exp.num_items]
+
+    self.embed = embed  # (params, inputs) -> (user_emb [U, d], item_emb [I, d])
+
+  @property
+  def inputs(self) -> dict[str, Any]:
+    if self._inputs is None:  # moved to the device once, on first use
+      from gnnrec_jax.models.inductive import train_presence
+      exp = self.exp
+      inputs = {"graph": jax.tree.map(jnp.asarray, exp.graph),
+                "features": None if exp.features is None else jnp.asarray(exp.features),
+                "feature_mask": (None if exp.feature_mask is None
+                                 else jnp.asarray(exp.feature_mask)),
+                "has_id": None, "neg_pool": None}
+      user_in, item_in = train_presence(exp.split.train, exp.num_users, exp.num_items)
+      if not (user_in.all() and item_in.all()):
+        inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
+        inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
+      self._inputs = inputs
+    return self._inputs
+
+  def forward(self, params, inputs, *, train: bool, rng=None, **apply_kw):
+    """`(final [N, d_out], ego [N, d])` of every node; see the module docstring."""
+    rngs = {"dropout": rng} if rng is not None else None
+    return self.module.apply({"params": params}, inputs["graph"], inputs["features"],
+                             feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
+                             train=train, rngs=rngs, **apply_kw)
+
+  def init(self, key: jax.Array):
+    # A fixed fold of the run's key, so that parameters do not depend on how many other draws
+    # the caller made from it.
+    init_key = jax.random.fold_in(key, -1 & 0x7FFFFFFF)
+    inputs = self.inputs
+    variables = self.module.init({"params": init_key, "dropout": init_key}, inputs["graph"],
+                                 inputs["features"], feature_mask=inputs["feature_mask"],
+                                 train=False)
+    return variables["params"]
+
+  def template(self):
+    return self.init(jax.random.key(0))  # cheap: random tables, no data pass
+
+  def loss(self, params, inputs, batch, rng):
+    """The configured objective (`config.loss`) of one batch of (user, positive item) rows.
+
+    `batch` holds `user`, `item` ([B] int32) and `mask` ([B] float32, 0 for padding rows of the
+    last batch); negatives are drawn on the device from `rng`.
+    """
+    from gnnrec_jax.training import losses, sampling
+    cfg, num_users = self.config, self.num_users
+    drop_rng, neg_rng = jax.random.split(rng)
+    final, ego = self.forward(params, inputs, train=True, rng=drop_rng)
+    u, p = batch["user"], batch["item"] + num_users
+    if cfg.loss == "full_softmax":
+      return losses.full_softmax_loss(
+          user=final[u], items=final[num_users:num_users + self.num_items],
+          pos_item=batch["item"], user_ego=ego[u], pos_ego=ego[p], l2=cfg.l2,
+          temperature=cfg.softmax_temperature, mask=batch["mask"])
+    pool = inputs.get("neg_pool")
+    neg = sampling.sample_negatives(
+        neg_rng, batch_users=batch["user"],
+        num_items=self.num_items if pool is None else pool.shape[0],  # static: the pool's length
+        num_negatives=cfg.num_negatives)  # [B, K]
+    if pool is not None:
+      neg = pool[neg]
+    n = neg + num_users
+    common = dict(user=final[u], pos=final[p], neg=final[n],  # [B, K, d]
+                  user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n], l2=cfg.l2,
+                  mask=batch["mask"])
+    if cfg.loss == "bpr":
+      return losses.bpr_loss(**common)
+    return losses.sampled_softmax_loss(**common, temperature=cfg.softmax_temperature)
+
+  def score_params(self, params):
+    return self.embed(params, self.inputs)
+
+  def history_scores(self, params, history):
+    from gnnrec_jax.models.inductive import embed_new_user
+    query = embed_new_user(self, params, history)  # [d]
+    _, item_emb = self.score_params(params)
+    return np.asarray(item_emb) @ query
+
+  def explain_terms(self, params, *, user, history, items):
+    from gnnrec_jax.evaluation import explain
+    if history is not None:
+      return explain.new_user_terms(self, params, history, items)
+    if isinstance(self.module, (LightGCN, SoftmaxGNN)):
+      return explain.propagation_terms(self, params, user, items)
+    return explain.similarity_terms(self, params, user, items)

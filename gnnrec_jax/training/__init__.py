@@ -1,0 +1,1 @@
+"""Training: the fit loop, losses, negative sampling, checkpoints and the workdir a run writes."""
