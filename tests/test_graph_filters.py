@@ -13,11 +13,11 @@ import pytest
 import scipy.linalg
 import scipy.sparse as sp
 
-from gnnrec_jax import graph_filters as gf
-from gnnrec_jax import propagate
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError
-from gnnrec_jax.evaluate import evaluate_full_ranking
+from gnnrec_jax.evaluation.evaluate import evaluate_full_ranking
+from gnnrec_jax.graph import propagate
+from gnnrec_jax.models import graph_filters as gf
 
 # 6 users x 5 items, every degree >= 1; the singular values of R~ are distinct (checked below),
 # so the top-k singular subspace, and with it every low-pass filter, is unique.
@@ -189,7 +189,7 @@ def test_chebycf_matches_eigendecomposition(setting):
 
 def test_zero_degree_item_scores_zero_and_user_without_items():
   r = np.array([[1, 0, 1], [1, 0, 0], [0, 0, 0]], float)  # item 1 and user 2 have no interaction
-  for name, (fit, apply, _) in gf.FILTERS.items():
+  for name, (fit, apply) in gf.FILTERS.items():
     out = np.asarray(jax.jit(apply)(fit(sp.csr_matrix(r), num_factors=1), jnp.asarray(r)))
     assert np.isfinite(out).all(), name
     np.testing.assert_array_equal(out[:, 1], 0.0, err_msg=name)
@@ -198,7 +198,7 @@ def test_zero_degree_item_scores_zero_and_user_without_items():
 
 @pytest.mark.parametrize("name", list(gf.FILTERS))
 def test_filters_are_linear_in_rows(name):
-  fit, apply, _ = gf.FILTERS[name]
+  fit, apply = gf.FILTERS[name]
   params = fit(sp.csr_matrix(R), num_factors=2)
   rng = np.random.default_rng(0)
   a, b = rng.normal(size=(2, 3, 5)).astype(np.float32)
@@ -213,7 +213,7 @@ def test_filters_are_linear_in_rows(name):
 
 @pytest.mark.parametrize("name", list(gf.FILTERS))
 def test_jit_equals_eager_and_gpu_path(name, monkeypatch):
-  fit, apply, _ = gf.FILTERS[name]
+  fit, apply = gf.FILTERS[name]
   params = fit(sp.csr_matrix(R), num_factors=2)
   rows = jnp.asarray(R, jnp.float32)
   jitted = jax.jit(apply)(params, rows)
@@ -231,48 +231,6 @@ def test_more_items_than_users():
     params = gf.fit_gfcf(sp.csr_matrix(r), alpha=alpha, num_factors=2)
     np.testing.assert_allclose(gf.apply_gfcf(params, jnp.asarray(r, jnp.float32)),
                                ref_gfcf(r, r, alpha, 2), atol=2e-6)
-
-
-def test_history_array_and_rows():
-  m = sp.csr_matrix(np.array([[0, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 0]], float))
-  hist = gf.history_array(m)
-  np.testing.assert_array_equal(hist, [[1, 3, 4], [4, 4, 4], [0, 1, 2]])  # padded with I = 4
-  users = jnp.array([2, 0, 1, 2], jnp.int32)
-  rows = jax.jit(gf.history_rows, static_argnums=2)(jnp.asarray(hist), users, 4)
-  np.testing.assert_array_equal(rows, m.toarray()[[2, 0, 1, 2]])
-  assert rows.dtype == jnp.float32
-
-
-@pytest.mark.parametrize("name", list(gf.FILTERS))
-def test_score_from_history_equals_apply_on_rows(name):
-  fit, apply, score = gf.FILTERS[name]
-  params = gf.add_history(fit(sp.csr_matrix(R), num_factors=2), sp.csr_matrix(R))
-  users = jnp.array([3, 0, 5], jnp.int32)
-  np.testing.assert_allclose(jax.jit(score)(params, users),
-                             apply(params, jnp.asarray(R[[3, 0, 5]], jnp.float32)), atol=1e-6)
-
-
-def _dense_scores(params, users):
-  (table,) = params
-  return table[users]
-
-
-def test_evaluate_full_ranking_with_score_fn():
-  rng = np.random.default_rng(3)
-  r = (rng.random((40, 30)) < 0.25).astype(float)
-  r[np.arange(40), rng.integers(0, 30, 40)] = 1.0
-  users, items = np.nonzero(r)
-  held = rng.random(len(users)) < 0.2
-  train = Interactions(users[~held], items[~held])
-  test = Interactions(users[held], items[held])
-  m = sp.csr_matrix((np.ones(len(train)), (train.user, train.item)), shape=(40, 30))
-  params = gf.add_history(gf.fit_gfcf(m, alpha=0.3, num_factors=5), m)
-  kw = dict(num_users=40, num_items=30, exclude=[train], target=test, ks=(5, 10), batch_size=16)
-  got = evaluate_full_ranking(gf.score_gfcf, params, **kw)
-  want = evaluate_full_ranking(_dense_scores, (jnp.asarray(ref_gfcf(m.toarray(), m.toarray(), 0.3,
-                                                                     5), jnp.float32),), **kw)
-  for key in ("recall@10", "ndcg@10", "recall@5"):
-    assert got[key] == pytest.approx(want[key], abs=1e-6)
 
 
 @pytest.mark.parametrize("method", ["arpack", "randomized"])
@@ -305,9 +263,9 @@ def test_bad_settings_raise_config_errors():
     gf.fit_bspm(m, num_factors=2, sharpen_solver="rk5")
   with pytest.raises(ConfigError, match="blur_steps=0"):
     gf.fit_bspm(m, num_factors=2, blur_steps=0)
-  with pytest.raises(ConfigError, match="num_factors=9"):
+  with pytest.raises(ConfigError, match="svd_rank=9"):
     gf.fit_gfcf(m, num_factors=9)
-  with pytest.raises(ConfigError, match="unknown SVD method"):
+  with pytest.raises(ConfigError, match="unknown svd_method"):
     gf.fit_chebycf(m, num_factors=2, svd="lanczos")
 
 

@@ -28,13 +28,17 @@ ODE solvers of linear ODEs), so a new user is scored from a history and a score 
 exactly over the history's items.
 
 Host / device split. `fit_<name>(train_matrix, ...)` runs on the host once (scipy sparse
-normalisation, a truncated SVD in float64) and returns a dict of jax arrays. `apply_<name>(params,
-rows)` is pure jnp, jit-traceable on CPU and GPU, and never forms an [I, I] matrix: the linear
-filter is two sparse products (rows @ R~^T, then @ R~) through `gnnrec_jax.propagate.weighted_sum`
+normalisation, a truncated SVD) and returns a dict of jax arrays. `apply_<name>(params, rows)` is
+pure jnp, jit-traceable on CPU and GPU, and never forms an [I, I] matrix: the linear filter is
+two sparse products (rows @ R~^T, then @ R~) through `gnnrec_jax.graph.propagate.weighted_sum`
 (the native CSR kernels on CPU, segment sums on GPU), the low-pass parts go through [I, k]
-factors. `score_<name>(params, users)` builds the users' rows from a padded history array inside
-jit (`add_history`, `history_rows`), which is the `score_fn` of
-`gnnrec_jax.evaluate.evaluate_full_ranking`.
+factors.
+
+Models. `GFCF`, `BSPM` and `ChebyCF` are `LinearItemRecommender`s (models/closed_form.py): `init`
+is the fit, with the hyperparameters read from the config (`filter_alpha`, `svd_rank`,
+`svd_method`, `bspm_*`, `cheby_*`; per-model defaults and each paper's values in
+`gnnrec_jax/configs/<name>.py`), `apply_rows` the filter. `gnnrec-jax train --model gfcf` (bspm,
+chebycf) fits, validates, tests, saves and explains them as it does EASE.
 
 Static structure is read from array shapes (jraph's habit): the number of users from
 `params["user_degree"]`, ChebyCF's order from its coefficients, BSPM's step counts and solver
@@ -54,8 +58,9 @@ import scipy.linalg.blas
 import scipy.sparse as sp
 import scipy.sparse.linalg
 
-from gnnrec_jax import propagate
 from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.graph import propagate
+from gnnrec_jax.models.closed_form import LinearItemRecommender
 
 Params = dict[str, Any]
 
@@ -161,10 +166,10 @@ def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
     ConfigError: an unknown method or a k out of range.
   """
   if method not in SVD_METHODS:
-    raise ConfigError(f"unknown SVD method {method!r}; choose one of {', '.join(SVD_METHODS)}")
+    raise ConfigError(f"unknown svd_method {method!r}; choose one of {', '.join(SVD_METHODS)}")
   num_users, num_items = r_tilde.shape
   if not 1 <= k <= min(num_users, num_items):
-    raise ConfigError(f"num_factors={k} must be in [1, min(U, I) = {min(num_users, num_items)}]")
+    raise ConfigError(f"svd_rank={k} must be in [1, min(U, I) = {min(num_users, num_items)}]")
   if power_iters < 0 or orthonormalize_every < 1:
     raise ConfigError(f"need power_iters >= 0 and orthonormalize_every >= 1, got {power_iters} "
                       f"and {orthonormalize_every}")
@@ -175,7 +180,7 @@ def top_singular_vectors(r_tilde: sp.spmatrix, k: int, *, method: str = "auto",
     return s[:k], vt[:k].T.copy()
   if method == "arpack":
     if k >= min(num_users, num_items):
-      raise ConfigError(f"svd='arpack' needs num_factors < min(U, I) = "
+      raise ConfigError(f"svd_method='arpack' needs svd_rank < min(U, I) = "
                         f"{min(num_users, num_items)}, got {k}")
     _, s, vt = scipy.sparse.linalg.svds(sp.csr_matrix(r_tilde, dtype=np.float64), k=k,
                                         solver="arpack", random_state=seed)
@@ -330,7 +335,7 @@ def fit_gfcf(train_matrix, *, alpha: float = 0.3, num_factors: int = 256, svd: s
     "lowpass_in" [I, k] = D_I^-1/2 V, "lowpass_out" [I, k] = D_I^1/2 V, "alpha" []}.
   """
   r_tilde, du, di = normalize_interactions(train_matrix)
-  v = _factors(r_tilde, num_factors, factors, svd, seed)
+  v = _factors(r_tilde, num_factors if alpha != 0 else 0, factors, svd, seed)
   return {**_graph_params(r_tilde, du, di), **_low_pass_factors(v, di),
           "alpha": jnp.asarray(alpha, jnp.float32)}
 
@@ -423,7 +428,7 @@ def fit_bspm(train_matrix, *, num_factors: int = 448, beta: float = 0.2,
           "blur": _ode(blur_solver, blur_steps, blur_time, "blur"),
           "sharpen": _ode(sharpen_solver, sharpen_steps, sharpen_time, "sharpen")}
   r_tilde, du, di = normalize_interactions(train_matrix)
-  v = _factors(r_tilde, num_factors, factors, svd, seed)
+  v = _factors(r_tilde, num_factors if beta != 0 else 0, factors, svd, seed)
   params = {**_graph_params(r_tilde, du, di), **_low_pass_factors(v, di)}
   params.update(
       beta=jnp.asarray(beta, jnp.float32),
@@ -578,60 +583,65 @@ def apply_chebycf(params: Params, rows: jax.Array) -> jax.Array:
   return _to_rows(_chebycf_columns(params, _columns(rows)))
 
 
-# --- users' rows from a padded history -----------------------------------------------------------
-def history_array(train_matrix) -> np.ndarray:
-  """Each user's train items as one padded [U, L] int32 array (L = max degree, >= 1), padded with
-  I, an out-of-range id that `history_rows` drops."""
-  r = sp.csr_matrix(train_matrix)
-  r.sum_duplicates()
-  r.eliminate_zeros()
-  num_users, num_items = r.shape
-  counts = np.diff(r.indptr)
-  out = np.full((num_users, max(int(counts.max(initial=0)), 1)), num_items, np.int32)
-  out[np.repeat(np.arange(num_users), counts), np.arange(r.nnz) - np.repeat(r.indptr[:-1],
-                                                                             counts)] = r.indices
-  return out
+# --- the filters as models of the library --------------------------------------------------------
+class _GraphFilter(LinearItemRecommender):
+  """Shared part of the three filter models: the binary train matrix and the SVD settings."""
+
+  def _matrix(self) -> sp.csr_matrix:
+    from gnnrec_jax.models.ease import interaction_matrix
+    return interaction_matrix(self.exp.split.train, num_users=self.num_users,
+                              num_items=self.num_items)
+
+  def _svd(self) -> dict:
+    cfg = self.config
+    return {"num_factors": cfg.svd_rank, "svd": cfg.svd_method, "seed": cfg.seed}
 
 
-def history_rows(history: jax.Array, users: jax.Array, num_items: int) -> jax.Array:
-  """Binary [B, I] float32 rows of `users` from a padded history ([U, L], padding id I)."""
-  items = history[users]                                                      # [B, L]
-  b = users.shape[0]
-  return jnp.zeros((b, num_items), jnp.float32).at[
-      jnp.arange(b)[:, None], items].set(1.0, mode="drop")
+class GFCF(_GraphFilter):
+  """GF-CF as a model (config: `filter_alpha`, `svd_rank`, `svd_method`)."""
+
+  def init(self, key):
+    del key  # closed form; the randomized SVD takes the config's seed
+    return fit_gfcf(self._matrix(), alpha=self.config.filter_alpha, **self._svd())
+
+  apply_rows = staticmethod(apply_gfcf)
 
 
-def add_history(params: Params, train_matrix) -> Params:
-  """params plus "history" [U, L] (the rows `score_<name>` filters), for evaluation."""
-  return {**params, "history": jnp.asarray(history_array(train_matrix))}
+class BSPM(_GraphFilter):
+  """BSPM as a model (config: `filter_alpha` = idl_beta, `svd_rank`, `svd_method`, `bspm_*`)."""
+
+  def init(self, key):
+    del key
+    cfg = self.config
+    return fit_bspm(
+        self._matrix(), beta=cfg.filter_alpha,
+        idl_solver=cfg.bspm_idl_solver, idl_steps=cfg.bspm_idl_steps,
+        idl_time=cfg.bspm_idl_time,
+        blur_solver=cfg.bspm_blur_solver, blur_steps=cfg.bspm_blur_steps,
+        blur_time=cfg.bspm_blur_time,
+        sharpen_solver=cfg.bspm_sharpen_solver, sharpen_steps=cfg.bspm_sharpen_steps,
+        sharpen_time=cfg.bspm_sharpen_time,
+        early_merge=cfg.bspm_early_merge, t_point_combination=cfg.bspm_t_point_combination,
+        **self._svd())
+
+  apply_rows = staticmethod(apply_bspm)
 
 
-def _history_columns(params: Params, users: jax.Array) -> jax.Array:
-  """The users' rows built directly in column layout: [I, B] float32."""
-  items = params["history"][users]                                            # [B, L]
-  b = users.shape[0]
-  return jnp.zeros((params["item_degree"].shape[0], b), jnp.float32).at[
-      items, jnp.arange(b)[:, None]].set(1.0, mode="drop")
+class ChebyCF(_GraphFilter):
+  """ChebyCF as a model (config: `filter_alpha`, `svd_rank`, `svd_method`, `cheby_*`)."""
+
+  def init(self, key):
+    del key
+    cfg = self.config
+    return fit_chebycf(self._matrix(), order=cfg.cheby_order, flatness=cfg.cheby_flatness,
+                       alpha=cfg.filter_alpha, beta=cfg.cheby_beta, **self._svd())
+
+  apply_rows = staticmethod(apply_chebycf)
 
 
-def score_gfcf(params: Params, users: jax.Array) -> jax.Array:
-  """[B, I] GF-CF scores of `users` ([B] int32) from params with a history (`add_history`)."""
-  return _to_rows(_gfcf_columns(params, _history_columns(params, users)))
-
-
-def score_bspm(params: Params, users: jax.Array) -> jax.Array:
-  """[B, I] BSPM scores of `users` from params with a history (`add_history`)."""
-  return _to_rows(_bspm_columns(params, _history_columns(params, users)))
-
-
-def score_chebycf(params: Params, users: jax.Array) -> jax.Array:
-  """[B, I] ChebyCF scores of `users` from params with a history (`add_history`)."""
-  return _to_rows(_chebycf_columns(params, _history_columns(params, users)))
-
-
-# name -> (fit, apply, score): the three filters behind one interface.
+# name -> (fit, apply): the three filters as functions (tests, benchmarks reusing one SVD).
 FILTERS = {
-    "gfcf": (fit_gfcf, apply_gfcf, score_gfcf),
-    "bspm": (fit_bspm, apply_bspm, score_bspm),
-    "chebycf": (fit_chebycf, apply_chebycf, score_chebycf),
+    "gfcf": (fit_gfcf, apply_gfcf),
+    "bspm": (fit_bspm, apply_bspm),
+    "chebycf": (fit_chebycf, apply_chebycf),
 }
