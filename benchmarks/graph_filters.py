@@ -109,6 +109,8 @@ def main(argv=None) -> int:
   rows = []
   for n, setting in enumerate(settings):
     cfg = get_config(args.model).replace(topk=(K,), **overrides, **setting)
+    if ds.split is not None:  # Gowalla's own train/test files, as `gnnrec-jax train` does
+      cfg = cfg.replace(split="predefined")
     exp = prepare(cfg, ds)
     t0 = time.perf_counter()
     fitted = fit(exp, os.path.join(args.workdir, f"{args.dataset}-{args.model}-{n}"),

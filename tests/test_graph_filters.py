@@ -2,9 +2,11 @@
 
 The references below build R~ = D_U^-1/2 R D_I^-1/2 densely and take an exact SVD / eigen-
 decomposition with numpy, so every sparse product, low-pass factor, ODE step and Chebyshev
-recursion of `gnnrec_jax.graph_filters` is checked against an independent computation.
+recursion of `gnnrec_jax.models.graph_filters` is checked against an independent computation.
 """
 from __future__ import annotations
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -13,11 +15,16 @@ import pytest
 import scipy.linalg
 import scipy.sparse as sp
 
+from gnnrec_jax import cli, configs, models
+
 from gnnrec_jax.data.types import Interactions
+from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.evaluation.evaluate import evaluate_full_ranking
+from gnnrec_jax.experiment import prepare
 from gnnrec_jax.graph import propagate
 from gnnrec_jax.models import graph_filters as gf
+from gnnrec_jax.models.ease import interaction_matrix
 
 # 6 users x 5 items, every degree >= 1; the singular values of R~ are distinct (checked below),
 # so the top-k singular subspace, and with it every low-pass filter, is unique.
@@ -71,7 +78,7 @@ def ref_bspm(r, rows, *, k, beta, sharpen_solver, sharpen_steps, sharpen_time, e
   rt, di, v, _ = dense_parts(r)
   lin = rt.T @ rt
   v = v[:, :k]
-  p = np.diag(di ** -0.5) @ v @ v.T @ np.diag(np.sqrt(di))
+  p = np.diag(np.where(di > 0, 1 / np.sqrt(np.maximum(di, 1)), 0)) @ v @ v.T @ np.diag(np.sqrt(di))
   idl, _ = solve(rows, lambda y: y @ p - y, "euler", 1, 1.0)
   blur, blur_states = solve(rows, lambda y: y @ lin - y, "euler", blur_steps, blur_time)
   if sharpen_steps == 0:
@@ -275,3 +282,61 @@ def test_batches_wider_than_one_transpose_block():
   rows = (np.random.default_rng(2).random((300, 5)) < 0.5).astype(np.float32)
   np.testing.assert_allclose(jax.jit(gf.apply_gfcf)(params, jnp.asarray(rows)),
                              ref_gfcf(R, rows, 0.3, 2), atol=2e-6)
+
+
+# --- the filters as models of the library (config -> init -> score_fn, CLI) ---------------------
+# name -> (config overrides, the dense reference of the same setting).
+MODEL_CASES = {
+    "gfcf": (dict(filter_alpha=0.4, svd_rank=4),
+             lambda r, rows: ref_gfcf(r, rows, 0.4, 4)),
+    "bspm": (dict(filter_alpha=0.3, svd_rank=4, bspm_sharpen_solver="euler",
+                  bspm_sharpen_steps=3, bspm_sharpen_time=1.5, bspm_blur_steps=2),
+             lambda r, rows: ref_bspm(r, rows, k=4, beta=0.3, sharpen_solver="euler",
+                                      sharpen_steps=3, sharpen_time=1.5, blur_steps=2)),
+    "chebycf": (dict(filter_alpha=0.2, svd_rank=4, cheby_order=5, cheby_flatness=2.0,
+                     cheby_beta=0.3),
+                lambda r, rows: ref_chebycf(r, rows, order=5, flatness=2.0, k=4, alpha=0.2,
+                                            beta=0.3)),
+}
+
+
+@pytest.mark.parametrize("name", list(MODEL_CASES))
+def test_filter_models_from_config_match_dense_reference(name):
+  overrides, reference = MODEL_CASES[name]
+  exp = prepare(configs.get_config("test").replace(model=name, **overrides), make_synthetic())
+  rec = models.create(exp)
+  assert not rec.trainable and type(rec).__name__.lower() == name
+  params = rec.init(jax.random.key(0))
+  r = interaction_matrix(exp.split.train, num_users=exp.num_users,
+                         num_items=exp.num_items).toarray()
+  users = np.array([0, 7, 31, 7])
+  np.testing.assert_allclose(rec.scores(params, users), reference(r, r[users]), atol=2e-5)
+  # A new user with user 7's history scores as user 7; F[j, i] is the one-hot row's score.
+  hist = np.flatnonzero(r[7])
+  np.testing.assert_allclose(rec.history_scores(params, hist), reference(r, r[7:8])[0],
+                             atol=2e-5)
+  np.testing.assert_allclose(rec.item_item(params, [2, 5], [0, 9]),
+                             reference(r, np.eye(exp.num_items)[[2, 5]])[:, [0, 9]], atol=2e-5)
+
+
+@pytest.mark.parametrize("name", list(MODEL_CASES))
+def test_train_evaluate_recommend_each_filter_through_the_cli(name, tmp_path, capsys):
+  # The embedded default dataset (ml-100k, RecBole's split), as a user would run it.
+  wd = str(tmp_path / "run")
+  assert cli.main(["train", "--model", name, "--workdir", wd, "--no-progress",
+                   "--set", "svd_rank=16", "--set", "eval_batch_size=1024"]) == 0
+  metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  for f in ("config.json", "run.json", "history.jsonl", "best.ckpt", "metrics.json",
+            "per_user_test.npz"):
+    assert (tmp_path / "run" / f).exists(), f
+  history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
+  assert [h["epoch"] for h in history] == [0] and history[0]["fit_s"] > 0
+  assert history[0]["valid/ndcg@20"] > 0.2  # far above popularity (about .15) on ml-100k
+  assert metrics["ndcg@20"] > 0.2
+  # `evaluate` reloads the checkpoint (raw arrays, no refit) and reproduces the test metrics.
+  assert cli.main(["evaluate", "--workdir", wd, "--no-table"]) == 0
+  again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert again["ndcg@20"] == pytest.approx(metrics["ndcg@20"], abs=1e-6)
+  assert cli.main(["recommend", "--workdir", wd, "--user", "196", "-k", "3", "--explain"]) == 0
+  out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert len(out["recommendations"]) == 3 and out["explanation"]["exact"]
