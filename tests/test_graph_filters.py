@@ -340,3 +340,21 @@ def test_train_evaluate_recommend_each_filter_through_the_cli(name, tmp_path, ca
   assert cli.main(["recommend", "--workdir", wd, "--user", "196", "-k", "3", "--explain"]) == 0
   out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert len(out["recommendations"]) == 3 and out["explanation"]["exact"]
+
+
+@pytest.mark.parametrize("shape", [(40, 70), (70, 40)])
+def test_dense_top_singular_vectors_match_numpy_svd(shape):
+  # Both sides of the Gram trick (U <= I: right vectors from left ones; U > I: directly), and a
+  # rank-deficient matrix (a zero row and column), whose requested zero singular value falls
+  # back to the full SVD.
+  rng = np.random.default_rng(4)
+  a = (rng.random(shape) < 0.2).astype(float)
+  a[0], a[:, 0] = 0.0, 0.0
+  _, s_ref, vt_ref = np.linalg.svd(a, full_matrices=False)
+  s, v = gf.top_singular_vectors(sp.csr_matrix(a), 10, method="dense")
+  np.testing.assert_allclose(s, s_ref[:10], rtol=1e-10)
+  np.testing.assert_allclose(np.abs(v.T @ vt_ref[:10].T), np.eye(10), atol=1e-8)
+  rank = min(shape) - 1
+  s, v = gf.top_singular_vectors(sp.csr_matrix(a), rank + 1, method="dense")
+  assert s[-1] < 1e-10 and np.isfinite(v).all()
+  np.testing.assert_allclose(v.T @ v, np.eye(rank + 1), atol=1e-10)
