@@ -280,9 +280,10 @@ def _to_rows(x: jax.Array) -> jax.Array:
   every operand with a stride of B floats; measured on Gowalla with B = 128, BSPM took 1.7-2x
   as long as without the transpose, and an optimization barrier does not stop the fusion. A
   NaN or inf score spreads to the other users of its 128-block (0 * NaN), which the evaluator
-  reports as NaN scores either way. Elsewhere (GPU) it is a plain transpose.
+  reports as NaN scores either way. Elsewhere (GPU; `propagate.current_platform`) it is a plain
+  transpose.
   """
-  if jax.default_backend() != "cpu":
+  if propagate.current_platform() != "cpu":
     return x.T
   blocks = [jnp.matmul(jnp.eye(min(_TRANSPOSE_BLOCK, x.shape[1] - j), dtype=x.dtype),
                        x[:, j:j + _TRANSPOSE_BLOCK].T, precision=jax.lax.Precision.HIGHEST)
