@@ -13,6 +13,8 @@ import jraph
 import numpy as np
 
 from gnnrec_jax.config import Config
+from gnnrec_jax.data import friends as friends_lib
+from gnnrec_jax.data import side_features as side_lib
 from gnnrec_jax.data import splits
 from gnnrec_jax.data.types import Dataset, Interactions, Split
 from gnnrec_jax.errors import DataError
@@ -32,6 +34,12 @@ class Experiment:
     feature_mask: [U+I] bool, which nodes have a text vector (None when features is None).
     fingerprint: sha256 of the data and the config fields that change the model; checkpoints and
       workdirs from another dataset or config are refused by comparing it.
+    friends: the train / valid / test split of the dataset's friendships
+      (`gnnrec_jax.data.friends.FriendSplit`, ratios `config.friend_split`), or None when the
+      dataset has no social network. Only `friends.train` enters the graph (`social=true`) and
+      the friendship objective (`social_weight > 0`).
+    side: the encoded metadata columns of `config.side_features`
+      (`gnnrec_jax.data.side_features.SideFeatures`: values [U+I, S], mask [U+I]), or None.
   """
 
   config: Config
@@ -41,6 +49,8 @@ class Experiment:
   features: np.ndarray | None
   feature_mask: np.ndarray | None
   fingerprint: str
+  friends: friends_lib.FriendSplit | None = None
+  side: side_lib.SideFeatures | None = None
 
   @property
   def num_users(self) -> int:
@@ -82,9 +92,17 @@ def learning_config(config: Config) -> dict:
           if k not in runtime and v != defaults.get(k)}
 
 
-def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
-  """sha256 over the dataset identity, the split's arrays, the learning-relevant config and,
-  when the model reads text features, the item/user metadata they are computed from."""
+def uses_friends(config: Config) -> bool:
+  """Whether training reads the train friendships (as graph edges or as loss positives)."""
+  return bool(config.social) or config.social_weight > 0
+
+
+def fingerprint(config: Config, dataset: Dataset, split: Split,
+                friends: friends_lib.FriendSplit | None = None,
+                side: side_lib.SideFeatures | None = None) -> str:
+  """sha256 over the dataset identity, the split's arrays, the learning-relevant config,
+  when the model reads text features, the item/user metadata they are computed from, when
+  training reads friendships, the train friendships, and the encoded side features."""
   h = hashlib.sha256()
   h.update(json.dumps({"name": dataset.name, "users": dataset.num_users,
                        "items": dataset.num_items}, sort_keys=True).encode())
@@ -95,6 +113,12 @@ def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
   if config.text_features:
     _hash_meta(h, dataset.item_meta)
     _hash_meta(h, dataset.user_meta)
+  if friends is not None and uses_friends(config):
+    h.update(json.dumps({"friends": friends.sizes()}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(friends.train, np.int32).tobytes())
+  if side is not None:  # the encoded matrix: metadata, kinds, imputation and scaling at once
+    h.update(json.dumps({"side": side.names}).encode())
+    h.update(np.ascontiguousarray(side.values, np.float32).tobytes())
   return h.hexdigest()
 
 
@@ -144,16 +168,25 @@ def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experime
                             cold_fraction=config.cold_fraction)
   if len(split.train) == 0:
     raise DataError(f"{dataset.source or dataset.name}: the train split is empty")
-  social = dataset.social if config.social else None
-  if config.social and (dataset.social is None or not len(dataset.social)):
-    raise DataError(f"config social=true but dataset {dataset.name!r} has no user-user edges")
+  friends = friends_lib.friend_split(dataset, config.friend_split, config.seed)
+  if uses_friends(config) and friends is None:
+    raise DataError(f"config {'social=true' if config.social else 'social_weight > 0'} but "
+                    f"dataset {dataset.name!r} has no user-user edges")
+  # Only the train friendships: valid/test pairs are what friend ranking must find.
+  social = friends.train if config.social else None
   graph = graph_lib.build_graph(split.train, dataset.num_users, dataset.num_items,
                                 weighted_norm=config.weighted_norm, self_loops=config.self_loops,
                                 social=social)
+  # Statistics (means, medians, categories) from train nodes only: see side_features.build.
+  side = (side_lib.build(dataset, split.train, config.side_features,
+                         numeric=config.side_numeric_impute,
+                         categorical=config.side_categorical_impute)
+          if config.side_features else None)
   features = mask = None
   if config.text_features:
     if text_features is None:
       text_features = text_features_for(config, dataset, split.train)
     features, mask = text_features
   return Experiment(config, dataset, split, graph, features, mask,
-                    fingerprint(config, dataset, split))
+                    fingerprint(config, dataset, split, friends, side), friends=friends,
+                    side=side)
