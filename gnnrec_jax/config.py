@@ -45,6 +45,11 @@ class Config:
   text_model: str = "all-MiniLM-L6-v2"
   use_id_embedding: bool = True
   id_dropout: float = 0.0        # DropoutNet-style: drop ID vectors so text alone must carry signal
+  # textgnn, the text-first GNN (AlphaRec; models/textgnn.py, defaults in configs/textgnn.py)
+  mlp_hidden: int = 0            # hidden width of the MLP from LM vectors to embed_dim; 0 = linear
+  user_input: str = "history"    # users' layer 0: history (mean of their mapped items) | text | table
+  conv: str = "lightgcn"         # propagation: lightgcn | softmax (the seed's rule, softmax_gnn's fields)
+  target_out: bool = False       # train each (user, item) row with the user embedded without that item
   # --- graph -----------------------------------------------------------------------------------
   self_loops: bool = False
   # "auto": D^-1/2 W D^-1/2 with the interaction weights when the train weights differ
@@ -73,6 +78,10 @@ class Config:
   # --- evaluation ------------------------------------------------------------------------------
   topk: tuple = (10, 20, 50)
   eval_batch_size: int = 512     # users per jitted ranking step
+  # The test pass's user histories: "train" (the models as trained), or "train+valid" (each
+  # user's valid items join its history and the graph at test time, without retraining, as
+  # sequential leave-one-out protocols do; gnnrec_jax/evaluation/protocol.py).
+  test_history: str = "train"
   # --- data --------------------------------------------------------------------------------------
   split: str = "random"          # "random" | "loo" | "temporal" | "cold_item" | "predefined"
   split_ratios: tuple = (0.8, 0.1, 0.1)
@@ -222,6 +231,12 @@ def validate(config: Config) -> Config:
       (c.text_features in ("", "history", "profile", "both", "none"),
        "text_features must be empty (ID only) or history|profile|both|none"),
       (c.use_id_embedding or bool(c.text_features), "use_id_embedding=false needs text_features"),
+      (c.model != "textgnn" or bool(c.text_features),
+       "textgnn needs text_features (its items are their text), e.g. text_features=history"),
+      (c.mlp_hidden >= 0, "mlp_hidden must be >= 0 (0: a linear map)"),
+      (c.user_input in ("history", "text", "table"), "user_input must be history|text|table"),
+      (c.conv in ("lightgcn", "softmax"), "conv must be lightgcn|softmax"),
+      (c.test_history in ("train", "train+valid"), "test_history must be train|train+valid"),
   ]
   for ok, msg in checks:
     if not ok:

@@ -9,7 +9,7 @@ import importlib
 from gnnrec_jax.config import Config, validate
 from gnnrec_jax.errors import ConfigError
 
-NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "test")
+NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "textgnn", "test")
 
 # The training recipe of the embedding models, tuned for LightGCN on ml-100k (valid NDCG@20, see
 # benchmarks/ml100k_tuning.md) and shared so that the table compares models, not recipes.

@@ -3,6 +3,7 @@ function), and the registry that names them.
 
   embedding.py     Linen embedding models (MF, LightGCN, the seed's softmax GNN, NGCF, GAT) and
                    their `EmbeddingRecommender`: final vectors, score = dot product
+  textgnn.py       a text-first GNN (AlphaRec): LM item vectors -> MLP -> propagation, no IDs
   layers/          the message-passing layers they stack
   node_inputs.py   layer-0 vectors: ID embeddings and projected text features
   inductive.py     cold nodes and new users scored without retraining
@@ -25,6 +26,7 @@ REGISTRY = {
     "gat": "embedding:EmbeddingRecommender",
     "mf": "embedding:EmbeddingRecommender",
     "ease": "ease:EASE",
+    "textgnn": "textgnn:TextGNNRecommender",
 }
 MODELS = tuple(REGISTRY)
 

@@ -234,7 +234,7 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
   base = num_users + num_items
   if num_nodes is not None and num_nodes < base:
     raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
-  if not c.use_id_embedding and feature_dim is None:
+  if not c.use_id_embedding and feature_dim is None and c.model != "textgnn":
     raise ConfigError("use_id_embedding=False needs text features (set text_features)")
   backend = c.propagation
   resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
@@ -264,11 +264,15 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
   if c.model == "gat":
     return GAT(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
                heads=c.heads, dropout=c.dropout, activation=c.activation)
+  if c.model == "textgnn":
+    from gnnrec_jax.models.textgnn import create_textgnn
+    return create_textgnn(c, num_users=num_users, num_items=num_items, feature_dim=feature_dim,
+                          num_nodes=num_nodes)
   if c.model == "ease":
     raise ConfigError("ease is a closed-form model without parameters to train; "
                       "fit it with gnnrec_jax.models.ease.fit_ease")
   raise ConfigError(f"unknown model {c.model!r}; choose one of "
-                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.models.ease)")
+                    "softmax_gnn, lightgcn, ngcf, gat, mf, textgnn (ease: gnnrec_jax.models.ease)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -331,7 +335,7 @@ class EmbeddingRecommender(Recommender):
                 "feature_mask": (None if exp.feature_mask is None
                                  else jnp.asarray(exp.feature_mask)),
                 "has_id": None, "neg_pool": None}
-      user_in, item_in = train_presence(exp.split.train, exp.num_users, exp.num_items)
+      user_in, item_in = train_presence(exp.trained, exp.num_users, exp.num_items)
       if not (user_in.all() and item_in.all()):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
