@@ -376,12 +376,29 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
 
   history = None  # set on the test-time copy (`at_test_time`): users' histories to embed from
 
+  @property
+  def inputs(self):
+    inputs = super().inputs
+    if self.config.target_out and "seen" not in inputs:
+      # The users' train items: a padded [U, L] table for the full softmax's [B, I] mask, a CSR
+      # for sampled negatives.
+      from gnnrec_jax.models.closed_form import user_histories
+      from gnnrec_jax.training.sampling import train_csr
+      if self.config.loss == "full_softmax":
+        inputs["seen"] = jnp.asarray(user_histories(self.exp.trained, num_users=self.num_users,
+                                                    num_items=self.num_items))
+      else:
+        inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
+            self.exp.trained, num_users=self.num_users, num_items=self.num_items))
+    return inputs
+
   def loss(self, params, inputs, batch, rng):
-    """The configured objective; with `target_out` each row's user is embedded without its edge
-    to the row's positive item (`target_out_users`)."""
+    """The configured objective; with `target_out` each row is a leave-one-out prediction: the
+    user is embedded without its edge to the row's positive item (`target_out_users`) and its
+    other train items are left out of the softmax, as ranking masks them."""
     if not self.config.target_out:
       return super().loss(params, inputs, batch, rng)
-    from gnnrec_jax.training import losses, sampling
+    from gnnrec_jax.training import sampling
     cfg, model, u = self.config, self.module, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
     hs = model.apply({"params": params}, inputs["graph"], inputs["features"],
@@ -392,25 +409,41 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     user = target_out_users(hs, inputs["graph"], batch["user"], batch["item"] + u,
                             num_users=u, combine=model.layer_combine, score=model.score,
                             mean_layer0=model.user_input == "history")  # [B, d]
-    ego = hs[0]
+    pos = jnp.sum(user * items[batch["item"]], axis=-1, keepdims=True)  # [B, 1]
     if cfg.loss == "full_softmax":
-      return losses.full_softmax_loss(user=user, items=items, pos_item=batch["item"],
-                                      user_ego=ego[batch["user"]],
-                                      pos_ego=ego[batch["item"] + u], l2=cfg.l2,
-                                      temperature=cfg.softmax_temperature, mask=batch["mask"])
-    pool = inputs.get("neg_pool")
-    neg = sampling.sample_negatives(
-        neg_rng, batch_users=batch["user"],
-        num_items=self.num_items if pool is None else pool.shape[0],
-        num_negatives=cfg.num_negatives)  # [B, K]
-    if pool is not None:
-      neg = pool[neg]
-    common = dict(user=user, pos=items[batch["item"]], neg=items[neg], user_ego=ego[batch["user"]],
-                  pos_ego=ego[batch["item"] + u], neg_ego=ego[neg + u], l2=cfg.l2,
-                  mask=batch["mask"])
+      neg = user @ items.T  # [B, I]; the positive is one of the user's items, so masked here
+      hist = inputs["seen"][batch["user"]]  # [B, L], padded with I (dropped)
+      rows = jnp.broadcast_to(jnp.arange(hist.shape[0])[:, None], hist.shape)
+      mask = jnp.zeros(neg.shape, bool).at[rows, hist].set(True, mode="drop")
+    else:
+      pool = inputs.get("neg_pool")
+      cand = sampling.sample_negatives(
+          neg_rng, batch_users=batch["user"],
+          num_items=self.num_items if pool is None else pool.shape[0],
+          num_negatives=cfg.num_negatives)  # [B, K]
+      if pool is not None:
+        cand = pool[cand]
+      neg = jnp.einsum("bd,bkd->bk", user, items[cand])
+      indptr, indices = inputs["seen"]
+      mask = sampling.is_seen(batch["user"], cand, indptr=indptr, indices=indices)
+    neg = jnp.where(mask, -jnp.inf, neg)
     if cfg.loss == "bpr":
-      return losses.bpr_loss(**common)
-    return losses.sampled_softmax_loss(**common, temperature=cfg.softmax_temperature)
+      valid = jnp.isfinite(neg)
+      rank = jnp.sum(jnp.where(valid, jax.nn.softplus(neg - pos), 0.0), -1) / jnp.maximum(
+          valid.sum(-1), 1)
+      nll = rank
+    else:
+      logits = jnp.concatenate([pos, neg], axis=-1) / cfg.softmax_temperature
+      nll = -jax.nn.log_softmax(logits, axis=-1)[:, 0]  # [B]
+    m = batch["mask"]
+    loss = jnp.sum(m * nll) / jnp.maximum(jnp.sum(m), 1.0)
+    reg = jnp.zeros((), loss.dtype)
+    if cfg.l2:
+      ego = hs[0]
+      reg = cfg.l2 * jnp.sum(m * (jnp.sum(ego[batch["user"]] ** 2, -1)
+                                  + jnp.sum(ego[batch["item"] + u] ** 2, -1))) / 2.0 / jnp.maximum(
+                                      jnp.sum(m), 1.0)
+    return loss + reg, {"nll": loss, "reg": reg}
 
   def _item_degree(self) -> np.ndarray:
     exp = self.exp
