@@ -1,4 +1,5 @@
-"""The `gnnrec-jax` command line: `data`, `encode`, `train`, `evaluate`, `recommend`.
+"""The `gnnrec-jax` command line: `data`, `encode`, `train`, `evaluate`, `recommend`, `compare`,
+`tune`, `config`.
 
 Each subcommand lives in `gnnrec_jax/commands/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`, imported only when used so that `gnnrec-jax data` does not pay for jax.
@@ -9,6 +10,10 @@ What a user sees on stderr is one line per problem, never a traceback:
   * a system error (`OSError`: disk full, permission denied, a path that is a file): the same
     line naming the path, exit code 1;
   * warnings (repaired data, a checkpoint fallback): `gnnrec-jax CMD: warning: ...`.
+The last stdout line of every command is one JSON object for scripts. Commands whose product is a
+report (`data`, `recommend`, `compare`, `config`) print it on stdout before that line; commands
+that run something (`train`, `evaluate`, `tune`) print progress and their results table on
+stderr, so that their stdout is the JSON line alone.
 Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
@@ -29,6 +34,9 @@ COMMANDS = {
     "train": "train a recommender and write config, history, checkpoint and metrics",
     "evaluate": "evaluate a trained workdir on the test split",
     "recommend": "top-k recommendations (and explanations) for a user",
+    "compare": "paired significance tests of two or more trained runs, and a replay A/B",
+    "tune": "hyperparameter search on the validation metric (Optuna), resumable",
+    "config": "every config key with its default, type, allowed values and reason",
 }
 
 
@@ -119,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
       hint = ("; the last checkpoint is intact: run the same command with --resume to continue"
               if not getattr(args, "resume", False) else "; run the same command to continue")
+    elif args.command == "tune":
+      hint = "; finished trials are kept: run the same command to continue"
     print(f"{prog}: interrupted ({signal.Signals(signum).name}){hint}", file=sys.stderr)
     return 128 + int(signum)
   finally:

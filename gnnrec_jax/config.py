@@ -2,12 +2,23 @@
 
 Flat on purpose: every knob is one `--set` away and appears once in the `config.json` a run
 writes. Per-model defaults live in `gnnrec_jax/configs/<model>.py` (each default with its reason).
+
+Each field is declared once, with everything about it (`option`): its default, the reason for the
+default (what `gnnrec-jax config` prints), and what it allows: a range for numbers ("[0, 1)",
+"(0, inf)": floats must also be finite), the names for strings. `validate` is generated from these
+declarations, so adding a field is one `option(...)` line. Names a module owns are referenced as
+"package.module:NAME" and read from that module when a config is validated (importing it only
+then, so that this module stays light: `gnnrec-jax data` does not load jax); a plain string in
+`choices` is a literal allowed value.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import importlib
 import json
+import math
 import typing
 from typing import Any
 
@@ -16,87 +27,167 @@ from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.models import MODELS  # the model registry owns the list of names
 
 
+def _parse_range(text: str) -> tuple[float, float, bool, bool]:
+  """"[lo, hi)" -> (lo, hi, lo_closed, hi_closed)."""
+  text = text.strip()
+  lo, hi = text[1:-1].split(",")
+  return float(lo), float(hi), text[0] == "[", text[-1] == "]"
+
+
+def option(default, doc: str, *, choices: tuple | None = None, range: str | None = None,
+           allowed: str | None = None):
+  """One config field: `default`, the reason for it (`doc`) and what it allows.
+
+  Args:
+    default: the default value.
+    doc: the reason for the default (shown by `gnnrec-jax config`).
+    choices: allowed names; an entry "package.module:NAME" stands for that module's tuple (or
+      dict keys) NAME.
+    range: for numbers (and each element of a tuple of numbers): "[lo, hi]" with "(" / ")" for
+      open ends and "inf" for no bound.
+    allowed: for free-form strings, what is accepted (shown by `gnnrec-jax config`).
+  """
+  if range is not None:
+    _parse_range(range)  # a malformed range fails at import, not at the first validation
+  return dataclasses.field(default=default, metadata={
+      "doc": doc, "choices": choices, "range": range, "allowed": allowed})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """Every setting of a run. Field comments give the reason for each default."""
+  """Every setting of a run. Each field's doc gives the reason for its default."""
 
   # --- model ---------------------------------------------------------------------------------
-  model: str = "lightgcn"
-  embed_dim: int = 64            # LightGCN/RecBole default; the published tables use 64
-  num_layers: int = 3            # LightGCN's best depth on Gowalla/ml-100k
-  layer_combine: str = "mean"    # "mean" | "sum" | "last" | "concat": how layer outputs combine
-  init_std: float = 0.1          # LightGCN's normal(0, 0.1) init (RecBole uses xavier; both fine)
+  model: str = option("lightgcn", "the model to train", choices=MODELS)
+  embed_dim: int = option(64, "LightGCN/RecBole default; the published tables use 64",
+                          range="[1, 65536]")
+  num_layers: int = option(3, "LightGCN's best depth on Gowalla/ml-100k", range="[0, 64]")
+  layer_combine: str = option("mean", "how layer outputs combine (LightGCN: mean)",
+                              choices=("gnnrec_jax.models.embedding:COMBINES",))
+  init_std: float = option(0.1, "LightGCN's normal(0, 0.1) init (RecBole uses xavier; both fine)",
+                           range="(0, inf)")
   # softmax_gnn / gat
-  activation: str = "identity"   # sigma in h' = sigma(sum alpha h); identity keeps LightGCN's linearity
-  heads: int = 1
-  scale_logits: bool = True      # divide u.v by sqrt(d) so early logits do not saturate softmax
-  temperature: float = 1.0
-  qk_proj: bool = False          # learned query/key projections before the dot product
-  initial_alpha: str = "weights" # "weights": first layer uses normalised interaction weights; "none"
-  attention_mix: float = 1.0     # 1.0: pure softmax alpha; <1 mixes with LightGCN's fixed norm
+  activation: str = option("identity", "sigma in h' = sigma(sum alpha h); identity keeps "
+                           "LightGCN's linearity (softmax_gnn, gat)",
+                           choices=("gnnrec_jax.models.layers.softmax_edge:ACTIVATIONS",))
+  heads: int = option(1, "attention heads (softmax_gnn, gat); embed_dim must divide by it",
+                      range="[1, 1024]")
+  scale_logits: bool = option(True, "divide u.v by sqrt(d) so early logits do not saturate "
+                              "softmax (softmax_gnn)")
+  temperature: float = option(1.0, "tau dividing the attention logits (softmax_gnn)",
+                              range="(0, inf)")
+  qk_proj: bool = option(False, "learned query/key projections before the dot product "
+                         "(softmax_gnn)")
+  initial_alpha: str = option("weights", "weights: the first layer uses normalised interaction "
+                              "weights (the seed); none: softmax from layer 1 (softmax_gnn)",
+                              choices=("gnnrec_jax.models.embedding:INITIAL_ALPHAS",))
+  attention_mix: float = option(1.0, "1.0: pure softmax alpha; <1 mixes with LightGCN's fixed "
+                                "norm (softmax_gnn)", range="[0, 1]")
   # ngcf / gat
-  dropout: float = 0.1           # message dropout (NGCF default 0.1)
+  dropout: float = option(0.1, "message dropout (NGCF default 0.1; ngcf, gat)", range="[0, 1)")
   # ease
-  ease_l2: float = 250.0         # RecBole's EASE reg_weight on ml-100k
+  ease_l2: float = option(250.0, "RecBole's EASE reg_weight on ml-100k (> 0: the Gram matrix "
+                          "of a small catalogue can be singular)", range="(0, inf)")
   # node inputs (text features, issue 4)
-  # "" = ID embeddings only. Otherwise items get their text vector and users get:
-  # "history" (mean of their train items' vectors) | "profile" | "both" | "none".
-  text_features: str = ""
-  text_model: str = "all-MiniLM-L6-v2"
-  use_id_embedding: bool = True
-  id_dropout: float = 0.0        # DropoutNet-style: drop ID vectors so text alone must carry signal
+  text_features: str = option(
+      "", "empty = ID embeddings only; otherwise items get their text vector and users: history "
+      "(mean of their train items' vectors), history_text (their train items' titles encoded as "
+      "one text), profile, both or none",
+      choices=("", "gnnrec_jax.text.node_texts:USER_MODES"))
+  text_model: str = option("all-MiniLM-L6-v2", "a small, fast sentence encoder (384 dims)",
+                           allowed="a Hugging Face Flax-loadable model name or folder")
+  use_id_embedding: bool = option(True, "learned ID vectors beside text (false needs "
+                                  "text_features)")
+  id_dropout: float = option(0.0, "DropoutNet-style: drop ID vectors so text alone must carry "
+                             "signal", range="[0, 1]")
   # textgnn, the text-first GNN (AlphaRec; models/textgnn.py, defaults in configs/textgnn.py)
-  mlp_hidden: int = 0            # hidden width of the MLP from LM vectors to embed_dim; 0 = linear
-  user_input: str = "history"    # users' layer 0: history (mean of their mapped items) | text | table
-  conv: str = "lightgcn"         # propagation: lightgcn | softmax (the seed's rule, softmax_gnn's fields)
-  target_out: bool = False       # train each (user, item) row with the user embedded without that item
+  mlp_hidden: int = option(0, "textgnn: hidden width of the MLP from LM vectors to embed_dim (0: "
+                           "one bias-free linear map, AlphaRec's linear variant)",
+                           range="[0, 1048576]")
+  user_input: str = option("history", "textgnn: users' layer 0: history (the mean of their "
+                           "items' mapped vectors, so a new user needs no retraining), text "
+                           "(AlphaRec's MLP of the mean LM vector) or table (learned vectors)",
+                           choices=("gnnrec_jax.models.textgnn:USER_INPUTS",))
+  conv: str = option("lightgcn", "textgnn: propagation, lightgcn (AlphaRec's) or softmax (the "
+                     "seed's rule, softmax_gnn's fields)",
+                     choices=("gnnrec_jax.models.textgnn:CONVS",))
+  target_out: bool = option(False, "textgnn: train each (user, item) row with the user embedded "
+                            "without that item and its other train items out of the softmax "
+                            "(leave-one-out rows; conv=lightgcn)")
   # --- graph -----------------------------------------------------------------------------------
-  self_loops: bool = False
-  # "auto": D^-1/2 W D^-1/2 with the interaction weights when the train weights differ
-  # (behaviour types, ratings, counts), LightGCN's binary D^-1/2 A D^-1/2 when they are all equal;
-  # "true" | "false" force either (see graph.use_weighted_norm).
-  weighted_norm: str = "auto"
-  social: bool = False           # add user-user trust edges when the dataset has them
-  propagation: str = "auto"      # "auto" | "segment" | "dense" | "csr" | "scipy": see gnnrec_jax/graph/propagate.py
+  self_loops: bool = option(False, "LightGCN has no self-loops (layer 0 is kept by the mean)")
+  weighted_norm: str = option(
+      "auto", "auto: D^-1/2 W D^-1/2 with the interaction weights when the train weights differ "
+      "(behaviour types, ratings, counts), LightGCN's binary D^-1/2 A D^-1/2 when they are all "
+      "equal; true | false force either (see graph.use_weighted_norm)",
+      choices=("gnnrec_jax.graph.build:WEIGHTED_NORM",))
+  social: bool = option(False, "add user-user trust edges when the dataset has them")
+  propagation: str = option("auto", "auto picks per backend (see gnnrec_jax/graph/propagate.py)",
+                            choices=("gnnrec_jax.graph.propagate:BACKENDS",))
   # --- loss and sampling -----------------------------------------------------------------------
-  loss: str = "bpr"              # "bpr" | "softmax" (sampled softmax / InfoNCE) | "full_softmax" (every item a negative)
-  l2: float = 1e-4               # LightGCN's 1e-4 on the batch's layer-0 embeddings
-  num_negatives: int = 1         # per positive (BPR averages its pairwise term over them)
-  softmax_temperature: float = 0.1
-  score: str = "dot"             # "dot" | "cosine": final vectors L2-normalised (train and rank)
+  loss: str = option("bpr", "bpr (the LightGCN paper), softmax (sampled softmax / InfoNCE) or "
+                     "full_softmax (every item a negative)",
+                     choices=("gnnrec_jax.models.embedding:LOSSES",))
+  l2: float = option(1e-4, "LightGCN's 1e-4 on the batch's layer-0 embeddings", range="[0, inf)")
+  num_negatives: int = option(1, "per positive (BPR averages its pairwise term over them)",
+                              range="[1, 65536]")
+  softmax_temperature: float = option(0.1, "tau of the sampled/full softmax losses",
+                                      range="(0, inf)")
+  score: str = option("dot", "dot: final vectors as they are; cosine: L2-normalised; pearson: "
+                      "centred, then L2-normalised (train and rank alike)",
+                      choices=("gnnrec_jax.models.embedding:SCORES",))
   # --- optimisation ----------------------------------------------------------------------------
-  optimizer: str = "adam"
-  lr: float = 1e-3               # LightGCN and RecBole default
-  lr_schedule: str = "constant"  # "constant" | "cosine" | "warmup_cosine"
-  weight_decay: float = 0.0
-  batch_size: int = 2048         # RecBole's train_batch_size; a static shape under jit
-  epochs: int = 300
-  eval_every: int = 1
-  patience: int = 10             # RecBole's stopping_step
-  select_metric: str = "ndcg@20"  # valid metric for early stopping; "warm/ndcg@20": one block
-  grad_clip: float = 0.0         # 0 disables
+  optimizer: str = option("adam", "Adam, as LightGCN and RecBole",
+                          choices=("gnnrec_jax.training.fit:OPTIMIZERS",))
+  lr: float = option(1e-3, "LightGCN and RecBole default", range="(0, inf)")
+  lr_schedule: str = option("constant", "LightGCN and RecBole use a constant rate",
+                            choices=("gnnrec_jax.training.fit:LR_SCHEDULES",))
+  weight_decay: float = option(0.0, "adamw only; l2 is the regulariser of the embedding models",
+                               range="[0, inf)")
+  batch_size: int = option(2048, "RecBole's train_batch_size; a static shape under jit",
+                           range="[1, 16777216]")
+  epochs: int = option(300, "a cap; early stopping usually ends the run first",
+                       range="[0, 1000000]")
+  eval_every: int = option(1, "epochs between validations", range="[1, 1000000]")
+  patience: int = option(10, "RecBole's stopping_step: validations without improvement",
+                         range="[1, 1000000]")
+  select_metric: str = option("ndcg@20", "valid metric for early stopping (RecBole's "
+                              "valid_metric); BLOCK/NAME@K (e.g. warm/ndcg@20) selects on one "
+                              "cold-start block", allowed="NAME@K or BLOCK/NAME@K, K in topk")
+  grad_clip: float = option(0.0, "global-norm clipping; 0 disables", range="[0, inf)")
   # --- evaluation ------------------------------------------------------------------------------
-  topk: tuple = (10, 20, 50)
-  eval_batch_size: int = 512     # users per jitted ranking step
-  # The test pass's user histories: "train" (the models as trained), or "train+valid" (each
-  # user's valid items join its history and the graph at test time, without retraining, as
-  # sequential leave-one-out protocols do; gnnrec_jax/evaluation/protocol.py).
-  test_history: str = "train"
+  topk: tuple[int, ...] = option((10, 20, 50), "RecBole's and LightGCN's cut-offs",
+                                 range="[1, 1000000]")
+  eval_batch_size: int = option(512, "users per jitted ranking step", range="[1, 1048576]")
+  test_history: str = option(
+      "train", "the test pass's user histories: train (the models as trained) or train+valid "
+      "(each user's valid items join its history and the graph at test time, without "
+      "retraining, as sequential leave-one-out protocols do; evaluation/protocol.py)",
+      choices=("gnnrec_jax.evaluation.protocol:HISTORIES",))
   # --- data --------------------------------------------------------------------------------------
-  split: str = "random"          # "random" | "loo" | "temporal" | "cold_item" | "predefined"
-  split_ratios: tuple = (0.8, 0.1, 0.1)
-  cold_fraction: float = 0.2
-  seed: int = 2020               # RecBole's default seed
-  # Behaviour -> weight for data with a behaviour column (seed §3.3: a purchase says more than a
-  # click): 1:2:4 for browse:intent:buy under the public datasets' names; an unknown behaviour is
-  # an error naming its line (gnnrec_jax/data/behaviours.py).
-  behaviour_weights: str = DEFAULT_BEHAVIOUR_WEIGHTS
-  # How repeated user-item rows combine (max | sum | last): max keeps a rating's scale, is
-  # unchanged by rows logged twice, and weighs a click-then-purchase as a purchase
-  # (gnnrec_jax/data/checks.combine_duplicates).
-  duplicates: str = "max"
+  split: str = option("random", "RecBole's per-user random ratio split",
+                      choices=("gnnrec_jax.data.splits:METHODS",))
+  split_ratios: tuple[float, ...] = option((0.8, 0.1, 0.1), "RecBole's 8:1:1 (train, valid, "
+                                           "test; they sum to 1)", range="[0, 1]")
+  cold_fraction: float = option(0.2, "cold_item split: share of items withheld from train",
+                                range="(0, 1)")
+  seed: int = option(2020, "RecBole's default seed (jax keys take 32 bits: larger seeds would "
+                     "alias smaller ones)", range="[0, 4294967295]")
+  split_seed: int = option(-1, "seed of the split; -1: the run's seed, as RecBole. `train "
+                           "--seeds` fixes it so that every seed is evaluated on one split",
+                           range="[-1, 4294967295]")
+  behaviour_weights: str = option(
+      DEFAULT_BEHAVIOUR_WEIGHTS, "behaviour -> weight for data with a behaviour column (seed "
+      "§3.3: a purchase says more than a click): 1:2:4 for browse:intent:buy under the public "
+      "datasets' names; an unknown behaviour is an error naming its line (data/behaviours.py)",
+      allowed="NAME:WEIGHT,... with finite weights > 0")
+  duplicates: str = option(
+      "max", "how repeated user-item rows combine: max keeps a rating's scale, is unchanged by "
+      "rows logged twice, and weighs a click-then-purchase as a purchase "
+      "(data/checks.combine_duplicates)", choices=("gnnrec_jax.data.checks:DUPLICATE_RULES",))
   # --- runtime -----------------------------------------------------------------------------------
-  checkpoint_every: int = 1      # epochs between crash-safe checkpoints
+  checkpoint_every: int = option(1, "epochs between crash-safe checkpoints",
+                                 range="[1, 1000000]")
 
   def replace(self, **kw) -> "Config":
     return dataclasses.replace(self, **kw)
@@ -108,147 +199,323 @@ class Config:
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _coerce(name: str, raw: str, typ) -> Any:
-  try:
+# ----------------------------------------------------------------------------- field metadata
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+  """Everything declared about one field: the single source for validation and `config`."""
+
+  name: str
+  type: Any          # bool, int, float, str or tuple
+  item: Any          # the element type of a tuple field, else None
+  default: Any
+  doc: str
+  choices: tuple | None
+  range: str | None
+  allowed: str | None
+
+  @property
+  def type_name(self) -> str:
+    return f"tuple of {self.item.__name__}" if self.type is tuple else self.type.__name__
+
+  def choice_names(self) -> tuple[str, ...] | None:
+    """The allowed names, references to module tuples expanded (imports those modules)."""
+    if self.choices is None:
+      return None
+    out: list[str] = []
+    for c in self.choices:
+      out.extend(_resolve(c) if ":" in c else (c,))
+    return tuple(out)
+
+  def describe_allowed(self) -> str:
+    """What the field accepts, in words (for `gnnrec-jax config` and error messages)."""
+    if self.choices is not None:
+      return "one of " + " | ".join(repr(c) if c == "" else c for c in self.choice_names())
+    if self.range is not None:
+      text = _range_words(self.range, self.item or self.type)
+      return f"each {text}" if self.type is tuple else text
+    if self.type is bool:
+      return "true | false"
+    return self.allowed or "any"
+
+
+@functools.cache
+def _resolve(ref: str) -> tuple[str, ...]:
+  module, name = ref.split(":")
+  return tuple(getattr(importlib.import_module(module), name))
+
+
+@functools.cache
+def field_specs() -> dict[str, FieldSpec]:
+  """name -> FieldSpec of every Config field, in declaration order."""
+  hints = typing.get_type_hints(Config)
+  out = {}
+  for f in dataclasses.fields(Config):
+    typ, item = hints[f.name], None
+    if typing.get_origin(typ) is tuple:
+      typ, item = tuple, typing.get_args(typ)[0]
+    m = f.metadata
+    out[f.name] = FieldSpec(f.name, typ, item, f.default, m["doc"], m["choices"], m["range"],
+                            m["allowed"])
+  return out
+
+
+def _num(x: float) -> str:
+  return "inf" if math.isinf(x) else (f"{int(x)}" if x == int(x) else f"{x:g}")
+
+
+def _range_words(text: str, typ) -> str:
+  lo, hi, lo_in, hi_in = _parse_range(text)
+  kind = "an integer" if typ is int else "a finite number"
+  if math.isinf(hi):
+    return f"{kind} {'>=' if lo_in else '>'} {_num(lo)}"
+  return f"{kind} in {text}"
+
+
+def _in_range(value, text: str) -> bool:
+  lo, hi, lo_in, hi_in = _parse_range(text)
+  if isinstance(value, float) and not math.isfinite(value):
+    return False
+  return (value >= lo if lo_in else value > lo) and (value <= hi if hi_in else value < hi)
+
+
+# ------------------------------------------------------------------------------- reading values
+
+def _is_type(value, typ) -> bool:
+  if typ is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if typ is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  return isinstance(value, typ)
+
+
+def _coerce(name: str, raw: str, spec: FieldSpec) -> Any:
+  """A `--set` string as the field's type; ConfigError naming the key otherwise."""
+  def one(text: str, typ):
+    text = text.strip()
     if typ is bool:
-      low = raw.strip().lower()
+      low = text.lower()
       if low in ("1", "true", "yes", "on"):
         return True
       if low in ("0", "false", "no", "off"):
         return False
       raise ValueError
     if typ is int:
-      return int(raw)
+      return int(text)
     if typ is float:
-      return float(raw)
-    if typ is tuple:
+      return float(text)
+    return text
+
+  try:
+    if spec.type is tuple:
       parts = [p for p in raw.replace("(", "").replace(")", "").split(",") if p.strip()]
-      return tuple(float(p) if "." in p or "e" in p.lower() else int(p) for p in parts)
-    return raw
+      return tuple(one(p, spec.item) for p in parts)
+    return one(raw, spec.type) if spec.type is not str else raw
   except ValueError:
-    raise ConfigError(f"--set {name}={raw}: expected a value of type {typ.__name__}") from None
+    raise ConfigError(f"--set {name}={raw}: expected a value of type {spec.type_name}") from None
 
 
-def apply_overrides(config: Config, overrides: list[str] | None) -> Config:
-  """Applies `key=value` strings; unknown keys and values of the wrong type raise ConfigError."""
-  hints = typing.get_type_hints(Config)
-  updates = {}
+def parse_overrides(overrides) -> list[str]:
+  """`--set` values as a flat list of "key=value" strings.
+
+  Accepts what argparse gives for `--set a=1 b=2 --set c=3` (`action="append", nargs="+"`: a
+  list of lists) as well as a flat list of strings.
+  """
+  out: list[str] = []
   for item in overrides or ():
+    out.extend([item] if isinstance(item, str) else list(item))
+  return out
+
+
+def apply_overrides(config: Config, overrides: list | None) -> Config:
+  """Applies `key=value` strings; unknown keys and values of the wrong type raise ConfigError."""
+  specs = field_specs()
+  updates = {}
+  for item in parse_overrides(overrides):
     if "=" not in item:
       raise ConfigError(f"--set {item!r}: expected key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
-    if key not in hints:
-      close = difflib.get_close_matches(key, list(hints), n=3)
+    if key not in specs:
+      close = difflib.get_close_matches(key, list(specs), n=3)
       hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
       raise ConfigError(f"--set {key}: unknown config key{hint}")
-    updates[key] = _coerce(key, raw, hints[key])
+    updates[key] = _coerce(key, raw, specs[key])
   return validate(config.replace(**updates))
 
 
-def config_from_dict(raw, *, source: str = "config") -> Config:
+def config_from_dict(raw, *, source: str = "config", base: Config | None = None,
+                     strict: bool = False) -> Config:
   """A Config from a JSON object (run.json, a config file), each value's type checked.
 
-  Fields this version does not know are ignored (runs of older versions stay readable); JSON
-  lists become tuples; ints are accepted where floats are expected.
+  JSON lists become tuples; ints are accepted where floats are expected.
+
+  Args:
+    raw: the object.
+    source: named in error messages (a file and field).
+    base: the config whose values fields absent from `raw` keep; default `Config()`.
+    strict: refuse fields this version does not know (a file a user wrote); otherwise they are
+      ignored (runs of older versions stay readable).
 
   Raises:
-    ConfigError: `raw` is not an object, or a field has a value of the wrong type (the message
-      names `source` and the field).
+    ConfigError: `raw` is not an object, a field is unknown (strict) or has a value of the
+      wrong type or out of range (the message names `source` and the field).
   """
   if not isinstance(raw, dict):
     raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
-  hints = typing.get_type_hints(Config)
+  specs = field_specs()
   values = {}
   for key, value in raw.items():
-    typ = hints.get(key)
-    if typ is None:
+    spec = specs.get(key)
+    if spec is None:
+      if strict:
+        close = difflib.get_close_matches(str(key), list(specs), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"{source}: unknown config key {key!r}{hint}")
       continue
-    if typ is tuple and isinstance(value, list):
+    if spec.type is tuple and isinstance(value, list):
       value = tuple(value)
     if key == "weighted_norm" and isinstance(value, bool):
       value = "true" if value else "false"  # a bool before "auto" existed
-    ok = (isinstance(value, typ) and not (typ is int and isinstance(value, bool))) or (
-        typ is float and isinstance(value, int) and not isinstance(value, bool))
-    if typ is tuple and ok:
-      ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ok = _is_type(value, spec.type)
+    if spec.type is tuple and ok:
+      ok = all(_is_type(v, spec.item) for v in value)
     if not ok:
-      raise ConfigError(f"{source}: field {key} must be {typ.__name__}, got {value!r:.60}")
-    values[key] = float(value) if typ is float else value
-  return validate(Config(**values))
+      raise ConfigError(f"{source}: field {key} must be {spec.type_name}, got {value!r:.60}")
+    if spec.type is float:
+      value = float(value)
+    elif spec.type is tuple and spec.item is float:
+      value = tuple(float(v) for v in value)
+    values[key] = value
+  config = (base or Config()).replace(**values)
+  try:
+    return validate(config)
+  except ConfigError as e:
+    raise ConfigError(f"{source}: {e}") from None
 
 
-def _validate_data_fields(c: Config) -> Config:
-  """weighted_norm (bools from older config.json files read as "true"/"false"),
-  behaviour_weights and duplicates, against the names their modules own."""
-  from gnnrec_jax.data import behaviours, checks as data_checks
-  from gnnrec_jax.graph.build import WEIGHTED_NORM
+def load_config_file(path: str, *, base_for_model=None) -> Config:
+  """The config in a JSON file (a `tune` run's `best_config.json`, or one written by hand).
+
+  The file is one JSON object of config fields; fields it omits take the defaults of its model
+  (`base_for_model(model)`, e.g. `gnnrec_jax.configs.get_config`), or Config's own.
+
+  Raises:
+    ConfigError: the file is missing, not a JSON object, or holds an unknown key or a bad value
+      (named with the file).
+  """
+  try:
+    with open(path, "rb") as f:
+      text = f.read().decode("utf-8")
+  except FileNotFoundError:
+    raise ConfigError(f"config file {path}: file not found") from None
+  except IsADirectoryError:
+    raise ConfigError(f"config file {path}: is a folder, not a JSON file") from None
+  except UnicodeDecodeError:
+    raise ConfigError(f"config file {path}: not UTF-8 text") from None
+  try:
+    raw = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f"config file {path}: not valid JSON ({e.msg}: line {e.lineno} column "
+                      f"{e.colno})") from None
+  if not isinstance(raw, dict):
+    raise ConfigError(f"config file {path}: expected a JSON object of config fields, got a "
+                      f"JSON {type(raw).__name__}")
+  base = None
+  model = raw.get("model", "lightgcn")
+  if base_for_model is not None and isinstance(model, str) and model in MODELS:
+    base = base_for_model(model)
+  return config_from_dict(raw, source=f"config file {path}", base=base, strict=True)
+
+
+# ---------------------------------------------------------------------------------- validation
+
+def _check_select_metric(c: Config) -> str | None:
+  block, _, name_k = c.select_metric.rpartition("/")
+  metric = name_k.split("@")
+  names = (*_resolve("gnnrec_jax.evaluation.metrics:METRICS"), "coverage")
+  blocks = tuple(b for b in _resolve("gnnrec_jax.evaluation.coldstart:BLOCKS") if b != "all")
+  if (len(metric) != 2 or metric[0] not in names or not metric[1].isdigit()
+      or int(metric[1]) not in [int(k) for k in c.topk] or block not in ("", *blocks)):
+    return (f"select_metric {c.select_metric!r} must be NAME@K or BLOCK/NAME@K with NAME one of "
+            f"{', '.join(names)}, K in topk {c.topk} and BLOCK one of {', '.join(blocks)} "
+            "(cold-start blocks of the validation set)")
+  return None
+
+
+def _normalise(c: Config) -> Config:
+  """Spellings kept for older configs: weighted_norm given as a bool or 1/yes/on, 0/no/off."""
   wn = c.weighted_norm
-  if isinstance(wn, bool):
-    c = c.replace(weighted_norm="true" if wn else "false")
-  elif str(wn).strip().lower() in ("1", "yes", "on", "0", "no", "off"):
-    c = c.replace(weighted_norm="true" if str(wn).strip().lower() in ("1", "yes", "on")
-                  else "false")
-  if c.weighted_norm not in WEIGHTED_NORM:
-    raise ConfigError(f"invalid config: weighted_norm must be {'|'.join(WEIGHTED_NORM)}, got "
-                      f"{c.weighted_norm!r}")
-  behaviours.parse_behaviour_weights(c.behaviour_weights, "invalid config: behaviour_weights")
-  data_checks.check_duplicates_rule(c.duplicates)
+  if isinstance(wn, bool) or str(wn).strip().lower() in ("1", "yes", "on", "0", "no", "off"):
+    on = wn if isinstance(wn, bool) else str(wn).strip().lower() in ("1", "yes", "on")
+    c = c.replace(weighted_norm="true" if on else "false")
   return c
+
+
+def _check_behaviour_weights(c: Config) -> None:
+  from gnnrec_jax.data.behaviours import parse_behaviour_weights
+  parse_behaviour_weights(c.behaviour_weights, "invalid config: behaviour_weights")  # raises
+
+
+# Rules between fields, and checks a field's owner makes (each field's own range and names come
+# from its declaration). Each returns a message, or raises ConfigError itself, or returns None.
+_RULES = (
+    lambda c: None if c.topk else "invalid config: topk must list at least one K",
+    lambda c: None if len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6 else
+    f"invalid config: split_ratios must be three numbers summing to 1, got {c.split_ratios}",
+    lambda c: None if c.use_id_embedding or c.text_features else
+    "invalid config: use_id_embedding=false needs text_features",
+    lambda c: None if c.model not in ("softmax_gnn", "gat") or c.embed_dim % c.heads == 0 else
+    f"invalid config: embed_dim {c.embed_dim} is not divisible by heads {c.heads}",
+    lambda c: None if c.model != "textgnn" or c.text_features else
+    "invalid config: textgnn needs text_features (its items are their text), e.g. "
+    "text_features=history",
+    lambda c: None if c.model != "textgnn" or not c.target_out or c.conv == "lightgcn" else
+    "invalid config: target_out needs conv=lightgcn (the softmax rule's alphas would need "
+    "renormalising without the target edge)",
+    _check_select_metric,
+    _check_behaviour_weights,
+)
+
+
+def check_field(spec: FieldSpec, value) -> str | None:
+  """Why `value` is not allowed for the field (one line), or None."""
+  name = spec.name
+  shown = repr(value) if isinstance(value, str) else f"{value}"
+  if spec.type is tuple:
+    if not isinstance(value, tuple) or not all(_is_type(v, spec.item) for v in value):
+      return f"{name} must be a {spec.type_name}, got {shown}"
+    bad = [v for v in value if spec.range and not _in_range(v, spec.range)]
+    if bad:
+      return (f"every element of {name} must be {_range_words(spec.range, spec.item)}, got "
+              f"{shown}")
+    return None
+  if not _is_type(value, spec.type):
+    return f"{name} must be {spec.type_name}, got {shown}"
+  if spec.range is not None and not _in_range(value, spec.range):
+    return f"{name} must be {spec.describe_allowed()}, got {shown}"
+  if spec.choices is not None and value not in spec.choice_names():
+    if name == "model":  # the message users have met since the first version
+      return f"unknown model {value!r}; choose one of {', '.join(MODELS)}"
+    return f"{name} must be {spec.describe_allowed()}, got {shown}"
+  if spec.type is str and spec.choices is None and not value.strip():
+    return f"{name} must not be empty"
+  return None
 
 
 def validate(config: Config) -> Config:
-  """Checks values that would otherwise fail deep inside jit with an opaque message."""
-  c = config
-  if c.model not in MODELS:
-    raise ConfigError(f"unknown model {c.model!r}; choose one of {', '.join(MODELS)}")
-  checks = [
-      (c.embed_dim > 0, "embed_dim must be > 0"),
-      (c.num_layers >= 0, "num_layers must be >= 0"),
-      (c.layer_combine in ("mean", "sum", "last", "concat"), "layer_combine must be mean|sum|last|concat"),
-      (c.heads >= 1, "heads must be >= 1"),
-      (c.temperature > 0, "temperature must be > 0"),
-      (c.initial_alpha in ("weights", "none"), "initial_alpha must be weights|none"),
-      (0.0 <= c.attention_mix <= 1.0, "attention_mix must be in [0, 1]"),
-      (0.0 <= c.dropout < 1.0, "dropout must be in [0, 1)"),
-      (0.0 <= c.id_dropout <= 1.0, "id_dropout must be in [0, 1]"),
-      (c.loss in ("bpr", "softmax", "full_softmax"), "loss must be bpr|softmax|full_softmax"),
-      (c.score in ("dot", "cosine"), "score must be dot|cosine"),
-      (c.l2 >= 0, "l2 must be >= 0"),
-      (c.num_negatives >= 1, "num_negatives must be >= 1"),
-      (c.lr > 0, "lr must be > 0"),
-      (c.lr_schedule in ("constant", "cosine", "warmup_cosine"), "lr_schedule must be constant|cosine|warmup_cosine"),
-      (c.optimizer in ("adam", "adamw", "sgd", "adagrad"), "optimizer must be adam|adamw|sgd|adagrad"),
-      (c.batch_size > 0, "batch_size must be > 0"),
-      (c.epochs >= 0, "epochs must be >= 0"),
-      (c.eval_every >= 1, "eval_every must be >= 1"),
-      (c.patience >= 1, "patience must be >= 1"),
-      (len(c.topk) > 0 and all(int(k) > 0 for k in c.topk), "topk must be positive integers"),
-      (c.split in ("random", "loo", "temporal", "cold_item", "predefined"), "split must be random|loo|temporal|cold_item|predefined"),
-      (len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6, "split_ratios must be three numbers summing to 1"),
-      (0.0 < c.cold_fraction < 1.0, "cold_fraction must be in (0, 1)"),
-      (c.propagation in ("auto", "segment", "dense", "csr", "scipy"), "propagation must be auto|segment|dense|csr|scipy"),
-      (c.text_features in ("", "history", "profile", "both", "none"),
-       "text_features must be empty (ID only) or history|profile|both|none"),
-      (c.use_id_embedding or bool(c.text_features), "use_id_embedding=false needs text_features"),
-      (c.model != "textgnn" or bool(c.text_features),
-       "textgnn needs text_features (its items are their text), e.g. text_features=history"),
-      (c.mlp_hidden >= 0, "mlp_hidden must be >= 0 (0: a linear map)"),
-      (c.user_input in ("history", "text", "table"), "user_input must be history|text|table"),
-      (c.conv in ("lightgcn", "softmax"), "conv must be lightgcn|softmax"),
-      (c.test_history in ("train", "train+valid"), "test_history must be train|train+valid"),
-  ]
-  for ok, msg in checks:
-    if not ok:
-      raise ConfigError(f"invalid config: {msg}")
-  c = _validate_data_fields(c)
-  block, _, name_k = c.select_metric.rpartition("/")
-  metric = name_k.split("@")
-  names = ("recall", "ndcg", "precision", "hit", "mrr", "coverage")
-  if (len(metric) != 2 or metric[0] not in names or not metric[1].isdigit()
-      or int(metric[1]) not in [int(k) for k in c.topk]
-      or block not in ("", "warm", "cold", "cold_users")):
-    raise ConfigError(f"select_metric {c.select_metric!r} must be NAME@K or BLOCK/NAME@K with "
-                      f"NAME one of {', '.join(names)}, K in topk {c.topk} and BLOCK one of "
-                      "warm, cold, cold_users (cold-start blocks of the validation set)")
-  return c
+  """Checks every field against its declaration, then the rules between fields.
+
+  Raises:
+    ConfigError: one line naming the first field at fault, what it allows and what it got.
+  """
+  config = _normalise(config)
+  for spec in field_specs().values():
+    msg = check_field(spec, getattr(config, spec.name))
+    if msg:
+      raise ConfigError(msg if msg.startswith("unknown model") else f"invalid config: {msg}")
+  for rule in _RULES:
+    msg = rule(config)
+    if msg:
+      raise ConfigError(msg)
+  return config

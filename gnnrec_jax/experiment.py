@@ -107,6 +107,24 @@ def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
   return h.hexdigest()
 
 
+def split_fingerprint(dataset: Dataset, split: Split) -> dict:
+  """What makes two runs' evaluations comparable user by user: the dataset, its catalogue and
+  each part's size and content (the (user, item) pairs; weights only change training).
+
+  Saved beside per-user metrics (`gnnrec_jax.evaluation.per_user`); `gnnrec-jax compare`
+  refuses runs whose fingerprints differ and says which part differs.
+  """
+  out: dict = {"dataset": dataset.name, "num_users": int(dataset.num_users),
+               "num_items": int(dataset.num_items)}
+  for name in ("train", "valid", "test"):
+    part = getattr(split, name)
+    h = hashlib.sha256()
+    for a in (part.user, part.item):
+      h.update(np.ascontiguousarray(np.asarray(a, np.int64)).tobytes())
+    out[name] = {"size": int(len(part)), "sha256": h.hexdigest()[:16]}
+  return out
+
+
 def text_features_for(config: Config, dataset: Dataset, train: Interactions):
   """Language-model vectors of every node (cached on disk): `(features [U+I, D], has_text [U+I])`.
 
@@ -131,7 +149,8 @@ def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experime
       `config.text_features` is set they are computed (and cached) with the text encoder.
   """
   split = splits.make_split(dataset, config.split, ratios=tuple(config.split_ratios),
-                            seed=config.seed, cold_fraction=config.cold_fraction)
+                            seed=config.split_seed if config.split_seed >= 0 else config.seed,
+                            cold_fraction=config.cold_fraction)
   if len(split.train) == 0:
     raise DataError(f"{dataset.source or dataset.name}: the train split is empty")
   graph, features, mask = _inputs(config, dataset, split.train, text_features)

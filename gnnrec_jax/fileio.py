@@ -5,11 +5,11 @@ import json
 import os
 
 
-def write_atomic(path: str, text: str) -> None:
-  """Replaces `path` by `text` atomically: a crash leaves the old file or the new one."""
+def write_atomic(path: str, text: str | bytes) -> None:
+  """Replaces `path` by `text` (or bytes) atomically: a crash leaves the old file or the new one."""
   tmp = f"{path}.tmp{os.getpid()}"
   try:
-    with open(tmp, "w") as f:
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
       f.write(text)
       f.flush()
       os.fsync(f.fileno())

@@ -123,7 +123,7 @@ def test_unknown_behaviour_names_its_line(events, tmp_path, cmd):
     ("behaviour_weights=click:-1,cart:2", "weight '-1' of 'click' must be a number > 0"),
     ("behaviour_weights=click:1,Click:2", "behaviour 'click' is given twice"),
     ("behaviour_weights=click:1e39", "must be a number > 0"),  # beyond float32
-    ("duplicates=mean", "duplicates='mean': expected one of max|sum|last"),
+    ("duplicates=mean", "duplicates must be one of max | sum | last, got 'mean'"),
 ])
 def test_bad_data_settings_are_one_line_errors(events, tmp_path, setting, message):
   code, _, err = _main("train", "--dataset", "csv", "--data-dir", events, "--columns", COLUMNS,

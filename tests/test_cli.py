@@ -127,7 +127,7 @@ def test_unknown_config_key_suggests_close_ones(data, tmp_path):
 
 @pytest.mark.parametrize("value,message", [
     ("lr=abc", "--set lr=abc: expected a value of type float"),
-    ("lr=-1", "invalid config: lr must be > 0"),
+    ("lr=-1", "invalid config: lr must be a finite number > 0, got -1.0"),
     ("select_metric=ndcg@7", "select_metric 'ndcg@7' must be NAME@K or BLOCK/NAME@K with NAME one of recall"),
     ("select_metric=all/ndcg@20", "select_metric 'all/ndcg@20' must be NAME@K or BLOCK/NAME@K"),
     ("select_metric=foo@20", "select_metric 'foo@20' must be NAME@K or BLOCK/NAME@K with NAME one of recall"),

@@ -146,7 +146,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(runs):
   # Everything was replaced atomically: no temp files left behind.
   assert sorted(os.listdir(runs["c"])) == sorted(os.listdir(runs["a"])) == [
       ".gnnrec-jax.lock", "best.ckpt", "config.json", "curves.png", "history.jsonl", "latest.ckpt",
-      "latest.prev.ckpt", "metrics.json", "run.json"]
+      "latest.prev.ckpt", "metrics.json", "per_user_test.npz", "run.json"]
 
 
 def _interrupted(killed):

@@ -26,6 +26,7 @@ from gnnrec_jax.text.encoder import (
 from gnnrec_jax.text.node_texts import (
   item_texts,
   node_features,
+  user_history_texts,
   user_history_vectors,
   user_profile_texts,
 )
@@ -75,6 +76,7 @@ _MINILM_SCRIPT = textwrap.dedent("""
   from gnnrec_jax.errors import ConfigError
   from gnnrec_jax.text.encoder import TextEncoder, embed_batch
   ref = np.load(sys.argv[1])
+  assert "transformers" not in sys.modules
   sentences = [str(s) for s in ref["sentences"]]
   enc = TextEncoder.load(batch_size=2)
   vecs = enc.encode(sentences, progress=False)
@@ -94,6 +96,8 @@ _MINILM_SCRIPT = textwrap.dedent("""
       "tokens": [len(t) for t in enc.tokenize(sentences)],
       "dim": enc.dim, "dtype": str(vecs.dtype), "errors": errors,
       "torch_loaded": sys.modules.get("torch") is not None,
+      "transformers_loaded": "transformers" in sys.modules,
+      "compute_dtype": enc.spec.dtype,
   }))
 """)
 
@@ -111,13 +115,14 @@ def minilm_run():
 
 def test_minilm_matches_sentence_transformers_without_torch(minilm_run):
   ref = np.load(FIXTURE)
-  assert not minilm_run["torch_loaded"]
+  assert not minilm_run["torch_loaded"] and not minilm_run["transformers_loaded"]
   assert minilm_run["dim"] == 384 and minilm_run["dtype"] == "float32"
+  assert minilm_run["compute_dtype"] == "float32"  # "auto" on CPU
   # Same word pieces as the reference tokenizer, including truncation at 256 and "" -> 2 tokens.
   assert minilm_run["tokens"] == ref["num_tokens"].tolist()
   assert max(minilm_run["tokens"]) == 256 and min(minilm_run["tokens"]) == 2
   for sentence, cos in zip(ref["sentences"], minilm_run["cosine"]):
-    assert cos >= 0.999, (sentence[:40], cos)
+    assert cos >= 1 - 1e-6, (sentence[:40], cos)
   np.testing.assert_allclose(minilm_run["norms"], 1.0, atol=1e-5)
 
 
@@ -132,6 +137,213 @@ def test_minilm_static_shapes(minilm_run):
 def test_unloadable_model_is_a_config_error(minilm_run):
   assert len(minilm_run["errors"]) == 2
   assert all("cannot load text model" in e for e in minilm_run["errors"])
+
+
+# --- our BERT on a tiny random checkpoint, against NumPy ----------------------------------------
+
+_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "the", "cat", "##s",
+          "sat", ",", ".", "on", "mat", "a", ";"]
+_TINY = dict(vocab_size=len(_VOCAB), hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+             intermediate_size=16, max_position_embeddings=12, type_vocab_size=2,
+             layer_norm_eps=1e-6, hidden_act="gelu", model_type="bert", pad_token_id=0)
+
+
+def _tiny_tensors(seed=0):
+  """Hugging Face-named float32 tensors of the `_TINY` BERT (random, large enough to matter)."""
+  rng = np.random.default_rng(seed)
+  c, t = _TINY, {}
+  d, f = c["hidden_size"], c["intermediate_size"]
+  normal = lambda *shape: rng.normal(0, 0.5, shape).astype(np.float32)  # noqa: E731
+  t["embeddings.word_embeddings.weight"] = normal(c["vocab_size"], d)
+  t["embeddings.position_embeddings.weight"] = normal(c["max_position_embeddings"], d)
+  t["embeddings.token_type_embeddings.weight"] = normal(2, d)
+  t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"] = 1 + normal(d), normal(d)
+  for l in range(c["num_hidden_layers"]):
+    p = f"encoder.layer.{l}."
+    for name, (o, i) in {"attention.self.query": (d, d), "attention.self.key": (d, d),
+                         "attention.self.value": (d, d), "attention.output.dense": (d, d),
+                         "intermediate.dense": (f, d), "output.dense": (d, f)}.items():
+      t[p + name + ".weight"], t[p + name + ".bias"] = normal(o, i), normal(o)  # torch: [out, in]
+    for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+      t[p + name + ".weight"], t[p + name + ".bias"] = 1 + normal(d), normal(d)
+  return t
+
+
+def _numpy_bert(t, ids, mask):
+  """BERT's last hidden states in float64 NumPy, written from the paper's equations. [B, L, D]"""
+  from scipy.special import erf
+  c = _TINY
+  g = lambda k: t[k].astype(np.float64)  # noqa: E731
+
+  def norm(x, prefix):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    scaled = (x - mu) / np.sqrt(var + c["layer_norm_eps"])
+    return scaled * g(prefix + ".weight") + g(prefix + ".bias")
+
+  b, length = ids.shape
+  heads, dh = c["num_attention_heads"], c["hidden_size"] // c["num_attention_heads"]
+  h = (g("embeddings.word_embeddings.weight")[ids]
+       + g("embeddings.position_embeddings.weight")[:length]
+       + g("embeddings.token_type_embeddings.weight")[0])
+  h = norm(h, "embeddings.LayerNorm")
+  for l in range(c["num_hidden_layers"]):
+    p = f"encoder.layer.{l}."
+    lin = lambda x, name: x @ g(p + name + ".weight").T + g(p + name + ".bias")  # noqa: E731
+    q, k, v = (lin(h, f"attention.self.{n}").reshape(b, length, heads, dh)
+               for n in ("query", "key", "value"))
+    logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(dh)
+    logits = np.where(mask[:, None, None, :] > 0, logits, -np.inf)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    context = np.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, -1)
+    a = norm(h + lin(context, "attention.output.dense"), p + "attention.output.LayerNorm")
+    ff = lin(a, "intermediate.dense")
+    ff = 0.5 * ff * (1 + erf(ff / np.sqrt(2)))
+    h = norm(a + lin(ff, "output.dense"), p + "output.LayerNorm")
+  return h
+
+
+def _write_tiny_model(folder, *, prefix="", old_norm_names=False, tokenizer_config=None,
+                      config=None):
+  """A BERT folder: config.json, vocab.txt, tokenizer_config.json, model.safetensors."""
+  from safetensors.numpy import save_file
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / "config.json").write_text(json.dumps({**_TINY, **(config or {})}))
+  (folder / "vocab.txt").write_text("\n".join(_VOCAB) + "\n")
+  (folder / "tokenizer_config.json").write_text(json.dumps(
+      tokenizer_config if tokenizer_config is not None else {"do_lower_case": True}))
+  tensors = {}
+  for k, v in _tiny_tensors().items():
+    if old_norm_names and "LayerNorm" in k:
+      k = k.replace(".weight", ".gamma").replace(".bias", ".beta")
+    tensors[prefix + k] = v
+  # Keys the encoder must ignore: a buffer, the pooler and a pre-training head.
+  tensors["embeddings.position_ids"] = np.arange(12, dtype=np.int64)[None]
+  tensors[prefix + "pooler.dense.weight"] = np.zeros((8, 8), np.float32)
+  tensors["cls.predictions.bias"] = np.zeros(len(_VOCAB), np.float32)
+  save_file(tensors, str(folder / "model.safetensors"))
+  return folder
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_bert_module_matches_numpy_reference(jit):
+  from gnnrec_jax.text import bert
+  config = bert.BertConfig(vocab_size=len(_VOCAB), hidden_size=8, num_layers=2, num_heads=2,
+                           intermediate_size=16, max_positions=12, layer_norm_eps=1e-6)
+  t = _tiny_tensors()
+  params = bert.load_params(t, config)
+  ids = np.array([[2, 5, 11, 8, 9, 10, 12, 3], [2, 7, 8, 3, 0, 0, 0, 0]], np.int32)  # row 1 padded
+  mask = (np.arange(8)[None] < np.array([[8], [4]])).astype(np.int32)
+  apply = lambda p, i, m: bert.BertEncoder(config).apply({"params": p}, i, m)  # noqa: E731
+  f = jax.jit(apply) if jit else apply
+  got = np.asarray(f(params, ids, mask))
+  want = _numpy_bert(t, ids, mask)
+  np.testing.assert_allclose(got[0], want[0], atol=2e-5)
+  np.testing.assert_allclose(got[1, :4], want[1, :4], atol=2e-5)  # padded positions: anything
+  # Padding invariance: row 1 alone, unpadded, gives the same states for its real tokens.
+  alone = np.asarray(f(params, ids[1:, :4], mask[1:, :4]))
+  np.testing.assert_allclose(alone[0], got[1, :4], atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["plain", "bert_prefix_gamma_beta"])
+def test_tiny_bert_folder_through_text_encoder(tmp_path, layout):
+  from gnnrec_jax.text.encoder import TextEncoder
+  kwargs = dict(prefix="bert.", old_norm_names=True) if layout != "plain" else {}
+  folder = _write_tiny_model(tmp_path / "tiny", **kwargs)
+  enc = TextEncoder.load(str(folder), batch_size=2, max_length=64)
+  assert enc.max_length == 12 and enc.buckets == (12,) and enc.dim == 8  # capped by positions
+  texts = ["Hello, cats sat.", "the CAT", "a mat on the mat on the mat on the mat, a cat", "zebra"]
+  ids = enc.tokenize(texts)
+  assert ids[0] == [2, 5, 11, 8, 9, 10, 12, 3]  # lower-cased, "cats" -> cat ##s
+  assert ids[1] == [2, 7, 8, 3]
+  assert len(ids[2]) == 12 and ids[2][0] == 2 and ids[2][-1] == 3  # truncated, [SEP] kept
+  assert ids[3] == [2, 1, 3]  # unknown word -> [UNK]
+  vecs = enc.encode(texts, progress=False)
+  t = _tiny_tensors()
+  for row, x in zip(vecs, ids):
+    h = _numpy_bert(t, np.array([x]), np.ones((1, len(x))))[0].mean(0)
+    np.testing.assert_allclose(row, h / np.linalg.norm(h), atol=1e-5)
+
+
+def test_tokenizer_config_overrides_lowercasing(tmp_path):
+  from gnnrec_jax.text.encoder import TextEncoder
+  folder = _write_tiny_model(tmp_path / "cased", tokenizer_config={"do_lower_case": False})
+  assert TextEncoder.load(str(folder)).tokenize(["Hello hello"]) == [[2, 1, 5, 3]]
+
+
+def test_bfloat16_compute_is_close_to_float32(tmp_path):
+  from gnnrec_jax.text.encoder import EncoderSpec, TextEncoder, default_dtype
+  assert default_dtype() == "float32" and EncoderSpec().dtype == "float32"  # CPU: "auto"
+  folder = _write_tiny_model(tmp_path / "tiny")
+  texts = ["Hello, cats sat.", "the cat on a mat"]
+  f32 = TextEncoder.load(str(folder), dtype="float32").encode(texts, progress=False)
+  bf16 = TextEncoder.load(str(folder), dtype="bfloat16").encode(texts, progress=False)
+  assert bf16.dtype == np.float32
+  cos = (f32 * bf16).sum(1)
+  assert (cos > 0.99).all() and (cos < 1 - 1e-7).any(), cos  # close, and really bfloat16
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_safetensors", "no model.safetensors"),
+    ("model_type", "model_type 'gpt2' is not supported"),
+    ("missing_tensor", "no weights for layer_1/output_norm/scale"),
+    ("wrong_shape", "'encoder.layer.0.intermediate.dense.weight' has shape"),
+    ("extra_layer", r"tensor 'encoder\.layer\.1\.\S+' has no place in the 1-layer model"),
+    ("no_tokenizer", "no tokenizer.json or vocab.txt"),
+])
+def test_bad_model_folder_is_a_config_error(tmp_path, damage, message):
+  from safetensors.numpy import load_file, save_file
+
+  from gnnrec_jax.text.encoder import TextEncoder
+  config = {"model_type": {"model_type": "gpt2"}, "extra_layer": {"num_hidden_layers": 1}}
+  folder = _write_tiny_model(tmp_path / "m", config=config.get(damage))
+  weights = folder / "model.safetensors"
+  if damage == "no_safetensors":
+    weights.rename(folder / "pytorch_model.bin")
+  elif damage in ("missing_tensor", "wrong_shape"):
+    t = load_file(str(weights))
+    if damage == "missing_tensor":
+      del t["encoder.layer.1.output.LayerNorm.weight"]
+    else:
+      t["encoder.layer.0.intermediate.dense.weight"] = np.zeros((15, 8), np.float32)
+    save_file(t, str(weights))
+  elif damage == "no_tokenizer":
+    (folder / "vocab.txt").unlink()
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    TextEncoder.load(str(folder))
+
+
+def test_hub_id_loads_from_the_hub_cache_offline(tmp_path):
+  # A hub id resolves through huggingface_hub's cache layout (refs/main -> snapshots/<commit>),
+  # offline; run in a subprocess because huggingface_hub reads HF_HUB_CACHE when imported.
+  commit = "0" * 40
+  repo = tmp_path / "hub" / "models--tiny-org--tiny-bert"
+  _write_tiny_model(repo / "snapshots" / commit)
+  (repo / "refs").mkdir()
+  (repo / "refs" / "main").write_text(commit)
+  script = ("from gnnrec_jax.text.encoder import TextEncoder; "
+            "enc = TextEncoder.load('tiny-org/tiny-bert'); print(enc.tokenize(['the cat'])[0])")
+  env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+  proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == "[2, 7, 8, 3]"
+
+
+def test_tokenizer_agrees_with_transformers_autotokenizer(tmp_path):
+  """Our `tokenizers` path gives AutoTokenizer's ids (transformers 4 and 5: see .ci/run)."""
+  transformers = pytest.importorskip("transformers")
+  from gnnrec_jax.text.encoder import TextEncoder, _resolve
+  sentences = [str(s) for s in np.load(FIXTURE)["sentences"]] + ["Hello, cats sat.", "zebra"]
+  folders = [_write_tiny_model(tmp_path / "tiny")]
+  if bundled_minilm_dir() is not None:
+    folders.append(_resolve("all-MiniLM-L6-v2"))
+  for folder in folders:
+    ours = TextEncoder.load(str(folder)).tokenize(sentences)
+    theirs = transformers.AutoTokenizer.from_pretrained(str(folder))(
+        sentences, truncation=True, max_length=len(max(ours, key=len)))["input_ids"]
+    assert ours == theirs, (transformers.__version__, folder)
 
 
 # --- cache -------------------------------------------------------------------------------------
@@ -307,7 +519,7 @@ def _meta_dataset():
                  "occupation": np.array(["writer", "", "artist", ""])})
 
 
-@pytest.mark.parametrize("users", ["history", "profile", "both", "none"])
+@pytest.mark.parametrize("users", ["history", "history_text", "profile", "both", "none"])
 def test_node_features_layout(users):
   ds = _meta_dataset()
   train = Interactions(user=[0, 0, 1, 2], item=[0, 3, 2, 4])
@@ -328,9 +540,13 @@ def test_node_features_layout(users):
   assert has[U:].tolist() == [True, True, False, True, True]
 
   history, history_has = user_history_vectors(feats[U:], train, U)
+  if users == "history_text":
+    history_texts, history_has = user_history_texts(ds, train)
+    history = np.stack([_fake_vector(t) if h else np.zeros(4)
+                        for t, h in zip(history_texts, history_has)])
   profiles, profile_has = user_profile_texts(ds)
   profile = np.stack([_fake_vector(t) if h else np.zeros(4) for t, h in zip(profiles, profile_has)])
-  if users == "history":
+  if users in ("history", "history_text"):
     want, want_has = history, history_has
   elif users == "profile":
     want, want_has = profile, profile_has
@@ -345,6 +561,79 @@ def test_node_features_layout(users):
   # Users 0 and 2 have both; user 1 has only an item without text and no profile.
   if users == "both":
     assert has[:U].tolist() == [True, False, True, False]
+
+
+def _history_dataset():
+  """6 items (item 4 without a title), 5 users; interactions with timestamps out of row order."""
+  ds = _dataset(num_users=5, num_items=6, item_meta={
+      "title": np.array(["Heat", "Fargo", "Seven", "Big", "", "Shawshank Redemption, The"],
+                        dtype=object),
+      "year": np.array([1995, 1996, np.nan, 1988, 1990, 1994], dtype=object)})
+  #          user, item, timestamp
+  rows = [(0, 0, 30), (0, 1, 10), (0, 2, 20), (0, 5, 20),  # ties at 20: the later row is later
+          (1, 3, 5), (1, 0, 7), (1, 3, 9),                  # item 3 twice: named at its latest
+          (2, 4, 1),                                        # only an untitled item
+          (4, 2, 100), (4, 1, 50)]                          # user 3 has no train rows
+  u, i, t = (np.array(c) for c in zip(*rows))
+  return ds, Interactions(u, i, timestamp=t)
+
+
+def test_user_history_texts_known_values():
+  ds, train = _history_dataset()
+  texts, has = user_history_texts(ds, train)
+  assert texts == ["Heat (1995); The Shawshank Redemption (1994); Seven; Fargo (1996)",
+                   "Big (1988); Heat (1995)", "", "", "Seven; Fargo (1996)"]
+  assert has.tolist() == [True, True, False, False, True]
+  texts, _ = user_history_texts(ds, train, max_titles=2)
+  assert texts[0] == "Heat (1995); The Shawshank Redemption (1994)"  # the oldest dropped
+  # Without timestamps a later row counts as later.
+  texts, _ = user_history_texts(ds, Interactions(train.user, train.item))
+  assert texts[0] == "The Shawshank Redemption (1994); Seven; Fargo (1996); Heat (1995)"
+  with pytest.raises(DataError, match="item index out of range"):
+    user_history_texts(ds, Interactions(user=[0], item=[6]))
+
+
+def test_history_text_reads_train_only():
+  # One user's interactions split by hand: the valid/test titles must not reach the encoder.
+  ds, full = _history_dataset()
+  train = full.take(np.array([0, 1, 4, 5, 6, 9]))
+  held_out = ("Seven", "Shawshank")  # items 2 and 5 are in valid/test only
+  calls = []
+
+  def encode(texts):
+    calls.append(list(texts))
+    return np.stack([_fake_vector(t) for t in texts])
+
+  feats, has = node_features(ds, train, encode, users="history_text")
+  assert len(calls) == 2  # items, then users
+  assert calls[1] == ["Heat (1995); Fargo (1996)", "Big (1988); Heat (1995)", "Fargo (1996)"]
+  assert not any(h in t for t in calls[1] for h in held_out)
+  assert has[:5].tolist() == [True, True, False, False, True]
+  np.testing.assert_allclose(feats[1], _fake_vector("Big (1988); Heat (1995)"), atol=1e-6)
+  np.testing.assert_array_equal(feats[2:4], 0)
+
+
+def test_history_text_truncation_keeps_the_most_recent_titles(tmp_path):
+  from gnnrec_jax.text.encoder import TextEncoder
+  titles = ["hello", "world", "the cat", "a mat", "sat"]
+  ds = _dataset(num_users=1, num_items=5, item_meta={"title": np.array(titles, dtype=object)})
+  train = Interactions(user=[0] * 5, item=[0, 1, 2, 3, 4], timestamp=[1, 2, 3, 4, 5])
+  (text,), _ = user_history_texts(ds, train)
+  assert text == "sat; a mat; the cat; world; hello"
+  enc = TextEncoder.load(str(_write_tiny_model(tmp_path / "tiny")), max_length=8)
+  # [CLS] sat ; a mat ; the [SEP]: 8 word pieces, the two oldest titles cut off.
+  assert enc.tokenize([text]) == [[2, 10, 16, 15, 14, 16, 7, 3]]
+
+
+def test_config_accepts_every_user_mode():
+  import dataclasses
+
+  from gnnrec_jax.config import Config, validate
+  from gnnrec_jax.text.node_texts import USER_MODES
+  for mode in USER_MODES:  # the config's list and node_features' list must agree
+    validate(dataclasses.replace(Config(), text_features=mode))
+  with pytest.raises(ConfigError, match="text_features must be"):
+    validate(dataclasses.replace(Config(), text_features="history_texts"))
 
 
 def test_node_features_through_cache(fake_spec, tmp_path, monkeypatch):

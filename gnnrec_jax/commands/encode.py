@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   add_dataset_arguments(parser)
   g = parser.add_argument_group("text encoder")
   g.add_argument("--model", default="all-MiniLM-L6-v2",
-                 help="bundled all-MiniLM-L6-v2, a Hugging Face id or a local model folder")
+                 help="bundled all-MiniLM-L6-v2, a Hugging Face id or a local model folder "
+                      "(BERT family, safetensors weights)")
   g.add_argument("--users", choices=("history", "profile", "both", "none"), default="history",
                  help="user features: mean of train-item vectors (nothing to encode now), "
                       "profile sentence, both, or none")
@@ -30,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--max-length", type=int, default=256,
                  help="word pieces per text (truncated); train uses 256")
   g.add_argument("--batch-size", type=int, default=64, help="texts per jitted call")
-  g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                 help="computation dtype; train uses float32")
+  g.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                 help="computation dtype; auto (what train uses): float32 on CPU, bfloat16 on "
+                      "GPU/TPU")
   g.add_argument("--cache-dir", default=None,
                  help="cache root (default $GNNREC_JAX_CACHE, $XDG_CACHE_HOME/gnnrec_jax or "
                       "~/.cache/gnnrec_jax)")

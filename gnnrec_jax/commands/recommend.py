@@ -9,6 +9,7 @@ Unknown users or items, and a `-k` larger than the items left to recommend, are 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -22,6 +23,10 @@ def add_arguments(p):
   p.add_argument("--history", help="comma-separated item ids: recommend for a new user "
                  "with this history, without retraining")
   p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+  p.add_argument("--score", default=None, metavar="dot|cosine|pearson",
+                 help="rank by another similarity of the final vectors than the run was trained "
+                      "with: between cosine and pearson (both scale-free) for a run trained with "
+                      "normalised vectors")
   p.add_argument("--explain", action="store_true",
                  help="why each item: the terms (the user's own vector by path, their items, "
                  "friends) that move it most against the last item listed, as shares of its "
@@ -38,6 +43,38 @@ def seen_items(exp, user: int) -> np.ndarray:
   return np.unique(np.concatenate([p.item[p.user == user] for p in parts]))
 
 
+def with_score(rec, score: str):
+  """The run's model ranking by `score` instead of the score it was trained with.
+
+  Allowed only between "cosine" and "pearson" (or to the trained score itself): both are
+  invariant to a vector's length, so a model trained under one has learned directions that the
+  other reads. A dot-product model's lengths carry part of its score (popularity, confidence), and
+  a normalised model's lengths were never trained, so switching to or from "dot" would rank by
+  something the model never learned.
+  """
+  from gnnrec_jax import models
+  from gnnrec_jax.config import check_field, field_specs
+  from gnnrec_jax.errors import ConfigError
+  from gnnrec_jax.models.embedding import EmbeddingRecommender
+  msg = check_field(field_specs()["score"], score)
+  if msg:
+    raise ConfigError(f"--score: {msg}")
+  trained = rec.config.score
+  if score == trained:
+    return rec
+  if not isinstance(rec, EmbeddingRecommender):
+    raise ConfigError(f"--score {score}: {rec.config.model} scores are not similarities of two "
+                      "vectors (a closed-form item model), so there is nothing to switch")
+  normalised = ("cosine", "pearson")
+  if trained not in normalised or score not in normalised:
+    raise ConfigError(f"--score {score}: the run was trained with score={trained}; --score "
+                      "switches only between cosine and pearson, for runs trained with "
+                      "normalised vectors (vector lengths were "
+                      f"{'part of the score' if trained == 'dot' else 'never trained'})")
+  exp = dataclasses.replace(rec.exp, config=rec.config.replace(score=score))
+  return models.create(exp)
+
+
 def run(args) -> int:
   from gnnrec_jax.evaluation import ranking
   from gnnrec_jax.training import workdir
@@ -49,6 +86,8 @@ def run(args) -> int:
   if args.k <= 0:
     raise DataError(f"-k must be positive, got {args.k}")
   _, rec, params = workdir.load(args.workdir)
+  if args.score is not None:
+    rec = with_score(rec, args.score)
   exp = rec.exp
   ds = exp.dataset
   if args.user:

@@ -1,58 +1,89 @@
 """`gnnrec-jax train`: train a model; the last stdout line is the test metrics as JSON.
 
     gnnrec-jax train --model lightgcn --dataset ml-100k --workdir runs/lgcn
+    gnnrec-jax train --model lightgcn --set lr=2e-3 epochs=20 --workdir runs/lgcn2
+    gnnrec-jax train --config runs/tune/best_config.json --workdir runs/best
     gnnrec-jax train --train train.tsv --valid valid.tsv --test test.tsv --workdir runs/mine
     gnnrec-jax train ... --workdir runs/mine --resume      # after a crash: same final metrics
+    gnnrec-jax train ... --seeds 1,2,3 --workdir runs/g    # runs/g/seed-1, ...: mean ± std
 
 A dataset that defines its own split (`--train/--valid/--test`, gowalla, lastfm) is trained on
-that split unless `--set split=...` asks for another, as `gnnrec-jax data` does.
+that split unless `--set split=...` asks for another, as `gnnrec-jax data` does. At the end a
+table of the test metrics goes to stderr (unless --no-progress); stdout's last line is JSON.
 """
 from __future__ import annotations
 
 import json
 import sys
 
-from gnnrec_jax.config import apply_overrides
-from gnnrec_jax.models import MODELS
+from gnnrec_jax.commands.config_args import add_config_arguments, config_from_args, overridden_keys
 
 
 def add_arguments(p):
   from gnnrec_jax.data.cli_args import add_dataset_arguments
-  p.add_argument("--model", choices=MODELS, default=None,
-                 help="model to train (default: the config's model; lightgcn)")
-  p.add_argument("--config", default=None,
-                 help="named default config (a model name, 'seed' for the seed document's "
-                 "literal rule, or 'test'); default: the model's")
-  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                 help="override a config field, e.g. --set lr=0.002 (repeatable)")
+  add_config_arguments(p)
   p.add_argument("--workdir", required=True, help="folder for config, history, checkpoints, metrics")
   p.add_argument("--resume", action="store_true", help="continue the run in --workdir")
   p.add_argument("--overwrite", action="store_true", help="start over in a used --workdir")
+  p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                 help="one run per seed in --workdir/seed-S (same split for all), then the mean "
+                      "± std of each metric; --resume continues an interrupted group")
   p.add_argument("--no-progress", action="store_true",
-                 help="no progress bar and no summary line (for scripts)")
+                 help="no progress bar, no summary line and no table (for scripts)")
   add_dataset_arguments(p)
+  p.epilog = ("Config keys: `gnnrec-jax config` lists every key with its default, type, "
+              "allowed values and the reason for the default (`--model M`: that model's "
+              "defaults).")
 
 
 def run(args) -> int:
-  from gnnrec_jax import configs
   from gnnrec_jax.data.cli_args import dataset_from_args
+  from gnnrec_jax.evaluation.report import metrics_table
   from gnnrec_jax.experiment import prepare
   from gnnrec_jax.training import fit, workdir
 
-  config = configs.get_config(args.config or args.model or "lightgcn")
-  if args.model:
-    config = config.replace(model=args.model)
-  config = apply_overrides(config, args.overrides)
+  config = config_from_args(args)
+  seeds = None
+  if args.seeds is not None:
+    from gnnrec_jax.training.seeds import parse_seeds
+    seeds = parse_seeds(args.seeds)
   dataset = dataset_from_args(args, config)
-  if not args.no_progress:  # on stderr: stdout ends with the metrics JSON for scripts
+  show = not args.no_progress
+  if show:  # on stderr: stdout ends with the metrics JSON for scripts
     print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
           f"{len(dataset.interactions):,} interactions; training {config.model} into "
           f"{args.workdir}", file=sys.stderr, flush=True)
-  split_given = any(o.split("=", 1)[0].strip() == "split" for o in args.overrides)
-  if dataset.split is not None and not split_given:
+  if dataset.split is not None and "split" not in overridden_keys(args):
     config = config.replace(split="predefined")
+  extra_meta = {"dataset_args": workdir.dataset_args_of(args, dataset)}
+  if seeds is not None:
+    return _run_seeds(args, dataset, config, seeds, extra_meta, show)
   fitted = fit.fit(prepare(config, dataset), args.workdir, resume=args.resume,
-                   overwrite=args.overwrite, progress=not args.no_progress,
-                   extra_meta={"dataset_args": workdir.dataset_args_of(args, dataset)})
+                   overwrite=args.overwrite, progress=show, extra_meta=extra_meta)
+  if show:
+    print(metrics_table(fitted.metrics, title=f"test metrics ({config.model}, best epoch "
+                        f"{fitted.metrics['best_epoch']}, {args.workdir})"), file=sys.stderr)
   print(json.dumps(fitted.metrics, sort_keys=True))
+  return 0
+
+
+def _run_seeds(args, dataset, config, seeds, extra_meta, show) -> int:
+  from gnnrec_jax.evaluation.report import metrics_table
+  from gnnrec_jax.training.seeds import fit_seeds, seed_dir
+
+  def on_seed(seed, metrics):
+    if show:
+      print(f"seed {seed}: test {config.select_metric.rpartition('/')[2]} "
+            f"{metrics.get(config.select_metric.rpartition('/')[2], float('nan')):.4f} "
+            f"({seed_dir(args.workdir, seed)})", file=sys.stderr, flush=True)
+
+  summary = fit_seeds(dataset, config, args.workdir, seeds, resume=args.resume,
+                      overwrite=args.overwrite, progress=show, extra_meta=extra_meta,
+                      on_seed=on_seed)
+  if show:
+    print(metrics_table(summary["mean"], spread=summary["std"],
+                        title=f"test metrics, mean ± std over seeds {args.seeds} "
+                              f"({config.model}, {args.workdir})"), file=sys.stderr)
+  print(json.dumps({"seeds": seeds, "mean": summary["mean"], "std": summary["std"]},
+                   sort_keys=True))
   return 0

@@ -12,7 +12,9 @@ from gnnrec_jax.errors import ConfigError
 NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "textgnn", "test")
 
 # The training recipe of the embedding models, tuned for LightGCN on ml-100k (valid NDCG@20, see
-# benchmarks/ml100k_tuning.md) and shared so that the table compares models, not recipes.
+# benchmarks/ml100k_tuning.md: hand-run sweeps, before `gnnrec-jax tune` existed) and shared so
+# that the table compares models, not recipes. A `gnnrec-jax tune` run of 2026-11-30 did not beat
+# it on valid (see configs/lightgcn.py); no default here comes from a tune run.
 SOFTMAX_TRAINING = dict(
     loss="softmax",            # sampled softmax: valid NDCG@20 .2364 after 4 epochs vs .1376 (BPR)
     num_negatives=64,          # 64 at tau .2 beat 128 at tau .1 (.2709 vs .2654) at half the cost
@@ -29,5 +31,6 @@ def get_config(name: str) -> Config:
   """The default config called `name`: a model name, "seed" (the seed document's literal rule,
   a softmax_gnn) or "test" (the tiny CPU config)."""
   if name not in NAMES:
-    raise ConfigError(f"unknown config {name!r}; choose one of {', '.join(NAMES)}")
+    raise ConfigError(f"unknown config {name!r}; choose one of {', '.join(NAMES)} "
+                      "(or a JSON config file)")
   return validate(importlib.import_module(f"gnnrec_jax.configs.{name}").get_config())

@@ -286,8 +286,9 @@ _RULE_TEXT = {
 
 def check_duplicates_rule(rule: str) -> str:
   if rule not in DUPLICATE_RULES:
-    raise ConfigError(f"duplicates={rule!r}: expected one of {'|'.join(DUPLICATE_RULES)} (how "
-                      "repeated user-item rows combine)")
+    # The wording of `config.validate`, so that `data --set` and `train --set` say the same.
+    raise ConfigError(f"invalid config: duplicates must be one of {' | '.join(DUPLICATE_RULES)}, "
+                      f"got {rule!r} (how repeated user-item rows combine)")
   return rule
 
 

@@ -185,10 +185,15 @@ def decompose_user(model, final: np.ndarray, hs: list[np.ndarray], weights: list
     blocks = _item_blocks(fin_t, how, l, d)  # [K, d]
     per_edge[l - 1] = a[l] * (msgs * ratio) @ blocks.T
     const += a[l] * sigma0 * blocks.sum(axis=1)
-  if getattr(model, "score", "dot") == "cosine":
-    # final_u = pre_u / |pre_u|: every term of pre_u . final_i is scaled by the same 1 / |pre_u|.
+  score_name = getattr(model, "score", "dot")
+  if score_name in ("cosine", "pearson"):
+    # final_u = C pre_u / |C pre_u| (C: centring for pearson, identity for cosine). final_i is
+    # already centred, so (C pre_u) . final_i = pre_u . final_i: every term of pre_u . final_i
+    # is scaled by the same 1 / |C pre_u|.
     pre = [a[l] * hs[l][node] for l in range(num_layers + 1)]
     pre_u = np.concatenate(pre) if how == "concat" else np.sum(pre, axis=0)
+    if score_name == "pearson":
+      pre_u = pre_u - pre_u.mean()
     norm = float(np.linalg.norm(pre_u))
     scale = 1.0 / norm if norm > 0 else 0.0
     self_term, const, per_edge = self_term * scale, const * scale, per_edge * scale

@@ -55,7 +55,9 @@ def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
   raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
 
 
-SCORES = ("dot", "cosine")
+SCORES = ("dot", "cosine", "pearson")
+LOSSES = ("bpr", "softmax", "full_softmax")  # `EmbeddingRecommender.loss`
+INITIAL_ALPHAS = ("weights", "none")         # `SoftmaxGNN.initial_alpha`
 
 
 def check_score(score: str) -> None:
@@ -64,12 +66,24 @@ def check_score(score: str) -> None:
 
 
 def score_space(final: jax.Array, score: str) -> jax.Array:
-  """The vectors whose dot products are the scores: `final` itself ("dot"), or `final` scaled to
-  unit length ("cosine"; a zero vector stays zero), so that training, ranking and
-  recommendation all score by cosine without knowing it."""
+  """The vectors whose dot products are the scores, so that training, ranking and
+  recommendation all score by `score` without knowing it.
+
+  dot: `final` itself. cosine: `final` scaled to unit length (a zero vector stays zero).
+  pearson: each vector centred on its own mean over the d coordinates, then scaled to unit
+  length, so that x . y = Pearson's r between the coordinates of the two final vectors,
+  r = sum_k (x_k - mean x)(y_k - mean y) / (|x - mean x| |y - mean y|); a constant vector
+  (zero after centring) stays zero.
+
+  Args:
+    final: [..., d] vectors.
+    score: one of SCORES.
+  """
   check_score(score)
   if score == "dot":
     return final
+  if score == "pearson":
+    final = final - jnp.mean(final, axis=-1, keepdims=True)
   sq = jnp.sum(jnp.square(final), axis=-1, keepdims=True)
   return final * jnp.where(sq > 0, jax.lax.rsqrt(jnp.maximum(sq, 1e-30)), 0.0)
 

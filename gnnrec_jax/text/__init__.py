@@ -1,6 +1,7 @@
 """Text features for graph nodes from a pretrained language model.
 
-`encoder` embeds sentences (Flax BERT family, all-MiniLM-L6-v2 by default), `node_texts` writes one
+`bert` is the language model (a Flax BERT reading Hugging Face safetensors weights), `encoder`
+tokenises and embeds sentences with it (all-MiniLM-L6-v2 by default), `node_texts` writes one
 sentence per item and user and lays the vectors out in the graph's node order, and `cache` keeps
 the vectors on disk so that a model is loaded only when texts change.
 """
@@ -9,11 +10,12 @@ from gnnrec_jax.text.encoder import DEFAULT_MODEL, EncoderSpec, TextEncoder
 from gnnrec_jax.text.node_texts import (
                                         item_texts,
                                         node_features,
+                                        user_history_texts,
                                         user_history_vectors,
                                         user_profile_texts,
 )
 
 __all__ = [
     "DEFAULT_MODEL", "EncoderSpec", "TextEncoder", "cache_dir", "cache_path", "encode_cached",
-    "item_texts", "node_features", "user_history_vectors", "user_profile_texts",
+    "item_texts", "node_features", "user_history_texts", "user_history_vectors", "user_profile_texts",
 ]

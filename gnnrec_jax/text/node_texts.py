@@ -1,8 +1,10 @@
 """One sentence per item and user, and their vectors laid out in the graph's node order.
 
 Items are described by their metadata ("Toy Story (1995). Genres: Animation, Children's,
-Comedy."), users either by their profile ("A 24-year-old male technician.") or by their history,
-the mean text vector of the items they interacted with in the train split (re-normalised). Nodes
+Comedy."), users by their profile ("A 24-year-old male technician."), or by their train history:
+either the mean text vector of the items they interacted with (re-normalised, `history`) or one
+text of those items' titles, most recent first ("Fargo (1996); Heat (1995); ...",
+`history_text`), which the encoder truncates to its length, so the oldest titles drop out. Nodes
 with no metadata get the empty text, a zero vector and `has_text=False`, so a model can mask them
 or fall back to a learned embedding.
 
@@ -20,7 +22,12 @@ import scipy.sparse as sp
 from gnnrec_jax.data.types import Dataset, Interactions
 from gnnrec_jax.errors import ConfigError, DataError
 
-USER_MODES = ("history", "profile", "both", "none")
+USER_MODES = ("history", "history_text", "profile", "both", "none")
+# `history_text`: titles joined by HISTORY_SEPARATOR. A title and its separator take at least two
+# word pieces, so 256 titles fill any window up to 512 pieces; the cap keeps heavy users' strings
+# short before the tokenizer truncates them.
+HISTORY_SEPARATOR = "; "
+MAX_HISTORY_TITLES = 256
 
 # Column names tried in order, so loaders other than ml-100k's work unchanged.
 _TITLE_KEYS = ("title", "movie_title", "name")
@@ -150,6 +157,67 @@ def item_texts(dataset: Dataset) -> tuple[list[str], np.ndarray]:
   return texts, np.array([bool(t) for t in texts], dtype=bool).reshape(n)
 
 
+def item_titles(dataset: Dataset) -> list[str]:
+  """A short name per item: "Toy Story (1995)" (title and year); "" for items without metadata.
+
+  An item with no title column (e.g. a dataset whose items have one description text) falls back
+  to its full sentence from `item_texts`, without the final full stop.
+  """
+  n = dataset.num_items
+  titles = _column(dataset.item_meta, _TITLE_KEYS, n, "item")
+  if titles is None:
+    return [t[:-1] if t.endswith(".") else t for t in item_texts(dataset)[0]]
+  years = _column(dataset.item_meta, _YEAR_KEYS, n, "item")
+  out = []
+  for i in range(n):
+    title = _title(titles[i])
+    year = _number(years[i]) if years is not None else None
+    if title and year and not title.endswith(f"({year})"):
+      title = f"{title} ({year})"
+    out.append(title)
+  return out
+
+
+def user_history_texts(dataset: Dataset, train: Interactions, *,
+                       max_titles: int = MAX_HISTORY_TITLES) -> tuple[list[str], np.ndarray]:
+  """Each user's train history as one text: item titles, most recent first.
+
+  Most recent first because the encoder truncates at the end (as sentence-transformers does): the
+  titles that survive truncation are the user's latest, which say most about what comes next.
+  Time is `train.timestamp` (ties and datasets without timestamps: a later row counts as later,
+  as in `gnnrec_jax.splits`). An item seen several times is named once, at its latest
+  interaction; items without a title are skipped. Only `train` is read, so valid/test items never
+  appear.
+
+  Args:
+    dataset: the dataset (its `item_meta` gives the titles).
+    train: the train interactions.
+    max_titles: at most this many titles per user (the encoder truncates further).
+
+  Returns:
+    texts: U strings in user-index order, e.g. "Fargo (1996); Heat (1995)" ("" for users
+      without a titled train item).
+    has_text: [U] bool.
+  """
+  num_users, titles = dataset.num_users, item_titles(dataset)
+  if len(train) and (train.user.min() < 0 or train.user.max() >= num_users):
+    raise DataError(f"train user index out of range [0, {num_users}): "
+                    f"{int(train.user.min())}..{int(train.user.max())}")
+  if len(train) and (train.item.min() < 0 or train.item.max() >= len(titles)):
+    raise DataError(f"train item index out of range [0, {len(titles)}): "
+                    f"{int(train.item.min())}..{int(train.item.max())}")
+  rows = np.arange(len(train), dtype=np.int64)
+  when = train.timestamp if train.timestamp is not None else rows
+  order = np.lexsort((-rows, -when, train.user))  # by user, then latest first
+  bounds = np.searchsorted(train.user[order], np.arange(num_users + 1))  # [U + 1]
+  texts = []
+  for u in range(num_users):
+    items = dict.fromkeys(train.item[order[bounds[u]:bounds[u + 1]]].tolist())  # latest first
+    named = [titles[i] for i in items if titles[i]][:max_titles]
+    texts.append(HISTORY_SEPARATOR.join(named))
+  return texts, np.array([bool(t) for t in texts], dtype=bool).reshape(num_users)
+
+
 def _article(next_word: str) -> str:
   # "An 18-year-old", "An 8-year-old", "An engineer"; "A 24-year-old", "A user".
   head = next_word.split("-")[0].lower()
@@ -267,7 +335,9 @@ def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
     train: the train interactions (for `users="history"` / `"both"`).
     encoder_or_cache: a `TextEncoder` or `EncoderSpec` (vectors cached on disk, see
       `gnnrec_jax.text.cache`), or any function mapping a list of texts to [n, D] vectors.
-    users: "history" (mean of the user's train-item vectors), "profile" (the profile sentence),
+    users: "history" (mean of the user's train-item vectors), "history_text" (the encoded text
+      of the user's train-item titles, most recent first: `user_history_texts`), "profile" (the
+      profile sentence),
       "both" (the re-normalised mean of the two unit vectors, keeping D the same as the other
       modes; a user with only one of them gets that one), or "none" (zero rows, has_text False).
     progress: show the encoder's progress bar when texts are not cached.
@@ -286,6 +356,9 @@ def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
   user_has = np.zeros(num_users, bool)
   if users in ("history", "both"):
     user_vecs, user_has = user_history_vectors(item_vecs, train, num_users)
+  if users == "history_text":
+    history, user_has = user_history_texts(dataset, train)
+    user_vecs = encode_present(encode, history, user_has)  # [U, D]
   if users in ("profile", "both"):
     profiles, profile_has = user_profile_texts(dataset)
     profile_vecs = encode_present(encode, profiles, profile_has)  # [U, D]

@@ -60,6 +60,10 @@ class Fitted:
   history: list[dict]
 
 
+OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
+LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
+
+
 def create_optimizer(config: Config, total_steps: int) -> optax.GradientTransformation:
   """Optax optimizer from the config (names are validated by `config.validate`)."""
   if config.lr_schedule == "constant":
@@ -117,7 +121,8 @@ def fit(exp: Experiment, workdir: str, *, resume: bool = False, overwrite: bool 
   """Trains (or fits) `exp.config.model` on `exp`, writing everything into `workdir`.
 
   Writes `config.json`, `run.json`, `history.jsonl` (one line per epoch), `latest.ckpt`
-  (+ `.prev`), `best.ckpt`, `metrics.json` and `curves.png` (`gnnrec_jax.training.workdir`).
+  (+ `.prev`), `best.ckpt`, `per_user_test.npz`, `metrics.json` and `curves.png`
+  (`gnnrec_jax.training.workdir`).
 
   Args:
     exp: the prepared experiment (`gnnrec_jax.experiment.prepare`).
@@ -158,8 +163,9 @@ def fit(exp: Experiment, workdir: str, *, resume: bool = False, overwrite: bool 
     else:
       params, history = _fit_closed_form(rec, run)
       best_epoch = last_epoch = 0
-    test = evaluate_split(rec, params, "test")
+    test, per_user = evaluate_split(rec, params, "test", return_per_user=True)
     metrics = {**test, "best_epoch": best_epoch, "epochs_run": last_epoch}
+    run.write_per_user(per_user, "test")  # before metrics.json, which marks the run finished
     run.write_metrics(metrics)
     run.plot(history)
   return Fitted(rec, params, metrics, history)

@@ -5,6 +5,8 @@ Files of a run (`RUN_FILES`, and the checkpoints `latest*.ckpt`, `best*.ckpt`):
   config.json     the resolved config
   history.jsonl   one JSON row per epoch (closed-form models: one row, epoch 0)
   metrics.json    the test metrics
+  per_user_test.npz  per-user test metrics for `gnnrec-jax compare` (`evaluation.per_user`;
+                  `evaluate --split valid` writes per_user_valid.npz)
   curves.png      loss and validation curves
   .gnnrec-jax.lock  the writer's lock (pid, host, start time)
 
@@ -36,7 +38,8 @@ from gnnrec_jax.training import checkpoint
 
 RUN_FORMAT = "gnnrec-jax-run"
 LOCK_NAME = ".gnnrec-jax.lock"
-RUN_FILES = ("run.json", "config.json", "history.jsonl", "metrics.json", "curves.png")
+RUN_FILES = ("run.json", "config.json", "history.jsonl", "metrics.json", "curves.png",
+             "per_user_test.npz", "per_user_valid.npz")
 CHECKPOINTS = ("latest", "best")
 
 
@@ -315,11 +318,23 @@ class RunDir:
   def write_metrics(self, metrics: dict) -> None:
     fileio.write_json(self.file("metrics.json"), metrics)
 
+  def write_per_user(self, per_user: dict, part: str = "test") -> None:
+    write_per_user(self.path, self.exp, per_user, part)
+
   def plot(self, history: list[dict]) -> None:
     with contextlib.suppress(ImportError):  # matplotlib is optional for the library
       from gnnrec_jax.training import plots
       plots.plot_history(history, self.file("curves.png"),
                          select_metric=self.exp.config.select_metric)
+
+
+def write_per_user(workdir: str, exp, per_user: dict, part: str) -> str:
+  """`per_user_<part>.npz` of a run (see `gnnrec_jax.evaluation.per_user`)."""
+  from gnnrec_jax.evaluation import per_user as per_user_lib
+  from gnnrec_jax.experiment import split_fingerprint
+  return per_user_lib.save(os.path.join(workdir, per_user_lib.file_name(part)), per_user,
+                           part=part, split=split_fingerprint(exp.dataset, exp.split),
+                           model=exp.config.model, fingerprint=exp.fingerprint)
 
 
 # ------------------------------------------------------------------------------------ reading
