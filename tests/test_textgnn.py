@@ -277,3 +277,81 @@ def test_target_out_trains_and_needs_lightgcn(tmp_path):
   assert np.isfinite([r["loss"] for r in fitted.history]).all()
   with pytest.raises(ConfigError, match="target_out needs conv=lightgcn"):
     models.create(make_exp(target_out=True, conv="softmax"))
+
+
+def _numpy_target_out_user(h, train, u, t, nu, deg_i):
+  """[d] user u's final vector (mean of 3 layers, unit length) without the edge from item t."""
+  others = np.setdiff1d(train.item[train.user == u], [t])
+  norm = 1 / np.sqrt((len(others) + 1) * deg_i[others])  # degrees of the full graph
+  layers = [h[0][nu + others].mean(0) if len(others) else np.zeros(h[0].shape[1])]
+  layers += [norm @ h[k - 1][nu + others] for k in (1, 2)]
+  final = np.mean(layers, axis=0)
+  return final / np.linalg.norm(final)
+
+
+def test_target_out_full_softmax_loss_matches_numpy_reference():
+  """NumPy: for each row (u, t), the user without edge t -> u, cosine scores / tau, a softmax over
+  t and every item the user does not have in train (its other train items are masked, as
+  ranking masks them), mean negative log-likelihood over unmasked rows."""
+  from gnnrec_jax.models.textgnn import TextGNN
+  tau = 0.3
+  exp = make_exp(target_out=True, loss="full_softmax", softmax_temperature=tau)
+  rec, params = build(exp)
+  inputs = rec.inputs
+  train, nu = exp.split.train, exp.num_users
+  rows = np.arange(0, len(train), 2)[:8]
+  batch = {"user": jnp.asarray(train.user[rows]), "item": jnp.asarray(train.item[rows]),
+           "mask": jnp.asarray(np.r_[np.ones(len(rows) - 1), 0.0], jnp.float32)}  # last: padding
+  loss, aux = rec.loss(params, inputs, batch, jax.random.key(0))
+  hs = rec.module.apply({"params": params}, inputs["graph"], inputs["features"],
+                        inputs["feature_mask"], method=TextGNN.layers)
+  h = [np.asarray(x, np.float64) for x in hs]
+  _, items = reference_embed(exp, params)  # [I, d] unit rows
+  deg_i = np.bincount(train.item, minlength=exp.num_items).astype(float)
+  nll = []
+  for r in rows[:-1]:
+    u, t = train.user[r], train.item[r]
+    s = items @ _numpy_target_out_user(h, train, u, t, nu, deg_i) / tau  # [I]
+    keep = np.ones(exp.num_items, bool)
+    keep[train.item[train.user == u]] = False
+    keep[t] = True
+    nll.append(np.log(np.exp(s[keep]).sum()) - s[t])
+  np.testing.assert_allclose(float(aux["nll"]), np.mean(nll), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(float(loss), np.mean(nll), rtol=1e-5, atol=1e-6)  # l2 = 0
+
+
+def test_target_out_sampled_softmax_masks_the_users_items():
+  """NumPy, same negatives (the loss draws them from the second half of its key): logits are
+  the positive and the sampled items the user does not have in train, over tau."""
+  from gnnrec_jax.models.textgnn import TextGNN
+  from gnnrec_jax.training import sampling
+  tau = 0.5
+  exp = make_exp(target_out=True, loss="softmax", num_negatives=6, softmax_temperature=tau)
+  rec, params = build(exp)
+  inputs = rec.inputs
+  train, nu = exp.split.train, exp.num_users
+  rows = np.arange(1, len(train), 3)[:6]
+  users = jnp.asarray(train.user[rows])
+  batch = {"user": users, "item": jnp.asarray(train.item[rows]),
+           "mask": jnp.ones(len(rows), jnp.float32)}
+  key = jax.random.key(7)
+  loss, _ = rec.loss(params, inputs, batch, key)
+  _, neg_key = jax.random.split(key)
+  cand = np.asarray(sampling.sample_negatives(neg_key, batch_users=users,
+                                              num_items=exp.num_items, num_negatives=6))
+  hs = rec.module.apply({"params": params}, inputs["graph"], inputs["features"],
+                        inputs["feature_mask"], method=TextGNN.layers)
+  h = [np.asarray(x, np.float64) for x in hs]
+  _, items = reference_embed(exp, params)
+  deg_i = np.bincount(train.item, minlength=exp.num_items).astype(float)
+  nll, masked = [], 0
+  for r, c in zip(rows, cand):
+    u, t = train.user[r], train.item[r]
+    user = _numpy_target_out_user(h, train, u, t, nu, deg_i)
+    seen = set(train.item[train.user == u].tolist())
+    negs = [j for j in c if j not in seen]
+    masked += len(c) - len(negs)
+    s = np.r_[items[t] @ user, items[negs] @ user] / tau
+    nll.append(np.log(np.exp(s).sum()) - s[0])
+  assert masked > 0  # the case under test occurs
+  np.testing.assert_allclose(float(loss), np.mean(nll), rtol=1e-5, atol=1e-6)
