@@ -114,6 +114,10 @@ class Config:
   target_out: bool = option(False, "textgnn: train each (user, item) row with the user embedded "
                             "without that item and its other train items out of the softmax "
                             "(leave-one-out rows; conv=lightgcn)")
+  cold_view: float = option(0.0, "textgnn: weight of a second softmax in which every item is its "
+                            "text alone, as cold items are scored (0: off); with "
+                            "use_id_embedding, warm items keep their ID vectors in every step "
+                            "while the text map learns to stand alone", range="[0, inf)")
   # --- graph -----------------------------------------------------------------------------------
   self_loops: bool = option(False, "LightGCN has no self-loops (layer 0 is kept by the mean)")
   weighted_norm: str = option(

@@ -355,3 +355,45 @@ def test_target_out_sampled_softmax_masks_the_users_items():
     nll.append(np.log(np.exp(s).sum()) - s[0])
   assert masked > 0  # the case under test occurs
   np.testing.assert_allclose(float(loss), np.mean(nll), rtol=1e-5, atol=1e-6)
+
+
+# --- the cold-item view (cold_view) --------------------------------------------------------------
+
+def test_cold_view_scores_items_as_cold_items_are_scored():
+  """`text_only_items` is each item as a never-trained item is embedded (its rows for the cold
+  items equal the model's), and the cold-view loss is a softmax of the users' ordinary vectors
+  over the train items' text-only vectors (NumPy reference)."""
+  from gnnrec_jax.models.textgnn import TextGNN
+  tau = 0.4
+  exp = make_exp(split="cold_item", use_id_embedding=True, cold_view=0.5,
+                 softmax_temperature=tau)
+  rec, params = build(exp)
+  inputs = rec.inputs
+  users, items = (np.asarray(x) for x in rec.score_params(params))
+  text_only = np.asarray(rec.module.apply({"params": params}, inputs["features"],
+                                          inputs["feature_mask"],
+                                          method=TextGNN.text_only_items))
+  cold = exp.split.cold_items
+  assert len(cold)
+  np.testing.assert_allclose(text_only[cold], items[cold], atol=1e-5)
+  z = np.asarray(exp.features[exp.num_users:], np.float64)
+  x = z @ np.asarray(params["mlp"]["linear"]["kernel"], np.float64)
+  np.testing.assert_allclose(text_only, x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-5)
+  warm = np.setdiff1d(np.arange(exp.num_items), cold)
+  assert not np.allclose(text_only[warm], items[warm], atol=1e-3)  # warm items keep their IDs
+
+  train = exp.split.train
+  rows = np.arange(0, len(train), 3)[:6]
+  batch = {"user": jnp.asarray(train.user[rows]), "item": jnp.asarray(train.item[rows]),
+           "mask": jnp.ones(len(rows), jnp.float32)}
+  got = float(rec.cold_view_loss(params, inputs, batch, jax.random.key(0)))
+  nll = []
+  for r in rows:
+    s = text_only[warm] @ users[train.user[r]] / tau  # the softmax runs over train items only
+    pos = text_only[train.item[r]] @ users[train.user[r]] / tau
+    nll.append(np.log(np.exp(s).sum()) - pos)
+  np.testing.assert_allclose(got, np.mean(nll), rtol=1e-5, atol=1e-6)
+  main, _ = rec.__class__.__mro__[1].loss(rec, params, inputs, batch, jax.random.key(0))
+  total, aux = rec.loss(params, inputs, batch, jax.random.key(0))
+  np.testing.assert_allclose(float(total), float(main) + 0.5 * got, rtol=1e-5)
+  assert "cold_view" in aux

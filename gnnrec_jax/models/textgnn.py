@@ -27,7 +27,10 @@ evaluated scores exactly (`tests/test_textgnn.py`).
 
 `use_id_embedding=True` adds an item ID vector to the mapped text (e_i^0 = MLP(z_i) + keep_i
 id_i, with DropoutNet `id_dropout` and cold items without it, as `node_inputs.NodeInputs` does):
-the text-first model with an ID residual.
+the text-first model with an ID residual. `cold_view` > 0 adds a second softmax in which every
+item is its text alone, as cold items are scored (`TextGNNRecommender.cold_view_loss`): the
+recipe by which warm items keep their ID vectors in every step while the text map learns to
+stand alone.
 """
 from __future__ import annotations
 
@@ -162,6 +165,15 @@ class TextGNN(nn.Module):
         keep = keep * jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.id_dropout, (i,))
       items = items + keep[:, None] * self.item_table
     return items
+
+  def text_only_items(self, features, feature_mask=None) -> jax.Array:
+    """[I, d_out] every item scored as a cold item is: its mapped text alone (no ID vector, no
+    edges: E^0 = MLP(z_i), E^1..E^L = 0), combined and put in score space (`cold_view`)."""
+    u, i = self.num_users, self.num_items
+    mask = None if feature_mask is None else feature_mask[u:u + i]
+    h0 = self.map_text(features[u:u + i], mask)  # [I, d]
+    hs = [h0] + [jnp.zeros_like(h0)] * self.num_layers
+    return embedding.score_space(embedding.combine_layers(hs, self.layer_combine), self.score)
 
   def user_text(self, z: jax.Array, has_text: jax.Array | None) -> jax.Array:
     """AlphaRec's user rule (`user_input="text"`): the mapped user LM vector."""
@@ -395,9 +407,48 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
   def loss(self, params, inputs, batch, rng):
     """The configured objective; with `target_out` each row is a leave-one-out prediction: the
     user is embedded without its edge to the row's positive item (`target_out_users`) and its
-    other train items are left out of the softmax, as ranking masks them."""
-    if not self.config.target_out:
-      return super().loss(params, inputs, batch, rng)
+    other train items are left out of the softmax, as ranking masks them. With `cold_view` > 0,
+    plus `cold_view` x `cold_view_loss`."""
+    if self.config.target_out:
+      total, aux = self._target_out_loss(params, inputs, batch, rng)
+    else:
+      total, aux = super().loss(params, inputs, batch, rng)
+    if self.config.cold_view > 0:
+      cold = self.cold_view_loss(params, inputs, batch, rng)
+      total = total + self.config.cold_view * cold
+      aux = {**aux, "cold_view": cold}
+    return total, aux
+
+  def cold_view_loss(self, params, inputs, batch, rng) -> jax.Array:
+    """The cold-item view: a softmax over the train items with every item as its text alone.
+
+    Each row's user (its ordinary final vector, the dropout draw of the main objective) scores
+    the positive and every train item as `text_only_items` makes them, i.e. exactly as a cold
+    item is scored at test time; the mean negative log-likelihood (temperature
+    `softmax_temperature`) over unmasked rows. DropoutNet (Volkovs et al., NeurIPS 2017) gets
+    this signal by zeroing ID vectors, which also trains warm items without theirs; here the
+    warm items' ordinary vectors are never dropped, and only the shared MLP is pulled towards
+    text that stands alone (CLCRec's and ALDI's aim of aligning the content view with the
+    collaborative one, as a second softmax rather than a distillation).
+    """
+    cfg = self.config
+    drop_rng, _ = jax.random.split(rng)
+    final, _ = self.forward(params, inputs, train=True, rng=drop_rng)
+    user = final[batch["user"]]  # [B, d]
+    items = self.module.apply({"params": params}, inputs["features"], inputs["feature_mask"],
+                              method=TextGNN.text_only_items)  # [I, d]
+    logits = user @ items.T / cfg.softmax_temperature  # [B, I]
+    pool = inputs.get("neg_pool")
+    if pool is not None:  # items never in train are unknown while training
+      in_train = jnp.zeros((self.num_items,), bool).at[pool].set(True)
+      logits = jnp.where(in_train[None, :], logits, -jnp.inf)
+    pos = jnp.take_along_axis(logits, batch["item"][:, None], axis=1)[:, 0]  # [B]
+    nll = jax.nn.logsumexp(logits, axis=-1) - pos
+    m = batch["mask"]
+    return jnp.sum(m * nll) / jnp.maximum(jnp.sum(m), 1.0)
+
+  def _target_out_loss(self, params, inputs, batch, rng):
+    """The `target_out` objective (see `loss`)."""
     from gnnrec_jax.training import sampling
     cfg, model, u = self.config, self.module, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
