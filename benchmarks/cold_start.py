@@ -26,7 +26,9 @@ l2 1e-2, lr 1e-2), each through the same loop: id_only_softmax (ID-only LightGCN
 valid WARM NDCG@20), and the text-first GNN (models/textgnn.py, cosine, MLP 256, selected on
 the cold/warm mean): textgnn (no ID vectors), textgnn_id_dropout (an item ID residual with
 DropoutNet id_dropout 0.5), textgnn_cold_view (an item ID residual never dropped, plus the
-cold-view softmax in which every item is its text alone, `cold_view=1`). Each text row is
+cold-view softmax in which every item is its text alone, `cold_view=1`),
+textgnn_table_cold_view (the same with a learned user table and dot scores: the ID-only
+model's parts whole, plus mapped text on items and the cold view). Each text row is
 compared with the ID-only row of best warm test NDCG@20 against the goals of issue 12 (cold
 Recall@20 >= .25, warm NDCG@20 >= 0.99 x ID-only's).
 
@@ -90,6 +92,10 @@ RUNS = {
     "textgnn": ((*TEXTGNN, "use_id_embedding=false"), "mean"),
     "textgnn_id_dropout": ((*TEXTGNN, "use_id_embedding=true", "id_dropout=0.5"), "mean"),
     "textgnn_cold_view": ((*TEXTGNN, "use_id_embedding=true", "cold_view=1.0"), "mean"),
+    # The ID-only model's parts kept whole (user ID table, item ID vectors, dot scores) with the
+    # mapped text added to each item and the cold view: the ID-only model plus text.
+    "textgnn_table_cold_view": ((*TEXTGNN, "score=dot", "use_id_embedding=true",
+                                 "user_input=table", "cold_view=1.0"), "mean"),
 }
 
 
