@@ -108,6 +108,9 @@ def main(argv=None) -> int:
   p.add_argument("--patience", type=int, default=4)
   p.add_argument("--runs", default="text_lightgcn,id_only",
                  help="comma list of " + ", ".join(RUNS) + " (baselines always run)")
+  p.add_argument("--text-select", choices=("mean", "warm"), default="mean",
+                 help="valid selection of the textgnn rows: the cold/warm NDCG@20 mean, or warm "
+                 "NDCG@20 alone (the block the ID-only row is compared on; cold is reported)")
   p.add_argument("--workdir", default=None, help="run folders (default: a temporary folder)")
   p.add_argument("--data-dir", default=None)
   args = p.parse_args(argv)
@@ -167,6 +170,8 @@ def main(argv=None) -> int:
     if RUNS[name] is None:
       continue
     sets, rule = RUNS[name]
+    if rule == "mean":
+      rule = args.text_select
     cfg = apply_overrides(text_cfg.replace(epochs=args.epochs), list(sets))
     exp = experiment.prepare(cfg, ds, text_features=features if cfg.text_features else None)
     print(name, " ".join(sets))
