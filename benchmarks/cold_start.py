@@ -28,7 +28,9 @@ the cold/warm mean): textgnn (no ID vectors), textgnn_id_dropout (an item ID res
 DropoutNet id_dropout 0.5), textgnn_cold_view (an item ID residual never dropped, plus the
 cold-view softmax in which every item is its text alone, `cold_view=1`),
 textgnn_table_cold_view (the same with a learned user table and dot scores: the ID-only
-model's parts whole, plus mapped text on items and the cold view). Each text row is
+model's parts whole, plus mapped text on items and the cold view), textgnn_warm_id_cold_view
+(warm items their ID vectors alone, `warm_text=false`: the ID-only model for warm items, the
+text map trained by the cold view alone with the users detached; ALDI's decoupling). Each text row is
 compared with the ID-only row of best warm test NDCG@20 against the goals of issue 12 (cold
 Recall@20 >= .25, warm NDCG@20 >= 0.99 x ID-only's).
 
@@ -96,6 +98,11 @@ RUNS = {
     # mapped text added to each item and the cold view: the ID-only model plus text.
     "textgnn_table_cold_view": ((*TEXTGNN, "score=dot", "use_id_embedding=true",
                                  "user_input=table", "cold_view=1.0"), "mean"),
+    # Warm items as in the ID-only model (warm_text=false: an item with an ID vector is that
+    # vector alone) and the text map trained by the cold view alone, users detached there.
+    "textgnn_warm_id_cold_view": ((*TEXTGNN, "score=dot", "use_id_embedding=true",
+                                   "user_input=table", "warm_text=false", "cold_view=1.0"),
+                                  "mean"),
 }
 
 

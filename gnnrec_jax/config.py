@@ -114,6 +114,10 @@ class Config:
   target_out: bool = option(False, "textgnn: train each (user, item) row with the user embedded "
                             "without that item and its other train items out of the softmax "
                             "(leave-one-out rows; conv=lightgcn)")
+  warm_text: bool = option(True, "textgnn with use_id_embedding: an item with an ID vector also "
+                           "adds its mapped text (true), or is its ID vector alone, the text "
+                           "map standing in only for items without one (false: warm items as "
+                           "in the ID-only model; the cold view then trains the text map only)")
   cold_view: float = option(0.0, "textgnn: weight of a second softmax in which every item is its "
                             "text alone, as cold items are scored (0: off); with "
                             "use_id_embedding, warm items keep their ID vectors in every step "

@@ -397,3 +397,30 @@ def test_cold_view_scores_items_as_cold_items_are_scored():
   total, aux = rec.loss(params, inputs, batch, jax.random.key(0))
   np.testing.assert_allclose(float(total), float(main) + 0.5 * got, rtol=1e-5)
   assert "cold_view" in aux
+
+
+def test_warm_text_false_keeps_the_warm_model_id_only():
+  """warm_text=False: users and warm items do not depend on the text map, cold items are their
+  mapped text, and the cold view's gradient reaches the text map only."""
+  exp = make_exp(split="cold_item", use_id_embedding=True, warm_text=False, user_input="table",
+                 score="dot", cold_view=1.0)
+  rec, params = build(exp)
+  users, items = (np.asarray(x) for x in rec.score_params(params))
+  moved = jax.tree.map(lambda x: x, params)
+  moved["mlp"] = jax.tree.map(lambda x: x + 1.0, params["mlp"])
+  users2, items2 = (np.asarray(x) for x in rec.score_params(moved))
+  cold = exp.split.cold_items
+  warm = np.setdiff1d(np.arange(exp.num_items), cold)
+  np.testing.assert_allclose(users2, users, atol=1e-6)
+  np.testing.assert_allclose(items2[warm], items[warm], atol=1e-6)
+  assert not np.allclose(items2[cold], items[cold], atol=1e-3)
+  z = np.asarray(exp.features[exp.num_users:], np.float64)
+  x = z @ np.asarray(params["mlp"]["linear"]["kernel"], np.float64)
+  np.testing.assert_allclose(items[cold], x[cold] / 3, atol=1e-5)  # mean of E0 and two zeros
+  train = exp.split.train
+  batch = {"user": jnp.asarray(train.user[:8]), "item": jnp.asarray(train.item[:8]),
+           "mask": jnp.ones(8, jnp.float32)}
+  grads = jax.grad(lambda p: rec.cold_view_loss(p, rec.inputs, batch, jax.random.key(0)))(params)
+  assert float(jnp.abs(grads["user_embedding"]).max()) == 0.0
+  assert float(jnp.abs(grads["item_embedding"]).max()) == 0.0
+  assert float(jnp.abs(grads["mlp"]["linear"]["kernel"]).max()) > 0.0

@@ -27,7 +27,9 @@ evaluated scores exactly (`tests/test_textgnn.py`).
 
 `use_id_embedding=True` adds an item ID vector to the mapped text (e_i^0 = MLP(z_i) + keep_i
 id_i, with DropoutNet `id_dropout` and cold items without it, as `node_inputs.NodeInputs` does):
-the text-first model with an ID residual. `cold_view` > 0 adds a second softmax in which every
+the text-first model with an ID residual; with `warm_text=False` an item with an ID vector is
+that vector alone (e_i^0 = keep_i id_i + (1 - keep_i) MLP(z_i)), the ID-only model for warm
+items with the text map standing in for cold ones. `cold_view` > 0 adds a second softmax in which every
 item is its text alone, as cold items are scored (`TextGNNRecommender.cold_view_loss`): the
 recipe by which warm items keep their ID vectors in every step while the text map learns to
 stand alone.
@@ -84,6 +86,9 @@ class TextGNN(nn.Module):
       softmax rule's settings (`SoftmaxEdgeConv`), read when conv="softmax".
     use_id_embedding: add item ID vectors to the mapped text (an ID residual).
     id_dropout: DropoutNet rate of zeroing an item's ID vector in training.
+    warm_text: with use_id_embedding, whether an item with an ID vector also adds its mapped
+      text (True), or is its ID vector alone, the mapped text standing in only where the ID
+      vector is missing or dropped (False: warm items as in an ID-only model).
     init_std: stddev of the ID tables and default vectors.
     backend: `gnnrec_jax.graph.propagate.weighted_sum` backend.
     score: "cosine" (AlphaRec) or "dot".
@@ -107,6 +112,7 @@ class TextGNN(nn.Module):
   initial_alpha: str = "none"
   use_id_embedding: bool = False
   id_dropout: float = 0.0
+  warm_text: bool = True
   init_std: float = 0.1
   backend: str = "auto"
   score: str = "cosine"
@@ -163,7 +169,10 @@ class TextGNN(nn.Module):
         keep = keep * has_id[u:u + i].astype(jnp.float32)
       if train and self.id_dropout > 0:
         keep = keep * jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.id_dropout, (i,))
-      items = items + keep[:, None] * self.item_table
+      if self.warm_text:
+        items = items + keep[:, None] * self.item_table
+      else:
+        items = keep[:, None] * self.item_table + (1.0 - keep[:, None]) * items
     return items
 
   def text_only_items(self, features, feature_mask=None) -> jax.Array:
@@ -299,7 +308,7 @@ def create_textgnn(config, *, num_users: int, num_items: int, feature_dim: int |
                  heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
                  qk_proj=c.qk_proj, activation=c.activation, attention_mix=c.attention_mix,
                  initial_alpha=c.initial_alpha, use_id_embedding=c.use_id_embedding,
-                 id_dropout=c.id_dropout, init_std=c.init_std, backend=c.propagation,
+                 id_dropout=c.id_dropout, warm_text=c.warm_text, init_std=c.init_std, backend=c.propagation,
                  score=c.score)
 
 
@@ -435,6 +444,11 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     drop_rng, _ = jax.random.split(rng)
     final, _ = self.forward(params, inputs, train=True, rng=drop_rng)
     user = final[batch["user"]]  # [B, d]
+    if self.module.use_id_embedding and not self.module.warm_text:
+      # Warm items are their ID vectors alone: the cold view trains the text map only, so the
+      # users, items and graph of the warm model are the ID-only model's (ALDI's rule, Huang et
+      # al., SIGIR 2023: the warm model is fixed while the cold-item generator learns from it).
+      user = jax.lax.stop_gradient(user)
     items = self.module.apply({"params": params}, inputs["features"], inputs["feature_mask"],
                               method=TextGNN.text_only_items)  # [I, d]
     logits = user @ items.T / cfg.softmax_temperature  # [B, I]
