@@ -118,6 +118,8 @@ def main(argv=None) -> int:
   p.add_argument("--text-select", choices=("mean", "warm"), default="mean",
                  help="valid selection of the textgnn rows: the cold/warm NDCG@20 mean, or warm "
                  "NDCG@20 alone (the block the ID-only row is compared on; cold is reported)")
+  p.add_argument("--seed", type=int, default=2020,
+                 help="the runs' seed (initialisation, negatives); the split stays seed 2020's")
   p.add_argument("--workdir", default=None, help="run folders (default: a temporary folder)")
   p.add_argument("--data-dir", default=None)
   args = p.parse_args(argv)
@@ -131,7 +133,8 @@ def main(argv=None) -> int:
 
   t_all = time.perf_counter()
   ds = load_dataset("ml-100k", data_dir=args.data_dir)
-  base = Config(model="lightgcn", split="cold_item", cold_fraction=0.2, seed=2020, lr=args.lr,
+  base = Config(model="lightgcn", split="cold_item", cold_fraction=0.2, seed=args.seed,
+                split_seed=2020, lr=args.lr,
                 epochs=args.epochs, topk=(10, 20, 50), eval_every=args.eval_every,
                 patience=args.patience)
   root = args.workdir or tempfile.mkdtemp(prefix="cold_start_")

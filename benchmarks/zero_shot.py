@@ -1,7 +1,7 @@
 """Zero-shot items: a run trained without a set of items, those items scored from text alone.
 
   gnnrec-jax train --model textgnn --dataset ml-100k --workdir RUN --set split=cold_item ...
-  python benchmarks/zero_shot.py RUN [--k 20]
+  python benchmarks/zero_shot.py RUN [--k 20] [--dataset ml-100k (a run fitted by a script)]
 
 The run's split withholds `cold_fraction` of the items from training (`split=cold_item`): they
 have no edges and no trained ID vector, so a model scores them from their text alone. This
@@ -25,12 +25,18 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("workdir")
   p.add_argument("--k", type=int, default=20)
+  p.add_argument("--dataset", default=None,
+                 help="the dataset's name, for a run fitted by a script (benchmarks/cold_start.py)")
   args = p.parse_args(argv)
 
   from gnnrec_jax.models.inductive import train_presence
   from gnnrec_jax.training import workdir
 
-  _, rec, params = workdir.load(args.workdir)
+  if args.dataset:
+    from gnnrec_jax.data import load_dataset
+    _, rec, params = workdir.load(args.workdir, dataset=load_dataset(args.dataset))
+  else:
+    _, rec, params = workdir.load(args.workdir)
   exp, k = rec.exp, args.k
   s = exp.split
   # Withheld = never in train: the split's cold items and any item whose every interaction
