@@ -196,6 +196,10 @@ class Config:
   # --- runtime -----------------------------------------------------------------------------------
   checkpoint_every: int = option(1, "epochs between crash-safe checkpoints",
                                  range="[1, 1000000]")
+  matmul_precision: str = option(
+      "default", "float32 matmuls of training steps: default (the platform's: TF32 on recent "
+      "NVIDIA GPUs, for speed), high or highest (exact, as on CPU); evaluation scores are always "
+      "exact (gnnrec_jax/precision.py)", choices=("gnnrec_jax.precision:PRECISIONS",))
 
   def replace(self, **kw) -> "Config":
     return dataclasses.replace(self, **kw)

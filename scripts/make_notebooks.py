@@ -39,13 +39,42 @@ def code(text: str, *, tags: tuple[str, ...] = ()):
 
 
 COLAB = code('''
-    # In Colab: clone or upload this repository and run `pip install -e .` in its root (then
-    # restart the runtime); the guarded line below installs the package by name instead.
-    # Anywhere else this cell does nothing: the package is expected to be installed already.
-    import sys
+    # Colab: installs gnnrec-jax from GNNREC_SOURCE without touching the runtime's jax, jaxlib
+    # and jax plugins (its GPU/TPU build stays): the package goes in with --no-deps, then only
+    # the dependencies the runtime lacks, with jax* pinned to what is installed. GNNREC_SOURCE:
+    # a git URL ("git+https://github.com/OWNER/gnnrec-jax.git"), an uploaded wheel
+    # ("/content/gnnrec_jax-0.1.0-py3-none-any.whl") or a cloned folder; by default an uploaded
+    # /content/gnnrec_jax-*.whl or a /content/gnnrec-jax clone. Elsewhere this cell installs
+    # nothing (GNNREC_INSTALL=1 forces it) and prints the device in use.
+    import glob, os, re, subprocess, sys
 
-    if "google.colab" in sys.modules:
-      %pip install -q gnnrec-jax
+    if "google.colab" in sys.modules or os.environ.get("GNNREC_INSTALL") == "1":
+      from importlib import metadata
+      found = sorted(glob.glob("/content/gnnrec_jax-*.whl")) + glob.glob("/content/gnnrec-jax")
+      source = os.environ.get("GNNREC_SOURCE") or (found[-1] if found else "")
+      if not source:
+        raise SystemExit("set GNNREC_SOURCE (a git URL, an uploaded wheel or a clone of the repository)")
+      pip = [sys.executable, "-m", "pip", "install", "-q"]
+      keep = [f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
+              if re.match(r"jax(lib)?$|jax-cuda|jax-rocm|libtpu", d.metadata["Name"].lower())]
+      with open("/tmp/gnnrec-keep-jax.txt", "w") as f:
+        f.write("\\n".join(keep) + "\\n")
+      subprocess.run(pip + ["--no-deps", source], check=True)
+      def have(req):
+        try:
+          metadata.version(re.split(r"[<>=!~;\\[ ]", req)[0])
+          return True
+        except metadata.PackageNotFoundError:
+          return False
+      missing = [r.split(";")[0] for r in metadata.requires("gnnrec-jax") or []
+                 if "extra ==" not in r and not have(r)]
+      if missing:  # with jax* pinned: a conflict fails here instead of replacing the runtime's jax
+        subprocess.run(pip + ["-c", "/tmp/gnnrec-keep-jax.txt", *missing], check=True)
+      print("kept:", ", ".join(keep) or "no jax installed before")
+
+    import jax
+
+    print("jax", jax.__version__, "on", jax.default_backend(), jax.devices())
     ''')
 
 

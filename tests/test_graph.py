@@ -148,3 +148,49 @@ def test_one_propagation_step_padded_equals_unpadded(train, use_jit):
   np.testing.assert_array_equal(out[6:], 0.0)  # padding nodes receive nothing
   # u1 = 1/sqrt2 * x[i1] + 1/2 * x[i2], by hand.
   np.testing.assert_allclose(out[0], x[3] / S2 + x[4] / 2, rtol=1e-6)
+
+
+def _reference_graph(train, num_users, num_items, social=None, self_loops=False):
+  """The straightforward construction: lexsort by (receiver, sender), float64 norms, reverse
+  index by binary search (`reverse_edges`)."""
+  from gnnrec_jax.graph.build import reverse_edges
+  s = [train.user.astype(np.int64), train.item.astype(np.int64) + num_users]
+  r = [s[1], s[0]]
+  if social is not None:
+    s += [social[:, 0], social[:, 1]]
+    r += [social[:, 1], social[:, 0]]
+  n = num_users + num_items
+  if self_loops:
+    s.append(np.arange(n))
+    r.append(np.arange(n))
+  s, r = np.concatenate(s), np.concatenate(r)
+  order = np.lexsort((s, r))
+  s, r = s[order], r[order]
+  deg = np.bincount(r, minlength=n).astype(np.float64)
+  inv = np.where(deg > 0, 1 / np.sqrt(np.maximum(deg, 1)), 0.0)
+  return s, r, (inv[s] * inv[r]).astype(np.float32), reverse_edges(s, r, n)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("extra", ["none", "social", "self_loops", "social_duplicate"])
+def test_build_graph_matches_the_reference_construction(seed, extra):
+  rng = np.random.default_rng(seed)
+  U, I = 40, 30
+  key = np.unique(rng.integers(0, U * I, 300))
+  perm = rng.permutation(len(key))  # rows in any order
+  train = Interactions(key[perm] // I, key[perm] % I)
+  social = None
+  if extra.startswith("social"):
+    pairs = np.unique(rng.integers(0, U, (40, 2)), axis=0)
+    social = pairs[pairs[:, 0] != pairs[:, 1]]
+    if extra == "social_duplicate":  # (a, b) and (b, a) both listed: each directed edge twice
+      social = np.concatenate([social, social[:3, ::-1]])
+  g = G.build_graph(train, U, I, social=social, self_loops=extra == "self_loops")
+  s, r, norm, rev = _reference_graph(train, U, I, social, extra == "self_loops")
+  np.testing.assert_array_equal(g.senders, s)
+  np.testing.assert_array_equal(g.receivers, r)
+  np.testing.assert_array_equal(g.edges["norm"], norm)  # bit for bit: float64, then rounded
+  if extra == "social_duplicate":
+    assert rev is None and "reverse" not in g.edges
+  else:
+    np.testing.assert_array_equal(g.edges["reverse"], rev)

@@ -48,7 +48,7 @@ def maybe_jit(f, jit):
 # --- weighted_sum ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["segment", "dense", "auto"])
+@pytest.mark.parametrize("backend", ["segment", "dense", "blocked", "auto"])
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
 def test_weighted_sum_matches_scipy(backend, jit, padded):
@@ -95,7 +95,7 @@ def test_weighted_sum_gradients_agree_across_backends():
 
 
 @pytest.mark.parametrize("shape", [(N_PAD, 4), (N_PAD, 2, 3)])
-def test_edge_dot_backends_agree_with_loop(shape):
+def test_edge_dot_backends_agree_with_loop(shape, cpu_device):  # CPU: csr and scipy are CPU-only
   g = dev(random_graph(padded=True))
   rng = np.random.default_rng(12)
   q = jnp.asarray(rng.normal(size=shape), jnp.float32)
@@ -103,7 +103,7 @@ def test_edge_dot_backends_agree_with_loop(shape):
   s, r = np.asarray(g.senders), np.asarray(g.receivers)
   expected = np.stack([np.sum(np.asarray(q)[r[e]] * np.asarray(k)[s[e]], axis=-1)
                        for e in range(len(s))])
-  backends = ("segment", "dense", "csr", "scipy")
+  backends = ("segment", "dense", "blocked", "csr", "scipy")
   for backend in backends:
     out = jax.jit(lambda q, k, g: edge_dot(q, k, g, num_nodes=N_PAD, backend=backend))(q, k, g)
     np.testing.assert_allclose(out, expected, atol=1e-5, err_msg=backend)

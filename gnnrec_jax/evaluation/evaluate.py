@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from gnnrec_jax import precision
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError, TrainingError
 from gnnrec_jax.evaluation import metrics as metrics_lib
@@ -207,7 +208,8 @@ def _evaluate_batches(score_fn, params, users, valid, ex_rows, ex_cols, gt_rows,
 
   def body(covered, batch):
     u, v, er, ec, gr, gc = batch
-    scores = score_fn(params, u)  # [B, I]
+    with precision.exact():  # every score function's matmuls exact (gnnrec_jax/precision.py)
+      scores = score_fn(params, u)  # [B, I]
     rankable = jnp.broadcast_to(item_mask, (b, num_items)).at[er, ec].set(False, mode="drop")
     relevant = jnp.zeros((b, num_items), bool).at[gr, gc].set(True, mode="drop")
     per_user, items, _ = metrics_lib.dense_metrics(scores, relevant, rankable, ks)

@@ -13,6 +13,7 @@ import numpy as np
 
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.evaluation.metrics import rank_topk
+from gnnrec_jax.precision import EXACT
 
 
 def recommend(
@@ -88,5 +89,5 @@ def _topk_embeddings(user_vec, item_emb, rankable, *, k, cosine):
     # eps keeps an all-zero vector at score 0 instead of NaN.
     user_vec = user_vec / jnp.maximum(jnp.linalg.norm(user_vec), 1e-12)
     item_emb = item_emb / jnp.maximum(jnp.linalg.norm(item_emb, axis=1, keepdims=True), 1e-12)
-  scores = item_emb @ user_vec  # [I]
+  scores = jnp.matmul(item_emb, user_vec, precision=EXACT)  # [I], exact (gnnrec_jax/precision.py)
   return _topk_scores(scores, rankable, k=k)

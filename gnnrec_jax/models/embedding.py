@@ -38,6 +38,7 @@ from gnnrec_jax.models.layers import (
   activation_fn,
 )
 from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.precision import EXACT
 
 COMBINES = ("mean", "sum", "last", "concat")
 
@@ -304,7 +305,8 @@ def dot_scores(params: tuple[jax.Array, jax.Array], users: jax.Array) -> jax.Arr
     [B, I] float32 scores.
   """
   user_emb, item_emb = params
-  return user_emb[users] @ item_emb.T
+  # Exact float32 on every platform (gnnrec_jax/precision.py): a TF32 score could flip a tie.
+  return jnp.matmul(user_emb[users], item_emb.T, precision=EXACT)
 
 
 class EmbeddingRecommender(Recommender):
@@ -355,6 +357,11 @@ class EmbeddingRecommender(Recommender):
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
       self._inputs = inputs
     return self._inputs
+
+  @inputs.setter
+  def inputs(self, value: dict[str, Any]) -> None:
+    """The same arrays placed elsewhere (e.g. on a device mesh, `training.parallel.distribute`)."""
+    self._inputs = value
 
   def forward(self, params, inputs, *, train: bool, rng=None, **apply_kw):
     """`(final [N, d_out], ego [N, d])` of every node; see the module docstring."""

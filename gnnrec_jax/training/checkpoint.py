@@ -13,6 +13,17 @@ With `keep=2` the previous good file survives as `<name>.prev.ckpt` (`keep=3` ad
 `<name>.prev2.ckpt`, ...); `load_latest_good` falls back to it. Keep the best model under its
 own name: `save(workdir, "best", state, meta=..., keep=1)`. One writer per workdir.
 
+Sharded state (`gnnrec-jax train --devices N`): `save` gathers every shard to the host
+(`jax.device_get`) and writes this same file, so the guarantees above hold unchanged and a run
+resumes on any device count (the loop re-shards what `load` returns). orbax-checkpoint (0.12.8,
+installed with flax) was considered and not used: its CheckpointManager writes a temp directory
+and renames it (atomic), but verifies no checksum of the array data (zarr3 checksums only its
+shard index, crc32c) and does not fall back to an older step when the newest is damaged, so the
+sha256 check, the fallback to `<name>.prev.ckpt` and the kill -9 + resume test would have to be
+rebuilt around it. What it would add is writing from several processes, each its own shards; one
+process per run is all `gnnrec-jax train` starts, and one host holds the gathered state (a
+10M-user table of 64 floats with Adam moments is 7.7 GB). A multi-host trainer would need it.
+
 PRNG keys: typed keys (`jax.random.key`) cannot be msgpack'd; they are stored as their uint32
 key data and re-wrapped with the target's key implementation on load. Raw uint32 keys
 (`jax.random.PRNGKey`) are plain arrays.

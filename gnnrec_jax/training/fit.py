@@ -36,13 +36,13 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from gnnrec_jax import models
+from gnnrec_jax import models, precision
 from gnnrec_jax.config import Config
 from gnnrec_jax.errors import CheckpointError, TrainingError
 from gnnrec_jax.evaluation.protocol import evaluate_split
 from gnnrec_jax.experiment import Experiment
 from gnnrec_jax.models.base import Recommender
-from gnnrec_jax.training import checkpoint
+from gnnrec_jax.training import checkpoint, parallel
 from gnnrec_jax.training.workdir import RunDir
 
 
@@ -93,8 +93,9 @@ def make_train_step(rec: Recommender):
 
   @functools.partial(jax.jit, donate_argnums=(0,))
   def train_step(state, batch, inputs, rng):
-    (loss, aux), grads = jax.value_and_grad(rec.loss, has_aux=True)(
-        state.params, inputs, batch, rng)
+    with precision.training(rec.config.matmul_precision):  # gnnrec_jax/precision.py
+      (loss, aux), grads = jax.value_and_grad(rec.loss, has_aux=True)(
+          state.params, inputs, batch, rng)
     state = state.apply_gradients(grads=grads)
     return state, {"loss": loss, **aux}
 
@@ -117,7 +118,8 @@ def epoch_batches(train, *, batch_size: int, seed: int, epoch: int):
 
 def fit(exp: Experiment, workdir: str, *, resume: bool = False, overwrite: bool = False,
         progress: bool = True, extra_meta: dict | None = None,
-        select: Callable[[dict], float] | None = None) -> Fitted:
+        select: Callable[[dict], float] | None = None, devices: int = 1,
+        model_parallel: int = 1) -> Fitted:
   """Trains (or fits) `exp.config.model` on `exp`, writing everything into `workdir`.
 
   Writes `config.json`, `run.json`, `history.jsonl` (one line per epoch), `latest.ckpt`
@@ -135,6 +137,12 @@ def fit(exp: Experiment, workdir: str, *, resume: bool = False, overwrite: bool 
     select: the early-stopping criterion, a function of the validation metrics (higher is
       better; keys as in `evaluate_split`, e.g. "warm/ndcg@20" when blocks are reported);
       default: `config.select_metric`. A library hook for benchmarks (the CLI uses the config).
+    devices: train data-parallel over the first `devices` of `jax.devices()`
+      (`gnnrec_jax.training.parallel`: global batches split over a mesh, receiver-partitioned
+      propagation); 1 trains on the default device. Not part of the run's identity: a run may
+      be resumed on another device count (the checkpoints hold host arrays).
+    model_parallel: with devices > 1, row-shard the embedding tables and their optimizer state
+      over this many devices (1: replicated).
 
   Returns:
     `Fitted(rec, params, metrics, history)`; metrics are the test metrics (keys like
@@ -146,9 +154,14 @@ def fit(exp: Experiment, workdir: str, *, resume: bool = False, overwrite: bool 
     TrainingError: a non-finite loss (the message names the epoch and step; `latest.ckpt`
       stays at the last good epoch).
   """
-  rec = models.create(exp)
+  mesh = None
+  if devices > 1:
+    mesh = parallel.make_mesh(parallel.check_devices(devices, model_parallel),
+                              model_parallel=model_parallel)
+  # The saved config and fingerprint stay the experiment's own; only the graph layout differs.
+  rec = models.create(exp if mesh is None else parallel.for_mesh(exp, mesh))
   with RunDir.open(workdir, exp, resume=resume, overwrite=overwrite,
-                   extra_meta=extra_meta) as run:
+                   extra_meta=extra_meta) as run, parallel.mesh_context(mesh):
     if resume and not checkpoint.checkpoint_paths(workdir, "latest"):
       # Killed before the first checkpoint: nothing to lose by starting over.
       warnings.warn(f"--resume: {workdir} holds no checkpoint yet; starting from epoch 1",
@@ -159,7 +172,8 @@ def fit(exp: Experiment, workdir: str, *, resume: bool = False, overwrite: bool 
     _cold_user_warning(exp)
     if rec.trainable:
       params, history, best_epoch, last_epoch = _train(rec, run, resume=resume,
-                                                       progress=progress, select=select)
+                                                       progress=progress, select=select,
+                                                       mesh=mesh)
     else:
       params, history = _fit_closed_form(rec, run)
       best_epoch = last_epoch = 0
@@ -188,7 +202,8 @@ def _fit_closed_form(rec: Recommender, run: RunDir):
   return params, [row]
 
 
-def _train(rec: Recommender, run: RunDir, *, resume: bool, progress: bool, select=None):
+def _train(rec: Recommender, run: RunDir, *, resume: bool, progress: bool, select=None,
+           mesh=None):
   """The epoch loop of a trained model; returns (best params, history, best epoch, last epoch)."""
   exp, cfg = rec.exp, rec.config
   workdir = run.path
@@ -215,6 +230,8 @@ def _train(rec: Recommender, run: RunDir, *, resume: bool, progress: bool, selec
   last_saved = start_epoch - 1  # the epoch of the newest intact `latest` checkpoint
 
   train_step = make_train_step(rec)
+  if mesh is not None:
+    train_step, state = parallel.distribute(rec, state, mesh)
   inputs = rec.inputs
   has_valid = len(exp.split.valid) > 0
   metric = cfg.select_metric

@@ -42,7 +42,9 @@ Several hosts: start one process per host (each sees its local accelerators) and
   JAX_COORDINATOR_ADDRESS=10.0.0.1:1234 JAX_NUM_PROCESSES=n JAX_PROCESS_ID=k \\
       python my_sharded_training.py      # a script built on the usage above
 
-(`gnnrec-jax train` itself trains on one device; the sharded step is a library API.)
+`gnnrec-jax train --devices N` (`fit(exp, workdir, devices=N)`) does all of the above inside the
+one fit loop: `for_mesh` lays the graph out (receiver-partitioned by default, see
+`partition_graph`), `distribute` places inputs and state and returns the sharded step.
 
 (under Slurm or Open MPI the three variables are detected automatically: `srun python ...`).
 `jax.devices()` then lists the devices of all hosts, `make_mesh()` spans them, and every process
@@ -53,6 +55,8 @@ local device only its own slice (`jax.make_array_from_callback`). Scalars return
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import re
 import warnings
@@ -113,6 +117,85 @@ def pad_graph_for_mesh(graph: jraph.GraphsTuple, mesh_or_count: Mesh | int) -> j
     return graph
   return graph_lib.pad_graph(graph, n_node=graph_lib.num_nodes(graph) + 1,
                              n_edge=graph_lib.round_up(e, d))
+
+
+def partition_graph(graph: jraph.GraphsTuple, devices: int) -> jraph.GraphsTuple:
+  """The graph laid out for receiver-partitioned propagation over `devices` devices (host side).
+
+  Nodes are padded to N' = D R (isolated padding nodes); device p owns node rows [pR, (p+1)R)
+  and the edges into them, which are already contiguous (edges are sorted by receiver). Each
+  device's edge range is padded to the largest one's length Emax with edges of weight, norm and
+  mask 0 from its last row to itself (their own reverse), so every per-edge array is [D Emax],
+  and `row_sharding` hands device p exactly its edges. Senders and receivers keep their global
+  node ids (edge softmax and the GSPMD path read them as before).
+
+  The halo plan, for `propagate`'s "partitioned" backend: device p reads the sender rows of its
+  edges; those owned by device q are listed (sorted, once each) as local row indices in
+  `globals["send_idx"][q, p, :]` (padded with 0 to the longest list, M), and each edge's sender
+  is found at `edges["halo_src"][e] = q M + j` of the [D M, d] rows device p receives.
+
+  Returns:
+    A GraphsTuple with n_node = [D R], n_edge = [D Emax], edges {weight, norm, mask, reverse
+    (when the input has one), halo_src}, globals {"send_idx": [D, D, M] int32}.
+  """
+  n0 = graph_lib.num_nodes(graph)
+  rows = -(-n0 // devices)
+  n = rows * devices
+  senders = np.asarray(graph.senders).astype(np.int64)
+  receivers = np.asarray(graph.receivers).astype(np.int64)
+  if len(receivers) > 1 and np.any(receivers[1:] < receivers[:-1]):
+    raise ConfigError("partition_graph needs edges sorted by receiver (as build_graph makes them)")
+  e = len(senders)
+  owner = receivers // rows  # [E] the device of each edge
+  counts = np.bincount(owner, minlength=devices)
+  emax = max(int(counts.max()), 1)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  pos = owner * emax + (np.arange(e) - starts[owner])  # [E] new position of each edge
+  total = devices * emax
+  # Padding edges: each device's last row to itself, so its receivers stay sorted.
+  last = np.repeat(np.arange(1, devices + 1) * rows - 1, emax)  # [D Emax]
+  new_s, new_r = last.copy(), last.copy()
+  new_s[pos], new_r[pos] = senders, receivers
+  edges = {}
+  for k, v in graph.edges.items():
+    if k == "reverse":
+      rev = np.arange(total, dtype=np.int64)  # padding edges (self-loops) are their own reverse
+      rev[pos] = pos[np.asarray(v)]
+      edges[k] = rev.astype(np.int32)
+    else:
+      col = np.zeros(total, np.asarray(v).dtype)
+      col[pos] = np.asarray(v)
+      edges[k] = col
+  # Halo plan: per device p, the distinct senders of its edges, grouped by owner q.
+  lists = []
+  for p in range(devices):
+    sl = slice(p * emax, (p + 1) * emax)
+    need = np.unique(new_s[sl])  # sorted, so grouped by owner q = need // rows
+    group_start = np.searchsorted(need, np.arange(devices) * rows)
+    at = np.searchsorted(need, new_s[sl])
+    lists.append((need, group_start, at))
+  m = max(int(np.max(np.diff(np.append(gs, len(need))))) for need, gs, _ in lists)
+  m = max(m, 1)
+  send_idx = np.zeros((devices, devices, m), np.int32)
+  halo_src = np.zeros(total, np.int64)
+  for p, (need, group_start, at) in enumerate(lists):
+    q = need[at] // rows
+    halo_src[p * emax:(p + 1) * emax] = q * m + (at - group_start[q])
+    ends = np.append(group_start[1:], len(need))
+    for qq in range(devices):
+      local = need[group_start[qq]:ends[qq]] - qq * rows
+      send_idx[qq, p, :len(local)] = local
+  edges["halo_src"] = halo_src.astype(np.int32)
+  return graph._replace(
+      edges=edges, senders=new_s.astype(np.int32), receivers=new_r.astype(np.int32),
+      n_node=np.array([n], np.int32), n_edge=np.array([total], np.int32),
+      globals={"send_idx": send_idx})
+
+
+def halo_rows(graph: jraph.GraphsTuple) -> int:
+  """Rows one device receives per partitioned propagation (D M) of a `partition_graph` layout."""
+  d, _, m = np.asarray(graph.globals["send_idx"]).shape
+  return d * m
 
 
 def param_sharding(x, mesh: Mesh) -> NamedSharding:
@@ -209,25 +292,27 @@ def make_sharded_train_step(rec, mesh: Mesh):
 
   Args:
     rec: a trained model (`gnnrec_jax.models.create`) of an experiment whose graph is padded
-      for the mesh (`pad_graph_for_mesh`), with the "segment" propagation backend (dense would
+      for the mesh (`pad_graph_for_mesh`) with the "segment" propagation backend, or laid out by
+      `partition_graph` with the "partitioned" backend (`for_mesh` makes either). Dense would
       all-reduce an [N, N] matrix per layer; csr is a native custom call and scipy a host
-      callback, neither of which XLA can partition).
+      callback, neither of which XLA can partition.
     mesh: from `make_mesh`.
 
   Returns:
-    `step(state, batch, inputs, rng) -> (state, metrics)`, jitted, state donated. `state` as
+    `step(state, batch, inputs, rng) -> (state, metrics)`, jitted, state donated, traced and run
+    inside `jax.set_mesh(mesh)` (the partitioned backend's shard_map reads the mesh). `state` as
     placed by `shard_state`, `batch` by `shard_batch` (a global batch of `config.batch_size`
     rows), `inputs` by `shard_inputs`; the new state keeps the input state's shardings and the
     metrics are replicated.
   """
   model = rec.module
   backend = getattr(model, "_backend", "segment")
-  if backend != "segment":
+  if backend not in ("segment", "partitioned"):
     why = {"csr": "a native custom call that XLA cannot partition",
            "scipy": "a host callback that XLA cannot partition"}.get(
                backend, "an [N, N] adjacency that would be all-reduced in every layer")
-    raise ConfigError(f"sharded training needs propagation=segment (the model resolves "
-                      f"{getattr(model, 'backend', backend)!r} to {backend!r}: {why}); "
+    raise ConfigError(f"sharded training needs propagation=segment or partitioned (the model "
+                      f"resolves {getattr(model, 'backend', backend)!r} to {backend!r}: {why}); "
                       "--set propagation=segment")
   from gnnrec_jax.training import (
     fit,  # fit imports the whole stack; keep parallel importable alone
@@ -246,7 +331,79 @@ def make_sharded_train_step(rec, mesh: Mesh):
     metrics = wsc(metrics, jax.tree.map(lambda _: replicated(mesh), metrics))
     return new_state, metrics
 
-  return jax.jit(step, donate_argnums=(0,))
+  jitted = jax.jit(step, donate_argnums=(0,))
+
+  def run(state, batch, inputs, rng):
+    with jax.set_mesh(mesh):
+      return jitted(state, batch, inputs, rng)
+
+  run.lower = lambda *args: _lower_in(mesh, jitted, *args)  # for HLO and memory inspection
+  return run
+
+
+def _lower_in(mesh: Mesh, jitted, *args):
+  with jax.set_mesh(mesh):
+    return jitted.lower(*args)
+
+
+# --- data-parallel training from the fit loop (`fit(devices=N)`, `gnnrec-jax train --devices N`)
+
+def mesh_context(mesh: Mesh | None):
+  """`jax.set_mesh(mesh)`, or nothing for a single-device run."""
+  return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
+
+
+def check_devices(devices: int, model_parallel: int = 1) -> list:
+  """The first `devices` of `jax.devices()`; ConfigError when there are fewer."""
+  have = jax.devices()
+  if devices < 1 or devices > len(have):
+    raise ConfigError(
+        f"--devices {devices}: this process sees {len(have)} {have[0].platform} device(s) "
+        f"({', '.join(str(d) for d in have[:4])}{', ...' if len(have) > 4 else ''}); on a CPU, "
+        f"XLA_FLAGS=--xla_force_host_platform_device_count={devices} simulates {devices}")
+  if devices % model_parallel:
+    raise ConfigError(f"--devices {devices} does not split into row shards of "
+                      f"{model_parallel} devices")
+  return have[:devices]
+
+
+def for_mesh(exp, mesh: Mesh):
+  """The experiment with its graph laid out for `mesh` (the fingerprint and saved config stay).
+
+  propagation=segment: edges padded to a multiple of D and split; node activations replicated,
+  partial sums all-reduced (GSPMD). Any other choice but dense (auto, csr, scipy, blocked,
+  partitioned): receiver-partitioned (`partition_graph`, backend "partitioned"), where each
+  device holds R + D M node rows instead of all N.
+  """
+  backend = exp.config.propagation
+  if backend == "dense":
+    raise ConfigError("propagation=dense cannot be split over devices (it would all-reduce an "
+                      "[N, N] matrix per layer); use auto, partitioned or segment")
+  if backend == "segment":
+    return dataclasses.replace(exp, graph=pad_graph_for_mesh(exp.graph, mesh))
+  return dataclasses.replace(exp, graph=partition_graph(exp.graph, mesh.size),
+                             config=exp.config.replace(propagation="partitioned"))
+
+
+def distribute(rec, state, mesh: Mesh):
+  """Places a model's inputs and train state on `mesh`; returns `(step, state)` where `step` is
+  `fit.make_train_step`'s signature with host batches (sharded here) and `rec.inputs` are now
+  the placed arrays (so that validation reads the same ones).
+
+  Raises:
+    ConfigError: a global batch size that does not divide over the devices.
+  """
+  batch_size = rec.config.batch_size
+  if batch_size % mesh.size:
+    raise ConfigError(f"batch_size {batch_size} does not split over {mesh.size} devices: use a "
+                      f"multiple of {mesh.size} (the batch is global)")
+  rec.inputs = shard_inputs(rec.inputs, mesh)
+  sharded = make_sharded_train_step(rec, mesh)
+
+  def step(state, batch, inputs, rng):
+    return sharded(state, shard_batch(batch, mesh), inputs, rng)
+
+  return step, shard_state(state, mesh)
 
 
 _COLLECTIVE_RE = re.compile(
