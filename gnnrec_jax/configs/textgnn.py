@@ -4,7 +4,14 @@ Frozen all-MiniLM-L6-v2 item vectors -> MLP -> LightGCN propagation -> cosine In
 embeddings (gnnrec_jax/models/textgnn.py). AlphaRec's reference code (LehengTHU/AlphaRec,
 README commands and parse.py) trains with 2 layers, tau 0.15-0.2, 256 sampled negatives, cosine
 scores in training and prediction, Adam lr 5e-4, batch 4096, weight decay 1e-6, and an MLP of
-about 4.7M parameters (hidden 1536-6144 for 768-4096-d LM vectors).
+about 4.7M parameters (hidden 1536-6144 for 768-4096-d LM vectors); its users are the MLP of
+the mean LM vector of their items (`user_input=text` here), ours by default the mean of the
+items' mapped vectors (`history`), which embeds a new user exactly as a trained one.
+
+Measured recipes (benchmarks/RESULTS.md, issue 12 section): on Scientific, benchmarks/scientific.py
+`TEXTGNN` (full softmax, d 256, tau 0.1, lr 2e-3, target_out, 12 epochs); on cold items, warm
+items kept as the ID-only model's (`use_id_embedding=true user_input=table score=dot
+warm_text=false cold_view=1`, benchmarks/cold_start.py `textgnn_warm_id_cold_view`).
 """
 from gnnrec_jax.config import Config
 
