@@ -485,6 +485,8 @@ _RULES = (
     lambda c: None if c.model != "textgnn" or not c.target_out or c.conv == "lightgcn" else
     "invalid config: target_out needs conv=lightgcn (the softmax rule's alphas would need "
     "renormalising without the target edge)",
+    lambda c: None if c.model == "textgnn" or (c.cold_view == 0 and c.warm_text) else
+    "invalid config: cold_view and warm_text are textgnn fields (model=textgnn)",
     _check_select_metric,
     _check_behaviour_weights,
 )

@@ -171,6 +171,8 @@ def test_config_checks():
     apply_overrides(Config(), ["user_input=mean"])
   with pytest.raises(ConfigError, match="test_history must be"):
     apply_overrides(Config(), ["test_history=all"])
+  with pytest.raises(ConfigError, match="cold_view and warm_text are textgnn fields"):
+    apply_overrides(Config(), ["cold_view=1"])
 
 
 def test_trains_and_ranks_cold_items_from_text(tmp_path):
