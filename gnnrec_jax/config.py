@@ -100,6 +100,18 @@ class Config:
                                   "text_features)")
   id_dropout: float = option(0.0, "DropoutNet-style: drop ID vectors so text alone must carry "
                              "signal", range="[0, 1]")
+  side_features: str = option(
+      "", "metadata columns as one more projected layer-0 input (issue 15); empty = none, e.g. "
+      "user.age,user.gender,user.occupation,item.year,item.genres (kinds detected, or forced with "
+      ":num|:cat|:multi; gaps imputed plus a missing indicator: data/side_features.py)",
+      allowed="comma-separated user.COLUMN or item.COLUMN, each optionally :num|:cat|:multi")
+  side_numeric_impute: str = option(
+      "median", "how a missing number is filled: the median (robust to skewed columns) or mean "
+      "of the train nodes' values", choices=("gnnrec_jax.data.side_features:NUMERIC_IMPUTE",))
+  side_categorical_impute: str = option(
+      "unknown", "how a missing category is filled: unknown (a gap is its own category: "
+      "missingness can be a signal) or mode (the train nodes' most frequent value)",
+      choices=("gnnrec_jax.data.side_features:CATEGORICAL_IMPUTE",))
   # textgnn, the text-first GNN (AlphaRec; models/textgnn.py, defaults in configs/textgnn.py)
   mlp_hidden: int = option(0, "textgnn: hidden width of the MLP from LM vectors to embed_dim (0: "
                            "one bias-free linear map, AlphaRec's linear variant)",
@@ -129,7 +141,12 @@ class Config:
       "(behaviour types, ratings, counts), LightGCN's binary D^-1/2 A D^-1/2 when they are all "
       "equal; true | false force either (see graph.use_weighted_norm)",
       choices=("gnnrec_jax.graph.build:WEIGHTED_NORM",))
-  social: bool = option(False, "add user-user trust edges when the dataset has them")
+  social: bool = option(False, "add the TRAIN friendships as user-user edges (datasets with a "
+                        "social network)")
+  friend_split: tuple[float, ...] = option(
+      (0.8, 0.1, 0.1), "train, valid, test shares of the friendships (seeded by seed), split in "
+      "every experiment on a dataset with a social network: only train pairs become edges or "
+      "loss positives, so friend ranking is judged on pairs never seen", range="[0, 1]")
   propagation: str = option("auto", "auto picks per backend (see gnnrec_jax/graph/propagate.py)",
                             choices=("gnnrec_jax.graph.propagate:BACKENDS",))
   # --- loss and sampling -----------------------------------------------------------------------
@@ -144,6 +161,13 @@ class Config:
   score: str = option("dot", "dot: final vectors as they are; cosine: L2-normalised; pearson: "
                       "centred, then L2-normalised (train and rank alike)",
                       choices=("gnnrec_jax.models.embedding:SCORES",))
+  social_weight: float = option(
+      0.0, "weight of the friendship objective (issue 15): a user-user term ranking each train "
+      "friend above num_negatives random users with the final user vectors; 0: items only",
+      range="[0, inf)")
+  social_loss: str = option("bpr", "the friendship term: bpr, or softmax over the friend and the "
+                            "sampled users (softmax_temperature)",
+                            choices=("gnnrec_jax.training.losses:FRIEND_LOSSES",))
   # --- optimisation ----------------------------------------------------------------------------
   optimizer: str = option("adam", "Adam, as LightGCN and RecBole",
                           choices=("gnnrec_jax.training.fit:OPTIMIZERS",))
@@ -464,6 +488,11 @@ def _normalise(c: Config) -> Config:
   return c
 
 
+def _check_side_features(c: Config) -> None:
+  from gnnrec_jax.data import side_features
+  side_features.parse_spec(c.side_features)  # raises ConfigError naming the entry at fault
+
+
 def _check_behaviour_weights(c: Config) -> None:
   from gnnrec_jax.data.behaviours import parse_behaviour_weights
   parse_behaviour_weights(c.behaviour_weights, "invalid config: behaviour_weights")  # raises
@@ -475,8 +504,13 @@ _RULES = (
     lambda c: None if c.topk else "invalid config: topk must list at least one K",
     lambda c: None if len(c.split_ratios) == 3 and abs(sum(c.split_ratios) - 1) < 1e-6 else
     f"invalid config: split_ratios must be three numbers summing to 1, got {c.split_ratios}",
-    lambda c: None if c.use_id_embedding or c.text_features else
-    "invalid config: use_id_embedding=false needs text_features",
+    lambda c: None if c.use_id_embedding or c.text_features or c.side_features else
+    "invalid config: use_id_embedding=false needs text_features or side_features",
+    lambda c: None if len(c.friend_split) == 3 and c.friend_split[0] > 0 and abs(
+        sum(c.friend_split) - 1) < 1e-6 else
+    "invalid config: friend_split must be three numbers summing to 1 with train > 0 (train, "
+    f"valid, test friendships), got {c.friend_split}",
+    _check_side_features,
     lambda c: None if c.model not in ("softmax_gnn", "gat") or c.embed_dim % c.heads == 0 else
     f"invalid config: embed_dim {c.embed_dim} is not divisible by heads {c.heads}",
     lambda c: None if c.model != "textgnn" or c.text_features else
@@ -512,7 +546,8 @@ def check_field(spec: FieldSpec, value) -> str | None:
     if name == "model":  # the message users have met since the first version
       return f"unknown model {value!r}; choose one of {', '.join(MODELS)}"
     return f"{name} must be {spec.describe_allowed()}, got {shown}"
-  if spec.type is str and spec.choices is None and not value.strip():
+  # A free-form string may be empty only where empty is its default ("none", e.g. side_features).
+  if spec.type is str and spec.choices is None and not value.strip() and spec.default != "":
     return f"{name} must not be empty"
   return None
 

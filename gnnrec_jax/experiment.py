@@ -13,6 +13,8 @@ import jraph
 import numpy as np
 
 from gnnrec_jax.config import Config
+from gnnrec_jax.data import friends as friends_lib
+from gnnrec_jax.data import side_features as side_lib
 from gnnrec_jax.data import splits
 from gnnrec_jax.data.types import Dataset, Interactions, Split
 from gnnrec_jax.errors import DataError
@@ -35,6 +37,12 @@ class Experiment:
     fitted_on: the interactions the parameters were trained on, when the graph holds more (a
       test-time history, `with_test_history`); None means `split.train`. Nodes outside it have
       untrained ID vectors, which models do not use (`has_id`).
+    friends: the train / valid / test split of the dataset's friendships
+      (`gnnrec_jax.data.friends.FriendSplit`, ratios `config.friend_split`), or None when the
+      dataset has no social network. Only `friends.train` enters the graph (`social=true`) and
+      the friendship objective (`social_weight > 0`).
+    side: the encoded metadata columns of `config.side_features`
+      (`gnnrec_jax.data.side_features.SideFeatures`: values [U+I, S], mask [U+I]), or None.
   """
 
   config: Config
@@ -45,6 +53,8 @@ class Experiment:
   feature_mask: np.ndarray | None
   fingerprint: str
   fitted_on: Interactions | None = None
+  friends: friends_lib.FriendSplit | None = None
+  side: side_lib.SideFeatures | None = None
 
   @property
   def trained(self) -> Interactions:
@@ -91,9 +101,17 @@ def learning_config(config: Config) -> dict:
           if k not in runtime and v != defaults.get(k)}
 
 
-def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
-  """sha256 over the dataset identity, the split's arrays, the learning-relevant config and,
-  when the model reads text features, the item/user metadata they are computed from."""
+def uses_friends(config: Config) -> bool:
+  """Whether training reads the train friendships (as graph edges or as loss positives)."""
+  return bool(config.social) or config.social_weight > 0
+
+
+def fingerprint(config: Config, dataset: Dataset, split: Split,
+                friends: friends_lib.FriendSplit | None = None,
+                side: side_lib.SideFeatures | None = None) -> str:
+  """sha256 over the dataset identity, the split's arrays, the learning-relevant config,
+  when the model reads text features, the item/user metadata they are computed from, when
+  training reads friendships, the train friendships, and the encoded side features."""
   h = hashlib.sha256()
   h.update(json.dumps({"name": dataset.name, "users": dataset.num_users,
                        "items": dataset.num_items}, sort_keys=True).encode())
@@ -104,6 +122,12 @@ def fingerprint(config: Config, dataset: Dataset, split: Split) -> str:
   if config.text_features:
     _hash_meta(h, dataset.item_meta)
     _hash_meta(h, dataset.user_meta)
+  if friends is not None and uses_friends(config):
+    h.update(json.dumps({"friends": friends.sizes()}, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(friends.train, np.int32).tobytes())
+  if side is not None:  # the encoded matrix: metadata, kinds, imputation and scaling at once
+    h.update(json.dumps({"side": side.names}).encode())
+    h.update(np.ascontiguousarray(side.values, np.float32).tobytes())
   return h.hexdigest()
 
 
@@ -153,16 +177,25 @@ def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experime
                             cold_fraction=config.cold_fraction)
   if len(split.train) == 0:
     raise DataError(f"{dataset.source or dataset.name}: the train split is empty")
-  graph, features, mask = _inputs(config, dataset, split.train, text_features)
+  friends = friends_lib.friend_split(dataset, config.friend_split, config.seed)
+  if uses_friends(config) and friends is None:
+    raise DataError(f"config {'social=true' if config.social else 'social_weight > 0'} but "
+                    f"dataset {dataset.name!r} has no user-user edges")
+  # Statistics (means, medians, categories) from train nodes only: see side_features.build.
+  side = (side_lib.build(dataset, split.train, config.side_features,
+                         numeric=config.side_numeric_impute,
+                         categorical=config.side_categorical_impute)
+          if config.side_features else None)
+  graph, features, mask = _inputs(config, dataset, split.train, friends, text_features)
   return Experiment(config, dataset, split, graph, features, mask,
-                    fingerprint(config, dataset, split))
+                    fingerprint(config, dataset, split, friends, side), friends=friends,
+                    side=side)
 
 
-def _inputs(config: Config, dataset: Dataset, train: Interactions, text_features=None):
+def _inputs(config: Config, dataset: Dataset, train: Interactions, friends, text_features=None):
   """(graph, features, feature_mask) built from the interactions `train`."""
-  social = dataset.social if config.social else None
-  if config.social and (dataset.social is None or not len(dataset.social)):
-    raise DataError(f"config social=true but dataset {dataset.name!r} has no user-user edges")
+  # Only the train friendships: valid/test pairs are what friend ranking must find.
+  social = friends.train if config.social else None
   graph = graph_lib.build_graph(train, dataset.num_users, dataset.num_items,
                                 weighted_norm=config.weighted_norm, self_loops=config.self_loops,
                                 social=social)
@@ -180,9 +213,9 @@ def with_test_history(exp: Experiment, extra: Interactions | None = None) -> Exp
   Each user's valid interactions (or `extra`) join its history: the graph and the users' text are built from
   train + valid (so propagation, a user's mean of item vectors and a closed-form model's rows all
   read the valid item), while the parameters stay those trained on train (`fitted_on`: nodes
-  seen only in valid keep no ID vector). Test masks train and valid items as before. No
-  retraining: the protocol of sequential leave-one-out benchmarks, where the test sequence
-  holds the valid item.
+  seen only in valid keep no ID vector) and so do the side features' train statistics. Test
+  masks train and valid items as before. No retraining: the protocol of sequential
+  leave-one-out benchmarks, where the test sequence holds the valid item.
   """
   s = exp.split
   extra = s.valid if extra is None else extra
@@ -190,6 +223,6 @@ def with_test_history(exp: Experiment, extra: Interactions | None = None) -> Exp
     return exp
   train = Interactions.concat([s.train, extra])
   split = Split(train, s.valid, s.test, cold_items=s.cold_items)
-  graph, features, mask = _inputs(exp.config, exp.dataset, train)
+  graph, features, mask = _inputs(exp.config, exp.dataset, train, exp.friends)
   return dataclasses.replace(exp, split=split, graph=graph, features=features,
                              feature_mask=mask, fitted_on=exp.trained)

@@ -809,9 +809,10 @@ SOCIAL_LASTFM = [
     # Social edges on Last.fm
 
     Last.fm (HetRec 2011, as the LightGCN repository ships it) has listening counts and a friend
-    network. `Config(social=True)` adds each friendship as two user–user edges of the graph, so
-    LightGCN also propagates between friends. We train with and without them, recommend friends
-    with `gnnrec_jax.evaluation.social`, and see friends appear in the explanations.
+    network. `Config(social=True)` adds each (train) friendship as two user–user edges of the
+    graph, so LightGCN also propagates between friends, and `social_weight` adds a friendship
+    objective. We train with and without them, recommend friends with
+    `gnnrec_jax.evaluation.social`, and see friends appear in the explanations.
 
     The data is expected at `../shared/data/lastfm` relative to the repository root (or set
     `GNNREC_LASTFM_DIR`). Under `SMOKE`, when it is absent, a synthetic dataset with friendships
@@ -823,6 +824,7 @@ SOCIAL_LASTFM = [
     EMBED_DIM = 16 if SMOKE else 64
     BATCH_SIZE = 8192 if SMOKE else 2048
     LR = 1e-2 if SMOKE else 5e-3  # 5e-3: benchmarks/lastfm_social.py's setting
+    SOCIAL_WEIGHT = 1.0  # the friendship objective's weight (benchmarks/lastfm_social.py)
     '''),
     code('''
     import dataclasses
@@ -865,11 +867,15 @@ SOCIAL_LASTFM = [
           f"{len(dataset.interactions):,} interactions, {len(dataset.social):,} friendships")
     '''),
     md('''
-    ## With and without social edges
+    ## Items, with and without friendships
 
-    The friendships are split 80/10/10 into train / valid / test pairs first, and the social
-    model's graph holds only the *train* friendships: the same model is evaluated on friend
-    recommendation below, where the test friendships must stay unseen.
+    Every experiment on a dataset with a social network splits the friendships 80/10/10 into
+    train / valid / test pairs (`config.friend_split`, seeded), and training reads only the
+    *train* pairs: as user–user edges of the graph (`social=True`) and as positives of the
+    friendship objective (`social_weight > 0`: each train friend ranked above random users by
+    the same dot product of final vectors that ranks items). Held-out friendships stay unseen
+    for friend recommendation below. Three runs: the item model, the item model with friendship
+    edges, and edges plus the friendship objective.
     '''),
     code('''
     from gnnrec_jax.training.fit import fit
@@ -877,57 +883,63 @@ SOCIAL_LASTFM = [
     from gnnrec_jax.evaluation import social
     from gnnrec_jax.configs import get_config
 
-    f_train, f_valid, f_test = social.split_friendships(dataset.social, ratios=(0.8, 0.1, 0.1))
     base = get_config("lightgcn").replace(
         epochs=EPOCHS, embed_dim=EMBED_DIM, batch_size=BATCH_SIZE, lr=LR, topk=(10, 20),
         select_metric="ndcg@20", propagation="segment",  # segment: faster on CPU at N = 6,354
+        weighted_norm="false",  # friendship edges weigh 1: listening counts would drown them
         split="predefined" if dataset.split is not None else "random")
     runs = {
-        "no social": experiment.prepare(base, dataset),
-        "social": experiment.prepare(base.replace(social=True),
-                                     social.with_friendships(dataset, f_train)),
+        "items only": experiment.prepare(base, dataset),
+        "edges": experiment.prepare(base.replace(social=True), dataset),
+        "edges + friends": experiment.prepare(
+            base.replace(social=True, social_weight=SOCIAL_WEIGHT), dataset),
     }
-    extra_edges = int(runs["social"].graph.n_edge[0] - runs["no social"].graph.n_edge[0])
-    assert extra_edges == 2 * len(f_train)  # each train friendship in both directions
+    fr = runs["edges"].friends
+    print("friendships (train / valid / test):", fr.sizes())
+    extra_edges = int(runs["edges"].graph.n_edge[0] - runs["items only"].graph.n_edge[0])
+    assert extra_edges == 2 * len(fr.train)  # each train friendship in both directions
 
-    results, user_vecs, models = {}, {}, {}
+    results, models = {}, {}
     for name, exp in runs.items():
-      workdir = pathlib.Path(RUNS) / f"05_{name.replace(' ', '_')}"
+      workdir = pathlib.Path(RUNS) / f"05_{name.replace(' ', '_').replace('+', 'and')}"
       fitted = fit(exp, str(workdir), overwrite=True, progress=False)
       results[name] = fitted.metrics
       models[name] = (fitted.rec, fitted.params)
-      user_vecs[name] = np.asarray(fitted.rec.score_params(fitted.params)[0])
-    print(f"{'items (test)':>12} " + " ".join(f"{k:>10}" for k in ("recall@20", "ndcg@20", "hit@20")))
+    print(f"{'items (test)':>16} " + " ".join(f"{k:>10}" for k in ("recall@20", "ndcg@20", "hit@20")))
     for name, m in results.items():
-      print(f"{name:>12} " + " ".join(f"{m[k]:10.4f}" for k in ("recall@20", "ndcg@20", "hit@20")))
+      print(f"{name:>16} " + " ".join(f"{m[k]:10.4f}" for k in ("recall@20", "ndcg@20", "hit@20")))
     '''),
     md('''
     ## Friend recommendation
 
     Every user with a test friend ranks all users (itself and its train and valid friends
     excluded). Scorers: the classic link-prediction baselines on the train friendships (common
-    neighbours, Adamic–Adar) and the dot product of each model's final user vectors. Neither model
-    was trained on a friendship loss; the social model's vectors mix in its friends' vectors.
+    neighbours, Adamic–Adar) and the dot product of each model's final user vectors.
     '''),
     code('''
-    common = dict(train=f_train, target=f_test, also_exclude=[f_valid], ks=(20,))
-    friends = {}
-    for method in social.NEIGHBOUR_METHODS:
-      scorer = social.neighbour_score_params(f_train, dataset.num_users, method=method)
-      friends[method] = social.evaluate_friends(social.neighbour_scores, scorer,
-                                                num_users=dataset.num_users, **common)
-    for name, vecs in user_vecs.items():
-      friends[f"LightGCN vectors, {name}"] = social.evaluate_friend_embeddings(vecs, **common)
-    print(f"{'friends (test)':>30} {'recall@20':>10} {'ndcg@20':>10} {'users':>6}")
+    exp = runs["edges"]
+    friends = social.evaluate_neighbour_baselines(exp, "test", ks=(20,))
+    for name, (rec, params) in models.items():
+      friends[f"LightGCN, {name}"] = social.evaluate_model_friends(rec, params, "test", ks=(20,))
+    print(f"{'friends (test)':>28} {'recall@20':>10} {'ndcg@20':>10} {'users':>6}")
     for name, m in friends.items():
-      print(f"{name:>30} {m['recall@20']:10.4f} {m['ndcg@20']:10.4f} {m['num_users']:6d}")
+      print(f"{name:>28} {m['recall@20']:10.4f} {m['ndcg@20']:10.4f} {m['num_users']:6d}")
 
     # Common neighbours by hand for one user: |N(a) ∩ N(b)| over the train friendships.
-    adj = social.friend_matrix(f_train, dataset.num_users).toarray()
-    cn_params = social.neighbour_score_params(f_train, dataset.num_users)
-    a = int(f_train[0, 0])
+    adj = social.friend_matrix(fr.train, dataset.num_users).toarray()
+    cn_params = social.neighbour_score_params(fr.train, dataset.num_users)
+    a = int(fr.train[0, 0])
     np.testing.assert_allclose(np.asarray(social.neighbour_scores(cn_params, np.array([a])))[0],
                                adj[a] @ adj)
+
+    # What `gnnrec-jax recommend --friends USER --explain` prints, for the user with most friends.
+    rec, params = models["edges + friends"]
+    u = int(np.bincount(fr.train.ravel(), minlength=exp.num_users).argmax())
+    top = social.recommend_friends(rec, params, u, k=5)
+    print(f"\\nfriends for user {dataset.users.tokens[u]} ({top['known_friends']} known friends "
+          "excluded):")
+    for v, s, common in zip(top["users"], top["scores"], top["common"]):
+      print(f"  user {dataset.users.tokens[v]:>6}  score {s:.4f}  {len(common)} friends in common")
     '''),
     md('''
     ## Friends in the explanations
@@ -938,10 +950,10 @@ SOCIAL_LASTFM = [
     code('''
     from gnnrec_jax.evaluation import explain, ranking
 
-    exp = runs["social"]
-    rec, params = models["social"]
+    exp = runs["edges"]
+    rec, params = models["edges"]
     user_emb, item_emb = (np.asarray(x) for x in rec.score_params(params))
-    u = int(np.bincount(f_train.ravel(), minlength=exp.num_users).argmax())  # most train friends
+    u = int(np.bincount(fr.train.ravel(), minlength=exp.num_users).argmax())  # most train friends
     parts = (exp.split.train, exp.split.valid, exp.split.test)
     seen = np.unique(np.concatenate([p.item[p.user == u] for p in parts]))
     items, scores = ranking.recommend(user_emb[u], item_emb, exclude_items=seen, k=3)

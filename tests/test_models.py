@@ -65,7 +65,7 @@ def test_create_model_builds_every_model(name, cls):
     (dict(propagation="sparse"), "unknown propagation backend 'sparse'"),
     (dict(model="softmax_gnn", activation="gelu"), "activation"),
     (dict(model="gat", heads=3), "divisible"),
-    (dict(use_id_embedding=False), "text features"),
+    (dict(use_id_embedding=False), "needs text or side features"),
 ])
 def test_create_model_config_errors(kw, match):
   with pytest.raises(ConfigError, match=match):

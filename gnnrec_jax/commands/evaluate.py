@@ -1,7 +1,9 @@
 """`gnnrec-jax evaluate --workdir DIR`: test metrics of a trained run (JSON last line).
 
 Also writes the per-user metrics (`per_user_test.npz`, or `per_user_valid.npz` with
-`--split valid`) that `gnnrec-jax compare` reads, and a table on stderr.
+`--split valid`) that `gnnrec-jax compare` reads, and a table on stderr. On a dataset with a
+social network, an embedding model's friend-ranking metrics on the held-out friendships of the
+same part are added as `friends/recall@K`, ... (`evaluation.social`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ def run(args) -> int:
                                      blocks=None if args.split == "test" else False,
                                      return_per_user=True)
   workdir.write_per_user(args.workdir, rec.exp, per_user, args.split)
+  if rec.exp.friends is not None and hasattr(rec, "embed"):
+    from gnnrec_jax.evaluation import social
+    friends = social.evaluate_model_friends(rec, params, args.split)
+    metrics.update({f"friends/{k}": v for k, v in friends.items()})
   if not args.no_table:
     print(metrics_table(metrics, title=f"{args.split} metrics ({rec.config.model}, "
                                        f"{args.workdir})"), file=sys.stderr)

@@ -6,6 +6,12 @@ they are "seen". Titles are shown where the dataset has them. The last stdout li
 `--explain` prints what moves each item above the last one listed (`--explain-against mean`: the
 list's mean; `none`: the exact terms themselves), see `gnnrec_jax.evaluation.explain_view`.
 Unknown users or items, and a `-k` larger than the items left to recommend, are errors (exit 2).
+
+`--friends USER` (datasets with a social network) ranks users instead: by the model's final user
+vectors (final_a . final_b), or with `--blend B` by that score blended with Adamic-Adar's on the
+train friendships (each standardised per user; B = Adamic-Adar's share), the user and everyone
+already its friend excluded; `--explain` adds the friends each suggestion shares with the user
+(`gnnrec_jax.evaluation.social`).
 """
 from __future__ import annotations
 
@@ -22,6 +28,13 @@ def add_arguments(p):
   p.add_argument("--user", help="user id as written in the data files")
   p.add_argument("--history", help="comma-separated item ids: recommend for a new user "
                  "with this history, without retraining")
+  p.add_argument("--friends", metavar="USER",
+                 help="recommend users to befriend for this user id (datasets with a social "
+                 "network), ranked by the model's user vectors")
+  p.add_argument("--blend", type=float, default=0.0, metavar="B",
+                 help="with --friends: Adamic-Adar's share of the friend score, 0 (the model's "
+                 "vectors alone, default) to 1 (Adamic-Adar alone); benchmarks/lastfm_social.py "
+                 "chooses it on the valid friendships")
   p.add_argument("-k", type=int, default=10, help="how many items (default 10)")
   p.add_argument("--score", default=None, metavar="dot|cosine|pearson",
                  help="rank by another similarity of the final vectors than the run was trained "
@@ -79,15 +92,16 @@ def run(args) -> int:
   from gnnrec_jax.evaluation import ranking
   from gnnrec_jax.training import workdir
 
-  if not args.user and not args.history:
-    raise DataError("recommend needs --user TOKEN or --history ITEM,ITEM,...")
-  if args.user and args.history:
-    raise DataError("give --user or --history, not both")
+  if sum(bool(a) for a in (args.user, args.history, args.friends)) != 1:
+    raise DataError("recommend needs exactly one of --user TOKEN, --history ITEM,ITEM,... or "
+                    "--friends USER")
   if args.k <= 0:
     raise DataError(f"-k must be positive, got {args.k}")
   _, rec, params = workdir.load(args.workdir)
   if args.score is not None:
     rec = with_score(rec, args.score)
+  if args.friends:
+    return _friends(args, rec, params)
   exp = rec.exp
   ds = exp.dataset
   if args.user:
@@ -146,3 +160,38 @@ def _explain(args, rec, params, *, user, history, items) -> dict:
     it["terms"] = shown
     it["rest"] = {"count": len(rest), "value": sum(t["value"] for t in rest)}
   return view
+
+
+def _friends(args, rec, params) -> int:
+  """`--friends USER`: users ranked by the model's vectors, known friends excluded."""
+  from gnnrec_jax.evaluation import social
+  exp = rec.exp
+  ds = exp.dataset
+  if exp.friends is None:
+    raise DataError(f"--friends: dataset {ds.name!r} has no social network (user-user "
+                    "friendships, e.g. Last.fm's trustnetwork.txt)")
+  if args.friends not in ds.users:
+    raise DataError(f"unknown user {args.friends!r}: not in the catalogue of dataset "
+                    f"{ds.name!r} ({ds.num_users} users, e.g. {ds.users.tokens[0]!r})")
+  u = ds.users.index(args.friends)
+  if not 0.0 <= args.blend <= 1.0:
+    raise DataError(f"--blend must be in [0, 1], got {args.blend}")
+  top = social.recommend_friends(rec, params, u, k=args.k, blend=args.blend)
+  tok = ds.users.tokens
+  how = ("your vector . theirs" if not args.blend else
+         f"{1 - args.blend:g} x your vector . theirs + {args.blend:g} x Adamic-Adar, each "
+         "standardised")
+  print(f"Top {args.k} friends for user {args.friends} ({exp.config.model}, {ds.name}; "
+        f"score = {how}; your {top['known_friends']} friends excluded):")
+  rows = []
+  for rank, (v, s, common) in enumerate(zip(top["users"], top["scores"], top["common"]), 1):
+    print(f"{rank:3d}. user {tok[v]}  score {s:.4f}")
+    row = {"rank": rank, "user": tok[v], "score": float(s)}
+    if args.explain:
+      shown = ", ".join(tok[c] for c in common[:args.explain_top])
+      more = f" and {len(common) - args.explain_top} more" if len(common) > args.explain_top else ""
+      print(f"       {len(common)} friends in common" + (f": {shown}{more}" if common else ""))
+      row["common_friends"] = [tok[c] for c in common]
+    rows.append(row)
+  print(json.dumps({"friends_of": args.friends, "recommendations": rows}))
+  return 0

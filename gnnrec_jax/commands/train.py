@@ -68,7 +68,11 @@ def run(args) -> int:
   extra_meta = {"dataset_args": workdir.dataset_args_of(args, dataset), "devices": args.devices}
   if seeds is not None:
     return _run_seeds(args, dataset, config, seeds, extra_meta, show)
-  fitted = fit.fit(prepare(config, dataset), args.workdir, resume=args.resume,
+  exp = prepare(config, dataset)
+  if show and exp.side is not None:  # the imputation policy of the side features (issue 15)
+    from gnnrec_jax.data.side_features import policy_line
+    print(policy_line(exp.side), file=sys.stderr, flush=True)
+  fitted = fit.fit(exp, args.workdir, resume=args.resume,
                    overwrite=args.overwrite, progress=show, extra_meta=extra_meta,
                    devices=args.devices,
                    model_parallel=args.devices if args.shard_tables else 1)

@@ -35,9 +35,10 @@ _SPECIFIC = (
     ("train", "--train", ("predefined",)),
     ("valid", "--valid", ("predefined",)),
     ("test", "--test", ("predefined",)),
-    ("item_meta", "--item-meta", ("predefined",)),
-    ("user_meta", "--user-meta", ("predefined",)),
 )
+# Metadata files: the predefined loader reads them itself (their ids join its catalogue); any
+# other dataset gets their columns attached after loading (`side_features.attach_meta`).
+_META = ("item_meta", "user_meta")
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +57,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
   g.add_argument("--valid", default=None, metavar="FILE", help="predefined validation part")
   g.add_argument("--test", default=None, metavar="FILE", help="predefined test part")
   g.add_argument("--item-meta", default=None, metavar="FILE",
-                 help="tab-separated item metadata with a header, the id first")
+                 help="item metadata with a header, the id first (TSV, or CSV for .csv), for "
+                      "any dataset: columns for text and side features (--set side_features=)")
   g.add_argument("--user-meta", default=None, metavar="FILE",
-                 help="tab-separated user metadata with a header, the id first")
+                 help="user metadata with a header, the id first (TSV, or CSV for .csv)")
   g.add_argument("--columns", default=None, metavar="SPEC",
                  help="csv: user=COL,item=COL[,weight=COL][,timestamp=COL][,behaviour=COL]; "
                       "atomic: the same roles naming .inter fields; ml-100k: behaviour=rating "
@@ -133,6 +135,10 @@ def dataset_from_args(args: argparse.Namespace, config=None) -> Dataset:
       options["header"] = False
     else:
       options[attr] = value
+  meta = {k: getattr(args, k, None) for k in _META if getattr(args, k, None) is not None}
+  if name == "predefined":
+    options.update(meta)
+    meta = {}
   if "valid_from_train" in options:
     seed = getattr(args, "seed", None)
     options["seed"] = 2020 if seed is None else int(seed)
@@ -142,6 +148,9 @@ def dataset_from_args(args: argparse.Namespace, config=None) -> Dataset:
   limit = files.max_file_size() if limit is None else files.parse_size(limit)
   with files.file_size_limit(limit):
     dataset = load_dataset(name, data_dir=args.data_dir, **options)
+    if meta:
+      from gnnrec_jax.data.side_features import attach_meta
+      dataset = attach_meta(dataset, **meta)
   if (dataset.behaviours is None
       and settings["behaviour_weights"] != DATA_FIELDS["behaviour_weights"]):
     checks.warn(f"behaviour_weights is set but dataset {dataset.name!r} has no behaviour column, "

@@ -4,8 +4,8 @@ Predefined split (`--train F [--valid F] [--test F] [--item-meta F] [--user-meta
 tab-separated with a header naming `user_id` and `item_id`, optionally `rating` or `weight` (the
 interaction weight), `timestamp` (a number) and `behaviour` (or `behavior`: a behaviour type whose
 weight comes from `behaviour_weights`, see gnnrec_jax/data/behaviours.py); other columns are
-ignored with a warning. Ids are tokens (any string). Metadata files are tab-separated with a
-header, the id in the first column.
+ignored with a warning. Ids are tokens (any string). Metadata files have a header and the id in
+the first column, tab-separated (CSV when the name ends in `.csv`).
 
 CSV (`--dataset csv --columns user=U,item=I[,weight=W][,timestamp=T][,behaviour=B]`): standard
 quoting for `,` and `;` (a field may be quoted to hold the separator; a quote inside it is
@@ -139,8 +139,9 @@ def _read_split_part(path, **options) -> _Part:
   return _Part(path, rows[1:], nums[1:], roles, len(header), **options)
 
 
-def _read_meta(path) -> tuple[list[str], dict[str, list[str]]]:
-  rows, nums = _read_rows(path, "\t")
+def read_meta(path) -> tuple[list[str], dict[str, list[str]]]:
+  """A metadata file: a header, the id first; tab-separated, or CSV (quoted) for `.csv` files."""
+  rows, nums = _read_rows(path, "," if Path(path).suffix.lower() == ".csv" else "\t")
   header = [h.strip() for h in rows[0]]
   ids, cols = [], {h: [] for h in header[1:]}
   for r, n in zip(rows[1:], nums[1:]):
@@ -184,8 +185,8 @@ def load_predefined(train, valid=None, test=None, *, item_meta=None, user_meta=N
                           (p.behaviour_rows is None) != (tr.behaviour_rows is None)):
       raise DataError(f"{p.path}: expected the same optional columns as {tr.path} "
                       "(rating|weight, timestamp and behaviour present in all parts or in none)")
-  um = _read_meta(user_meta) if user_meta else ([], {})
-  im = _read_meta(item_meta) if item_meta else ([], {})
+  um = read_meta(user_meta) if user_meta else ([], {})
+  im = read_meta(item_meta) if item_meta else ([], {})
   users = checks.catalogue(um[0], tr.users)
   items = checks.catalogue(im[0], tr.items)
   train_i = tr.interactions(users, items, "train")

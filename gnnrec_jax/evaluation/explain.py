@@ -85,6 +85,7 @@ def layer_outputs(model, params, inputs
   def forward(params, inputs):
     return model.apply({"params": params}, inputs["graph"], inputs["features"],
                        feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
+                       side=inputs.get("side"), side_mask=inputs.get("side_mask"),
                        train=False, capture_intermediates=True, mutable=["intermediates"])
 
   (final, _), state = forward(params, inputs)
@@ -352,7 +353,7 @@ def new_user_terms(rec, params, history: np.ndarray, items: np.ndarray):
   each item is credited with its exact leave-one-out effect (`leave_one_out_terms`).
   """
   hist = np.unique(history)
-  if rec.exp.features is not None:
+  if rec.exp.features is not None or getattr(rec.exp, "side", None) is not None:
     return leave_one_out_terms(rec, params, hist, items)
   _, item_emb = (np.asarray(a, np.float64) for a in rec.score_params(params))
   values = item_emb[hist] @ item_emb[items].T / len(hist)  # [h, K]

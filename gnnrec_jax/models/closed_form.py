@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.errors import DataError
+from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.models.base import Recommender
 
 
@@ -68,6 +68,12 @@ class LinearItemRecommender(Recommender):
 
   def __init__(self, exp):
     super().__init__(exp)
+    # Inputs only embedding models read: refused rather than silently ignored.
+    unread = [k for k in ("side_features", "social_weight") if getattr(exp.config, k)]
+    if unread:
+      raise ConfigError(f"{exp.config.model} reads only the interaction matrix; "
+                        f"{' and '.join(unread)} would be ignored: unset "
+                        f"{'them' if len(unread) > 1 else 'it'} or pick an embedding model")
     self.score_fn = _row_scorer(type(self).apply_rows)
     self._histories = None
 

@@ -110,11 +110,12 @@ class _Recommender(nn.Module):
   def _backend(self) -> str:
     return resolve_backend(self.backend, self.n)
 
-  def _ego(self, features, feature_mask, has_id, train) -> jax.Array:
+  def _ego(self, features, feature_mask, has_id, train, side=None, side_mask=None) -> jax.Array:
     return NodeInputs(self.num_users, self.num_items, self.embed_dim, num_nodes=self.n,
                       init_std=self.init_std, use_id_embedding=self.use_id_embedding,
                       id_dropout=self.id_dropout, name="inputs")(
-                          features, feature_mask, has_id, train=train)
+                          features, feature_mask, has_id, side=side, side_mask=side_mask,
+                          train=train)
 
 
 class MF(_Recommender):
@@ -122,8 +123,8 @@ class MF(_Recommender):
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
-    ego = self._ego(features, feature_mask, has_id, train)
+               side=None, side_mask=None, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train, side, side_mask)
     return score_space(ego, self.score), ego
 
 
@@ -139,8 +140,8 @@ class _LayerStack(_Recommender):
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
-    ego = self._ego(features, feature_mask, has_id, train)
+               side=None, side_mask=None, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    ego = self._ego(features, feature_mask, has_id, train, side, side_mask)
     hs = [ego]
     for k in range(self.num_layers):
       hs.append(self._layer(k, hs[-1], graph, train))
@@ -249,8 +250,10 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
   base = num_users + num_items
   if num_nodes is not None and num_nodes < base:
     raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
-  if not c.use_id_embedding and feature_dim is None and c.model != "textgnn":
-    raise ConfigError("use_id_embedding=False needs text features (set text_features)")
+  if (not c.use_id_embedding and feature_dim is None and not c.side_features
+      and c.model != "textgnn"):
+    raise ConfigError("use_id_embedding=False needs text or side features (set text_features "
+                      "or side_features)")
   backend = c.propagation
   resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
   check_score(c.score)  # likewise
@@ -313,7 +316,9 @@ class EmbeddingRecommender(Recommender):
   """Every embedding model (`create_model`): score(u, i) = final_u . final_i.
 
   `inputs` (device arrays, passed to every jitted call as an argument):
-    graph, features [U+I, F] | None, feature_mask [U+I] | None, and, when some users or items
+    graph, features [U+I, F] | None, feature_mask [U+I] | None, side [U+I, S] | None and
+    side_mask [U+I] | None (`exp.side`), friends [2m, 2] | None (the train friendships in both
+    directions, with `social_weight > 0`), and, when some users or items
     have no train interaction (cold-start splits), has_id [U+I] bool (cold nodes are embedded
     without their never-trained ID vectors, in validation as at test time) and neg_pool
     [I_warm] int32 (negatives are drawn from items seen in train only: a cold item drawn as a
@@ -350,11 +355,16 @@ class EmbeddingRecommender(Recommender):
                 "features": None if exp.features is None else jnp.asarray(exp.features),
                 "feature_mask": (None if exp.feature_mask is None
                                  else jnp.asarray(exp.feature_mask)),
-                "has_id": None, "neg_pool": None}
+                "has_id": None, "neg_pool": None, "friends": None,
+                "side": None if exp.side is None else jnp.asarray(exp.side.values),
+                "side_mask": None if exp.side is None else jnp.asarray(exp.side.mask)}
       user_in, item_in = train_presence(exp.trained, exp.num_users, exp.num_items)
       if not (user_in.all() and item_in.all()):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
+      if self.config.social_weight and exp.friends is not None:  # both directions of each pair
+        f = exp.friends.train
+        inputs["friends"] = jnp.asarray(np.concatenate([f, f[:, ::-1]]).astype(np.int32))
       self._inputs = inputs
     return self._inputs
 
@@ -368,6 +378,7 @@ class EmbeddingRecommender(Recommender):
     rngs = {"dropout": rng} if rng is not None else None
     return self.module.apply({"params": params}, inputs["graph"], inputs["features"],
                              feature_mask=inputs["feature_mask"], has_id=inputs.get("has_id"),
+                             side=inputs.get("side"), side_mask=inputs.get("side_mask"),
                              train=train, rngs=rngs, **apply_kw)
 
   def init(self, key: jax.Array):
@@ -377,6 +388,7 @@ class EmbeddingRecommender(Recommender):
     inputs = self.inputs
     variables = self.module.init({"params": init_key, "dropout": init_key}, inputs["graph"],
                                  inputs["features"], feature_mask=inputs["feature_mask"],
+                                 side=inputs.get("side"), side_mask=inputs.get("side_mask"),
                                  train=False)
     return variables["params"]
 
@@ -384,15 +396,25 @@ class EmbeddingRecommender(Recommender):
     return self.init(jax.random.key(0))  # cheap: random tables, no data pass
 
   def loss(self, params, inputs, batch, rng):
-    """The configured objective (`config.loss`) of one batch of (user, positive item) rows.
+    """The configured objective (`config.loss`) of one batch of (user, positive item) rows,
+    plus the friendship term when `config.social_weight > 0`.
 
     `batch` holds `user`, `item` ([B] int32) and `mask` ([B] float32, 0 for padding rows of the
     last batch); negatives are drawn on the device from `rng`.
     """
-    from gnnrec_jax.training import losses, sampling
-    cfg, num_users = self.config, self.num_users
+    cfg = self.config
     drop_rng, neg_rng = jax.random.split(rng)
     final, ego = self.forward(params, inputs, train=True, rng=drop_rng)
+    loss, aux = self._ranking_loss(final, ego, inputs, batch, neg_rng)
+    if cfg.social_weight:  # additive; its own key, so runs without it draw what they drew before
+      loss, aux = self._friend_term(loss, aux, final, ego, inputs, batch,
+                                    jax.random.fold_in(rng, 13))
+    return loss, aux
+
+  def _ranking_loss(self, final, ego, inputs, batch, neg_rng):
+    """`config.loss` on the batch rows of `final` ([N, d_out]) and `ego` ([N, d])."""
+    from gnnrec_jax.training import losses, sampling
+    cfg, num_users = self.config, self.num_users
     u, p = batch["user"], batch["item"] + num_users
     if cfg.loss == "full_softmax":
       return losses.full_softmax_loss(
@@ -413,6 +435,23 @@ class EmbeddingRecommender(Recommender):
     if cfg.loss == "bpr":
       return losses.bpr_loss(**common)
     return losses.sampled_softmax_loss(**common, temperature=cfg.softmax_temperature)
+
+  def _friend_term(self, loss, aux, final, ego, inputs, batch, rng):
+    """Adds `losses.friendship_loss` over B train friendships drawn (with replacement, both
+    directions alike) from `inputs["friends"]` and `num_negatives` random users per row."""
+    from gnnrec_jax.training import losses
+    cfg = self.config
+    pairs = inputs["friends"]  # [2m, 2] directed train friendships
+    size = batch["user"].shape[0]  # static: as many friendships per step as item rows
+    pick_rng, neg_rng = jax.random.split(rng)
+    rows = pairs[jax.random.randint(pick_rng, (size,), 0, pairs.shape[0])]  # [B, 2]
+    neg = jax.random.randint(neg_rng, (size, cfg.num_negatives), 0, self.num_users)  # [B, K]
+    a, f = rows[:, 0], rows[:, 1]
+    term, faux = losses.friendship_loss(
+        user=final[a], friend=final[f], neg=final[neg], weight=cfg.social_weight,
+        kind=cfg.social_loss, temperature=cfg.softmax_temperature, user_ego=ego[a],
+        friend_ego=ego[f], neg_ego=ego[neg], l2=cfg.l2)
+    return loss + term, {**aux, **faux}
 
   def score_params(self, params):
     return self.embed(params, self.inputs)

@@ -8,12 +8,15 @@ New users (`embed_new_user`): a user who is not in the graph is one extra node t
 messages from its history items and sends none, so no other node changes (inductive, no
 retraining). For LightGCN (and MF, zero layers) its layer vectors have the closed form
 
-  h_n^0     = text_proj(x_n)          x_n = re-normalised mean of the history items' text vectors
+  h_n^0     = text_proj(x_n) [+ side_proj(s_n)]   x_n = re-normalised mean of the history items'
+                                                text vectors, s_n = the side-feature row of a user
+                                                without metadata (every user column missing)
   h_n^(k+1) = sum_{i in H} h_i^(k) / sqrt(|H| deg_i)   (+ h_n^(k) / deg_n with self-loops)
 
 with the items' h_i^(k) those of the trained graph: for a user already in the graph, embedded "as
 new" from its own train history, every layer k >= 1 equals its real one exactly, and only the
-layer-0 ID vector is missing (`tests/test_coldstart.py` checks this). ID-only models fold the user
+layer-0 ID vector is missing (`tests/test_coldstart.py` checks this). A model with side features
+but no text takes the same closed form with h_n^0 = side_proj(s_n). ID-only models fold the user
 in as the mean of its history items' final vectors.
 """
 from __future__ import annotations
@@ -98,7 +101,7 @@ def embed_new_user(rec, params, history: np.ndarray) -> np.ndarray:
   exp, model, inputs = rec.exp, rec.module, rec.inputs
   history = _check_history(history, exp.num_items)
   u, i = exp.num_users, exp.num_items
-  if exp.features is None:
+  if exp.features is None and exp.side is None:
     _, item_emb = rec.embed(params, inputs)
     return np.asarray(item_emb)[history].mean(axis=0)
   has_id = jnp.asarray(has_id_mask(exp.split.train, u, i))
@@ -110,10 +113,14 @@ def embed_new_user(rec, params, history: np.ndarray) -> np.ndarray:
     raise ConfigError(f"embed_new_user: no inductive form for text model {type(model).__name__}"
                       " (supported: lightgcn, mf); train it ID-only or add the user and retrain")
   cfg = exp.config
-  if cfg.text_features in ("history", "both"):
+  if exp.features is None:  # side features only: no text row to stand in
+    x, has_text = None, False
+  elif cfg.text_features in ("history", "both"):
     x, has_text = history_text_vector(exp.features[u:], exp.feature_mask[u:], history)
   else:
     x, has_text = np.zeros(exp.features.shape[1], np.float32), False
+  # A new user has no metadata: every user column missing, encoded by the train statistics.
+  side_row = None if exp.side is None else jnp.asarray(exp.side.new_user)
   # Degrees as build_graph counts them (binary or weighted); an item without train edges counts
   # the new user's edge only (its own layers k >= 1 are zero anyway).
   g = exp.graph
@@ -127,8 +134,9 @@ def embed_new_user(rec, params, history: np.ndarray) -> np.ndarray:
   coef = np.zeros(m, np.float32)  # padding rows get weight 0
   coef[:len(history)] = 1.0 / np.sqrt(deg_n * np.maximum(deg, 1.0))
   out = _new_user_layers(
-      _node_inputs_of(model), params, inputs, has_id, jnp.asarray(x), jnp.asarray(has_text),
-      jnp.asarray(nodes), jnp.asarray(coef), num_layers=num_layers, combine=combine,
+      _node_inputs_of(model), params, inputs, has_id, None if x is None else jnp.asarray(x),
+      jnp.asarray(has_text), side_row, jnp.asarray(nodes), jnp.asarray(coef),
+      num_layers=num_layers, combine=combine,
       self_weight=(1.0 / deg_n) if cfg.self_loops else 0.0, num_nodes=model.n,
       backend=model._backend, score=model.score)
   return np.asarray(out)
@@ -141,17 +149,24 @@ def _node_inputs_of(model) -> NodeInputs:
                     id_dropout=model.id_dropout)
 
 
-def _new_user_layers_impl(node_inputs, params, inputs, has_id, x, has_text, nodes, coef, *,
-                          num_layers, combine, self_weight, num_nodes, backend, score):
+def _new_user_layers_impl(node_inputs, params, inputs, has_id, x, has_text, side_row, nodes,
+                          coef, *, num_layers, combine, self_weight, num_nodes, backend, score):
   """Closed-form LightGCN layers of one extra receiving node. Returns [d_out]."""
   features, mask = inputs["features"], inputs["feature_mask"]
-  ego = node_inputs.apply({"params": params["inputs"]}, features, mask, has_id)  # [N, d]
-  # Row 0 stands in for the new user: the same module computes its text-only layer-0 vector.
-  features0 = features.at[0].set(x.astype(features.dtype))
-  mask0 = (jnp.ones(features.shape[0], bool) if mask is None else mask.astype(bool))
-  mask0 = mask0.at[0].set(has_text)
+  side, side_mask = inputs.get("side"), inputs.get("side_mask")
+  ego = node_inputs.apply({"params": params["inputs"]}, features, mask, has_id, side=side,
+                          side_mask=side_mask)  # [N, d]
+  # Row 0 (a user) stands in for the new user: the same module computes its layer-0 vector
+  # from its text (when the model reads text) and its side row, without an ID vector.
+  features0 = mask0 = side0 = None
+  if features is not None:
+    features0 = features.at[0].set(x.astype(features.dtype))
+    mask0 = (jnp.ones(features.shape[0], bool) if mask is None else mask.astype(bool))
+    mask0 = mask0.at[0].set(has_text)
+  if side is not None:
+    side0 = side.at[0].set(side_row.astype(side.dtype))
   h_new = node_inputs.apply({"params": params["inputs"]}, features0, mask0,
-                            has_id.at[0].set(False))[0]  # [d]
+                            has_id.at[0].set(False), side=side0, side_mask=side_mask)[0]  # [d]
   graph, h = inputs["graph"], ego
   hs_new = [h_new]
   for _ in range(num_layers):

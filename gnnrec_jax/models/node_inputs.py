@@ -1,15 +1,21 @@
-"""Layer-0 node vectors: ID embeddings, optionally combined with projected text features.
+"""Layer-0 node vectors: ID embeddings, optionally combined with projected text and side features.
 
-  ego_n = keep_n * id_n + text_n          (use_id_embedding, features given)
-  ego_n = text_n                          (use_id_embedding=False: a pure content model)
-  ego_n = id_n                            (no features: every ID-based recommender)
+  ego_n = keep_n * id_n + text_n + side_n   (use_id_embedding, features and side given)
+  ego_n = text_n [+ side_n]                 (use_id_embedding=False: a pure content model)
+  ego_n = id_n                              (no features: every ID-based recommender)
 
-  text_n = Dense(d)(features_n)  if feature_mask_n  else  default   (a learned [d] vector)
+  text_n = Dense(d)(features_n)  if feature_mask_n  else  default_text   (a learned [d] vector)
+  side_n = Dense(d)(side_n)      if side_mask_n     else  default_side
+
+Side features are the encoded metadata columns of `gnnrec_jax.data.side_features` (standardised
+numbers, one-hot categories, missing indicators: [U + I, S], user columns on user rows and item
+columns on item rows), so the one Dense acts as a separate projection per side plus a shared bias;
+nodes of a side without columns (`side_mask` False) get the learned `default_side` vector.
 
 `keep_n` implements DropoutNet (Volkovs et al., NeurIPS 2017): while training, each node's ID
 vector is zeroed with probability `id_dropout` so that the text path must carry the signal on its
 own; at evaluation, nodes flagged in `has_id` as lacking an ID (cold items/users with no training
-edges, whose ID vectors never received a gradient) use the text path only. Unlike ordinary
+edges, whose ID vectors never received a gradient) use the text and side paths only. Unlike ordinary
 dropout, the kept ID vectors are not rescaled by 1 / (1 - p): at test time warm nodes use their
 full ID vector and cold nodes none, exactly the two situations seen in training.
 
@@ -27,7 +33,7 @@ from gnnrec_jax.errors import ConfigError
 
 
 class NodeInputs(nn.Module):
-  """ID embedding table plus optional text-feature projection.
+  """ID embedding table plus optional text- and side-feature projections.
 
   Attributes:
     num_users: U.
@@ -35,7 +41,7 @@ class NodeInputs(nn.Module):
     embed_dim: d.
     num_nodes: N >= U + I, static; rows past U + I (graph padding) are zeros. None means U + I.
     init_std: stddev of the normal init of the ID table (LightGCN: 0.1).
-    use_id_embedding: include ID vectors (False needs features).
+    use_id_embedding: include ID vectors (False needs features or side features).
     id_dropout: DropoutNet rate of zeroing a node's ID vector while training.
   """
 
@@ -49,7 +55,8 @@ class NodeInputs(nn.Module):
 
   @nn.compact
   def __call__(self, features: jax.Array | None = None, feature_mask: jax.Array | None = None,
-               has_id: jax.Array | None = None, *, train: bool = False) -> jax.Array:
+               has_id: jax.Array | None = None, *, side: jax.Array | None = None,
+               side_mask: jax.Array | None = None, train: bool = False) -> jax.Array:
     """Computes the layer-0 vectors.
 
     Args:
@@ -57,8 +64,11 @@ class NodeInputs(nn.Module):
       feature_mask: optional [U + I] or [N] bool/0-1, True where the node has text; rows with
         False use the learned `default_text` vector. None: every row has text.
       has_id: optional [U + I] or [N] bool/0-1, False for nodes whose ID vector must not be used
-        (cold nodes at evaluation). Read only together with `features`: without them the ID
-        vector is a node's only input and is kept. None: all nodes have IDs.
+        (cold nodes at evaluation). Read only together with `features` or `side`: without them
+        the ID vector is a node's only input and is kept. None: all nodes have IDs.
+      side: optional [U + I, S] or [N, S] encoded side features (users first).
+      side_mask: optional [U + I] or [N] bool, True where the node's side has columns; rows
+        with False use the learned `default_side` vector. None: every row has side features.
       train: enables `id_dropout` (the 'dropout' rng collection).
 
     Returns:
@@ -67,12 +77,14 @@ class NodeInputs(nn.Module):
     base = self.num_users + self.num_items
     n = self.num_nodes or base
     d = self.embed_dim
-    if features is None and not self.use_id_embedding:
-      raise ConfigError("use_id_embedding=False needs text features (set text_features)")
+    content = features is not None or side is not None
+    if not content and not self.use_id_embedding:
+      raise ConfigError("use_id_embedding=False needs text or side features (set text_features "
+                        "or side_features)")
     ego = jnp.zeros((base, d), jnp.float32)
     if self.use_id_embedding:
       table = self.param("embedding", nn.initializers.normal(self.init_std), (base, d))
-      if features is not None:
+      if content:
         keep = jnp.ones((base,), table.dtype)
         if has_id is not None:
           keep = keep * _rows(has_id, base).astype(table.dtype)
@@ -88,6 +100,12 @@ class NodeInputs(nn.Module):
       if feature_mask is not None:
         text = jnp.where(_rows(feature_mask, base).astype(bool)[:, None], text, default)
       ego = ego + text
+    if side is not None:
+      proj = nn.Dense(d, name="side_proj")(_rows(side, base).astype(jnp.float32))  # [U+I, d]
+      default = self.param("default_side", nn.initializers.normal(self.init_std), (d,))
+      if side_mask is not None:
+        proj = jnp.where(_rows(side_mask, base).astype(bool)[:, None], proj, default)
+      ego = ego + proj
     if n > base:
       ego = jnp.concatenate([ego, jnp.zeros((n - base, d), ego.dtype)])
     return ego

@@ -217,7 +217,8 @@ class TextGNN(nn.Module):
     return hs
 
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+               side=None, side_mask=None, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    del side, side_mask  # refused by create_textgnn: the call contract of embedding models
     if features is None:
       raise ConfigError("textgnn needs text features (set text_features)")
     hs = self.layers(graph, features, feature_mask, has_id, train=train)
@@ -297,6 +298,8 @@ def create_textgnn(config, *, num_users: int, num_items: int, feature_dim: int |
                       f"{', '.join(USER_INPUTS)}")
   if c.conv not in CONVS:
     raise ConfigError(f"unknown conv {c.conv!r}; choose one of {', '.join(CONVS)}")
+  if c.side_features:
+    raise ConfigError("textgnn does not read side_features (its nodes are their text)")
   if c.target_out and c.conv != "lightgcn":
     raise ConfigError("target_out needs conv=lightgcn (the softmax rule's alphas would need "
                       "renormalising without the target edge)")

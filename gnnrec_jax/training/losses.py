@@ -152,3 +152,59 @@ def full_softmax_loss(*, user: jax.Array, items: jax.Array, pos_item: jax.Array,
     reg = l2 * jnp.sum(m * (_sq(user_ego) + _sq(pos_ego))) / 2.0 / count
   return nce + reg, {"softmax": nce, "reg": reg,
                      "pos_prob": jnp.sum(m * jnp.exp(log_prob)) / count}
+
+
+# Friendship objectives (`config.social_loss`), see `friendship_loss`.
+FRIEND_LOSSES = ("bpr", "softmax")
+
+
+def friendship_loss(*, user: jax.Array, friend: jax.Array, neg: jax.Array, weight: float,
+                    kind: str = "bpr", temperature: float = 0.1,
+                    user_ego: jax.Array | None = None, friend_ego: jax.Array | None = None,
+                    neg_ego: jax.Array | None = None, l2: float = 0.0,
+                    mask: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """A user-user ranking term: each friend above K random users, scored like items.
+
+  Link prediction with the recommender's own score (final_a . final_b), added to the item loss
+  so that one set of user vectors serves both tasks: BPR's pairwise rule (Rendle et al. 2009)
+  or a sampled softmax, with friends in place of items and random users as negatives:
+
+    bpr:     term = mean_b mean_k softplus(-(a_b . f_b - a_b . n_bk))
+    softmax: term = mean_b -log softmax([a_b . f_b, a_b . n_b1, ...] / tau)[0]
+
+  plus LightGCN's L2 rule on the rows' layer-0 vectors when `l2 > 0`, all times `weight`.
+
+  Args:
+    user: [B, d] final vectors of the users a of sampled friendships (a, f).
+    friend: [B, d] final vectors of their friends f.
+    neg: [B, K, d] final vectors of K users drawn at random per row.
+    weight: the term's weight (`config.social_weight`).
+    kind: "bpr" | "softmax".
+    temperature: tau of "softmax".
+    user_ego, friend_ego, neg_ego: the matching layer-0 vectors (needed when l2 > 0).
+    l2: weight of the L2 term (the item loss's `l2`).
+    mask: optional [B] row weights.
+
+  Returns:
+    (weight * (term + reg), {"friend": term, "friend_reg": l2 * reg, "friend_acc": fraction of
+    (row, negative) pairs with a.f > a.n}).
+  """
+  if kind not in FRIEND_LOSSES:
+    raise ValueError(f"unknown friendship loss {kind!r}; choose one of {', '.join(FRIEND_LOSSES)}")
+  m, count = _row_weights(mask, user.shape[0], user.dtype)
+  pos_score = jnp.sum(user * friend, axis=-1)  # [B]
+  neg_score = jnp.einsum("bd,bkd->bk", user, neg)  # [B, K]
+  diff = pos_score[:, None] - neg_score  # [B, K]
+  if kind == "bpr":
+    per_row = jnp.mean(jax.nn.softplus(-diff), axis=-1)  # [B]
+  else:
+    logits = jnp.concatenate([pos_score[:, None], neg_score], axis=-1) / temperature
+    per_row = -jax.nn.log_softmax(logits, axis=-1)[:, 0]  # [B]
+  term = jnp.sum(m * per_row) / count
+  reg = jnp.zeros((), user.dtype)
+  if l2:
+    if user_ego is None or friend_ego is None or neg_ego is None:
+      raise ValueError("l2 > 0 needs user_ego, friend_ego and neg_ego")
+    reg = l2 * l2_reg(user_ego=user_ego, pos_ego=friend_ego, neg_ego=neg_ego, mask=mask)
+  acc = jnp.sum(m * jnp.mean((diff > 0).astype(user.dtype), axis=-1)) / count
+  return weight * (term + reg), {"friend": term, "friend_reg": reg, "friend_acc": acc}
