@@ -88,6 +88,41 @@ class Config:
   # ease
   ease_l2: float = option(250.0, "RecBole's EASE reg_weight on ml-100k (> 0: the Gram matrix "
                           "of a small catalogue can be singular)", range="(0, inf)")
+  # training-free graph filters (gfcf, bspm, chebycf; models/graph_filters.py)
+  filter_alpha: float = option(0.3, "weight of the ideal low-pass term: GF-CF's alpha (0.3 on "
+                               "Gowalla), BSPM's idl_beta, ChebyCF's alpha (gfcf, bspm, chebycf)",
+                               range="[0, inf)")
+  svd_rank: int = option(256, "top singular vectors of the normalised R~ in the ideal low-pass "
+                         "(GF-CF's 256 on Gowalla; gfcf, bspm, chebycf)", range="[1, 65536]")
+  svd_method: str = option("auto", "auto: exact dense SVD for small matrices, else randomized "
+                           "subspace iteration (arpack: scipy's Lanczos, as the papers' code)",
+                           choices=("gnnrec_jax.models.graph_filters:SVD_METHODS",))
+  bspm_idl_solver: str = option("euler", "ideal low-pass ODE's solver (BSPM paper: euler)",
+                                choices=("gnnrec_jax.models.graph_filters:SOLVERS",))
+  bspm_idl_steps: int = option(1, "ideal low-pass ODE's steps K_idl (paper: 1)",
+                               range="[1, 1000]")
+  bspm_idl_time: float = option(1.0, "ideal low-pass ODE's horizon T_idl (paper: 1)",
+                                range="(0, inf)")
+  bspm_blur_solver: str = option("euler", "blurring ODE's solver (paper: euler)",
+                                 choices=("gnnrec_jax.models.graph_filters:SOLVERS",))
+  bspm_blur_steps: int = option(1, "blurring ODE's steps K_b (paper: 1)", range="[1, 1000]")
+  bspm_blur_time: float = option(1.0, "blurring ODE's horizon T_b (paper: 1)", range="(0, inf)")
+  bspm_sharpen_solver: str = option("rk4", "sharpening ODE's solver (Gowalla: rk4)",
+                                    choices=("gnnrec_jax.models.graph_filters:SOLVERS",))
+  bspm_sharpen_steps: int = option(1, "sharpening ODE's steps K_s (Gowalla: 1; 0 turns "
+                                   "sharpening off)", range="[0, 1000]")
+  bspm_sharpen_time: float = option(2.5, "sharpening ODE's horizon T_s (Gowalla: 2.5)",
+                                    range="(0, inf)")
+  bspm_early_merge: bool = option(True, "BSPM-EM: the ideal low-pass joins before sharpening "
+                                  "(false: LM, after)")
+  bspm_t_point_combination: bool = option(False, "average the ODE states over all steps "
+                                          "(Gowalla: false)")
+  cheby_order: int = option(8, "ChebyCF's Chebyshev order K (paper, Gowalla: 8)",
+                            range="[0, 1000]")
+  cheby_flatness: float = option(1.5, "ChebyCF's plateau flatness phi (Gowalla: 1.5)",
+                                 range="(0, inf)")
+  cheby_beta: float = option(0.4, "ChebyCF's item-degree exponent beta (Gowalla: 0.4; 0 turns "
+                             "the normalisation off)", range="[0, inf)")
   # node inputs (text features, issue 4)
   text_features: str = option(
       "", "empty = ID embeddings only; otherwise items get their text vector and users: history "

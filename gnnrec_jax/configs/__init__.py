@@ -9,7 +9,8 @@ import importlib
 from gnnrec_jax.config import Config, validate
 from gnnrec_jax.errors import ConfigError
 
-NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "textgnn", "test")
+NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "gfcf", "bspm", "chebycf",
+         "textgnn", "test")
 
 # The training recipe of the embedding models, tuned for LightGCN on ml-100k (valid NDCG@20, see
 # benchmarks/ml100k_tuning.md: hand-run sweeps, before `gnnrec-jax tune` existed) and shared so

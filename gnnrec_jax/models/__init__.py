@@ -9,6 +9,8 @@ function), and the registry that names them.
   inductive.py     cold nodes and new users scored without retraining
   closed_form.py   linear item models, scores = x_u F (`LinearItemRecommender`)
   ease.py          EASE (Steck 2019), a closed-form linear item model
+  graph_filters.py training-free graph filters GF-CF, BSPM, ChebyCF (linear item models applied
+                   as sparse products and low-rank factors, never an [I, I] matrix)
   baselines.py     random, popularity and content-kNN score functions
 
 This module imports nothing heavy, so that `gnnrec_jax.config` can validate model names without
@@ -26,6 +28,9 @@ REGISTRY = {
     "gat": "embedding:EmbeddingRecommender",
     "mf": "embedding:EmbeddingRecommender",
     "ease": "ease:EASE",
+    "gfcf": "graph_filters:GFCF",
+    "bspm": "graph_filters:BSPM",
+    "chebycf": "graph_filters:ChebyCF",
     "textgnn": "textgnn:TextGNNRecommender",
 }
 MODELS = tuple(REGISTRY)
