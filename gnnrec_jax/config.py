@@ -161,6 +161,28 @@ class Config:
       "unknown", "how a missing category is filled: unknown (a gap is its own category: "
       "missingness can be a signal) or mode (the train nodes' most frequent value)",
       choices=("gnnrec_jax.data.side_features:CATEGORICAL_IMPUTE",))
+  # textgnn, the text-first GNN (AlphaRec; models/textgnn.py, defaults in configs/textgnn.py)
+  mlp_hidden: int = option(0, "textgnn: hidden width of the MLP from LM vectors to embed_dim (0: "
+                           "one bias-free linear map, AlphaRec's linear variant)",
+                           range="[0, 1048576]")
+  user_input: str = option("history", "textgnn: users' layer 0: history (the mean of their "
+                           "items' mapped vectors, so a new user needs no retraining), text "
+                           "(AlphaRec's MLP of the mean LM vector) or table (learned vectors)",
+                           choices=("gnnrec_jax.models.textgnn:USER_INPUTS",))
+  conv: str = option("lightgcn", "textgnn: propagation, lightgcn (AlphaRec's) or softmax (the "
+                     "seed's rule, softmax_gnn's fields)",
+                     choices=("gnnrec_jax.models.textgnn:CONVS",))
+  target_out: bool = option(False, "textgnn: train each (user, item) row with the user embedded "
+                            "without that item and its other train items out of the softmax "
+                            "(leave-one-out rows; conv=lightgcn)")
+  warm_text: bool = option(True, "textgnn with use_id_embedding: an item with an ID vector also "
+                           "adds its mapped text (true), or is its ID vector alone, the text "
+                           "map standing in only for items without one (false: warm items as "
+                           "in the ID-only model; the cold view then trains the text map only)")
+  cold_view: float = option(0.0, "textgnn: weight of a second softmax in which every item is its "
+                            "text alone, as cold items are scored (0: off); with "
+                            "use_id_embedding, warm items keep their ID vectors in every step "
+                            "while the text map learns to stand alone", range="[0, inf)")
   # --- graph -----------------------------------------------------------------------------------
   self_loops: bool = option(False, "LightGCN has no self-loops (layer 0 is kept by the mean)")
   weighted_norm: str = option(
@@ -246,6 +268,11 @@ class Config:
   topk: tuple[int, ...] = option((10, 20, 50), "RecBole's and LightGCN's cut-offs",
                                  range="[1, 1000000]")
   eval_batch_size: int = option(512, "users per jitted ranking step", range="[1, 1048576]")
+  test_history: str = option(
+      "train", "the test pass's user histories: train (the models as trained) or train+valid "
+      "(each user's valid items join its history and the graph at test time, without "
+      "retraining, as sequential leave-one-out protocols do; evaluation/protocol.py)",
+      choices=("gnnrec_jax.evaluation.protocol:HISTORIES",))
   # --- data --------------------------------------------------------------------------------------
   split: str = option("random", "RecBole's per-user random ratio split",
                       choices=("gnnrec_jax.data.splits:METHODS",))
@@ -571,6 +598,14 @@ _RULES = (
     lambda c: None if c.cl != "xsimgcl" or (c.model != "ngcf" and c.layer_combine != "concat")
     else "invalid config: cl=xsimgcl needs final vectors of a layer's width; ngcf and "
     "layer_combine=concat concatenate the layers (use cl=simgcl)",
+    lambda c: None if c.model != "textgnn" or c.text_features else
+    "invalid config: textgnn needs text_features (its items are their text), e.g. "
+    "text_features=history",
+    lambda c: None if c.model != "textgnn" or not c.target_out or c.conv == "lightgcn" else
+    "invalid config: target_out needs conv=lightgcn (the softmax rule's alphas would need "
+    "renormalising without the target edge)",
+    lambda c: None if c.model == "textgnn" or (c.cold_view == 0 and c.warm_text) else
+    "invalid config: cold_view and warm_text are textgnn fields (model=textgnn)",
     _check_select_metric,
     _check_behaviour_weights,
 )

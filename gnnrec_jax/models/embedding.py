@@ -292,7 +292,8 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
   base = num_users + num_items
   if num_nodes is not None and num_nodes < base:
     raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
-  if not c.use_id_embedding and feature_dim is None and not c.side_features:
+  if (not c.use_id_embedding and feature_dim is None and not c.side_features
+      and c.model != "textgnn"):
     raise ConfigError("use_id_embedding=False needs text or side features (set text_features "
                       "or side_features)")
   backend = c.propagation
@@ -327,11 +328,15 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
   if c.model == "gat":
     return GAT(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
                heads=c.heads, dropout=c.dropout, activation=c.activation)
+  if c.model == "textgnn":
+    from gnnrec_jax.models.textgnn import create_textgnn
+    return create_textgnn(c, num_users=num_users, num_items=num_items, feature_dim=feature_dim,
+                          num_nodes=num_nodes)
   if c.model == "ease":
     raise ConfigError("ease is a closed-form model without parameters to train; "
                       "fit it with gnnrec_jax.models.ease.fit_ease")
   raise ConfigError(f"unknown model {c.model!r}; choose one of "
-                    "softmax_gnn, lightgcn, ngcf, gat, mf (ease: gnnrec_jax.models.ease)")
+                    "softmax_gnn, lightgcn, ngcf, gat, mf, textgnn (ease: gnnrec_jax.models.ease)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -399,7 +404,7 @@ class EmbeddingRecommender(Recommender):
                 "has_id": None, "neg_pool": None, "seen": None, "friends": None,
                 "side": None if exp.side is None else jnp.asarray(exp.side.values),
                 "side_mask": None if exp.side is None else jnp.asarray(exp.side.mask)}
-      user_in, item_in = train_presence(exp.split.train, exp.num_users, exp.num_items)
+      user_in, item_in = train_presence(exp.trained, exp.num_users, exp.num_items)
       if not (user_in.all() and item_in.all()):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))

@@ -34,6 +34,9 @@ _TITLE_KEYS = ("title", "movie_title", "name")
 _YEAR_KEYS = ("year", "release_year")
 _GENRE_KEYS = ("genres", "genre", "class", "categories")
 _DESCRIPTION_KEYS = ("description", "text")
+# A column holding each item's complete text, encoded verbatim instead of a sentence composed from
+# the columns above (Amazon/UniSRec releases ship "title. categories. brand." as one text).
+_FULL_TEXT_KEYS = ("item_text",)
 _GENDERS = {"m": "male", "f": "female", "male": "male", "female": "female"}
 # ml-100k occupations that do not read as a noun after "A 24-year-old male ...": (noun, suffix).
 _OCCUPATIONS = {
@@ -129,7 +132,8 @@ def item_text(title: str, year: int | None, genres: Sequence[str], description: 
 
 
 def item_texts(dataset: Dataset) -> tuple[list[str], np.ndarray]:
-  """One sentence per item from `dataset.item_meta` (title, year, genres, description if present).
+  """One text per item from `dataset.item_meta`: its complete text where the metadata has one
+  (`item_text`, used verbatim), else a sentence of title, year, genres and description.
 
   Returns:
     texts: I strings in item-index order ("" for items without metadata).
@@ -137,11 +141,13 @@ def item_texts(dataset: Dataset) -> tuple[list[str], np.ndarray]:
   """
   n = dataset.num_items
   meta = dataset.item_meta
+  full = _column(meta, _FULL_TEXT_KEYS, n, "item")
   titles = _column(meta, _TITLE_KEYS, n, "item")
   years = _column(meta, _YEAR_KEYS, n, "item")
   genres = _column(meta, _GENRE_KEYS, n, "item")
   descriptions = _column(meta, _DESCRIPTION_KEYS, n, "item")
   texts = [
+      (_text(full[i]) if full is not None else "") or
       item_text(_title(titles[i]) if titles is not None else "",
                 _number(years[i]) if years is not None else None,
                 _list(genres[i]) if genres is not None else [],
