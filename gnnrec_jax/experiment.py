@@ -155,9 +155,7 @@ def text_features_for(config: Config, dataset: Dataset, train: Interactions):
   Users get the mean vector of their *train* items (never valid/test items: that would leak
   the targets), their profile sentence, both, or none, per `config.text_features`.
   """
-  from gnnrec_jax.text.encoder import (
-    EncoderSpec,  # transformers is imported only when used
-  )
+  from gnnrec_jax.text.encoder import EncoderSpec  # the BERT weights load only when encoding
   from gnnrec_jax.text.node_texts import node_features
   return node_features(dataset, train, EncoderSpec(config.text_model),
                        users=config.text_features, progress=False)
