@@ -403,12 +403,14 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
   @property
   def inputs(self):
     inputs = super().inputs
-    if self.config.target_out and "seen" not in inputs:
+    full = self.config.loss == "full_softmax"
+    seen = inputs["seen"]
+    if self.config.target_out and (seen is None or full != hasattr(seen, "shape")):
       # The users' train items: a padded [U, L] table for the full softmax's [B, I] mask, a CSR
-      # for sampled negatives.
+      # for sampled negatives (the base class leaves None, or a CSR for `neg_resample`).
       from gnnrec_jax.models.closed_form import user_histories
       from gnnrec_jax.training.sampling import train_csr
-      if self.config.loss == "full_softmax":
+      if full:
         inputs["seen"] = jnp.asarray(user_histories(self.exp.trained, num_users=self.num_users,
                                                     num_items=self.num_items))
       else:
