@@ -507,6 +507,19 @@ def config_from_dict(raw, *, source: str = "config", base: Config | None = None,
     raise ConfigError(f"{source}: {e}") from None
 
 
+def read_text_file(path: str, where: str) -> str:
+  """The UTF-8 text of a JSON file the user names; ConfigError "`where`: why" when unreadable."""
+  try:
+    with open(path, "rb") as f:
+      return f.read().decode("utf-8")
+  except FileNotFoundError:
+    raise ConfigError(f"{where}: file not found") from None
+  except IsADirectoryError:
+    raise ConfigError(f"{where}: is a folder, not a JSON file") from None
+  except UnicodeDecodeError:
+    raise ConfigError(f"{where}: not UTF-8 text") from None
+
+
 def load_config_file(path: str, *, base_for_model=None) -> Config:
   """The config in a JSON file (a `tune` run's `best_config.json`, or one written by hand).
 
@@ -517,15 +530,7 @@ def load_config_file(path: str, *, base_for_model=None) -> Config:
     ConfigError: the file is missing, not a JSON object, or holds an unknown key or a bad value
       (named with the file).
   """
-  try:
-    with open(path, "rb") as f:
-      text = f.read().decode("utf-8")
-  except FileNotFoundError:
-    raise ConfigError(f"config file {path}: file not found") from None
-  except IsADirectoryError:
-    raise ConfigError(f"config file {path}: is a folder, not a JSON file") from None
-  except UnicodeDecodeError:
-    raise ConfigError(f"config file {path}: not UTF-8 text") from None
+  text = read_text_file(path, f"config file {path}")
   try:
     raw = json.loads(text)
   except json.JSONDecodeError as e:

@@ -39,7 +39,7 @@ import time
 from typing import Any, Callable
 
 from gnnrec_jax import fileio
-from gnnrec_jax.config import Config, check_field, field_specs, validate
+from gnnrec_jax.config import Config, check_field, field_specs, read_text_file, validate
 from gnnrec_jax.errors import CheckpointError, ConfigError, TrainingError
 from gnnrec_jax.training import workdir as workdir_lib
 
@@ -70,15 +70,7 @@ def read_space(path: str) -> dict[str, dict]:
       range, or a choice the key does not allow (one line naming the file and key).
   """
   where = f"space file {path}"
-  try:
-    with open(path, "rb") as f:
-      text = f.read().decode("utf-8")
-  except FileNotFoundError:
-    raise ConfigError(f"{where}: file not found") from None
-  except IsADirectoryError:
-    raise ConfigError(f"{where}: is a folder, not a JSON file") from None
-  except UnicodeDecodeError:
-    raise ConfigError(f"{where}: not UTF-8 text") from None
+  text = read_text_file(path, where)
   if not text.strip():
     raise ConfigError(f"{where}: empty; expected a JSON object of config keys, e.g. {_EXAMPLE}")
   try:
