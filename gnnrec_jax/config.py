@@ -201,13 +201,13 @@ class Config:
   # --- loss and sampling -----------------------------------------------------------------------
   loss: str = option("bpr", "bpr (the LightGCN paper), softmax (sampled softmax / InfoNCE), "
                      "full_softmax (every item a negative), directau or ccl "
-                     "(training/contrastive.py)",
+                     "(objectives/contrastive.py)",
                      choices=("gnnrec_jax.models.embedding:LOSSES",))
   l2: float = option(1e-4, "LightGCN's 1e-4 on the batch's layer-0 embeddings", range="[0, inf)")
   num_negatives: int = option(1, "per positive (BPR averages its pairwise term over them)",
                               range="[1, 65536]")
   neg_resample: int = option(0, "rounds of redrawing sampled negatives that are among the "
-                             "user's train items (training/sampling.resample_if_seen); 0 keeps "
+                             "user's train items (objectives/sampling.resample_if_seen); 0 keeps "
                              "uniform draws (~5% false negatives on ml-100k)", range="[0, 64]")
   softmax_temperature: float = option(0.1, "tau of the sampled/full softmax losses",
                                       range="(0, inf)")
@@ -226,7 +226,7 @@ class Config:
                                       "sum; loss=ccl)", range="[0, inf)")
   ccl_shared_negatives: int = option(0, "K negatives shared by the batch (>= #items: all); 0: "
                                      "per-row negatives (loss=ccl)", range="[0, 16777216]")
-  # A contrastive term added to `loss` (training/contrastive.py).
+  # A contrastive term added to `loss` (objectives/contrastive.py).
   cl: str = option("", "empty: none; simgcl (Yu et al., SIGIR 2022: InfoNCE between two noisy "
                    "forward passes); xsimgcl (Yu et al., TKDE 2023: one noisy pass, its final "
                    "vectors against its layer-cl_layer output)",
@@ -244,7 +244,7 @@ class Config:
       range="[0, inf)")
   social_loss: str = option("bpr", "the friendship term: bpr, or softmax over the friend and the "
                             "sampled users (softmax_temperature)",
-                            choices=("gnnrec_jax.training.losses:FRIEND_LOSSES",))
+                            choices=("gnnrec_jax.objectives.losses:FRIEND_LOSSES",))
   # --- optimisation ----------------------------------------------------------------------------
   optimizer: str = option("adam", "Adam, as LightGCN and RecBole",
                           choices=("gnnrec_jax.training.fit:OPTIMIZERS",))

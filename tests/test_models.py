@@ -19,7 +19,7 @@ from gnnrec_jax.models.embedding import (
   create_model,
 )
 from gnnrec_jax.models.node_inputs import NodeInputs
-from gnnrec_jax.training.losses import bpr_loss
+from gnnrec_jax.objectives.losses import bpr_loss
 
 U, I, D = 4, 6, 4
 N = U + I

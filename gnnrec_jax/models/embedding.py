@@ -150,7 +150,7 @@ def _perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
   h itself when eps is 0 (a static Python float: the clean model draws nothing)."""
   if not eps:
     return h
-  from gnnrec_jax.training.contrastive import perturb
+  from gnnrec_jax.objectives.contrastive import perturb
   return perturb(module.make_rng("noise"), h, eps=eps)
 
 
@@ -409,7 +409,7 @@ class EmbeddingRecommender(Recommender):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
       if self.config.neg_resample:
-        from gnnrec_jax.training.sampling import train_csr
+        from gnnrec_jax.objectives.sampling import train_csr
         inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
             exp.split.train, num_users=exp.num_users, num_items=exp.num_items))
       if self.config.social_weight and exp.friends is not None:  # both directions of each pair
@@ -470,7 +470,7 @@ class EmbeddingRecommender(Recommender):
     same dropout key, each its noise key); with `cl="xsimgcl"` one noisy pass (view 1's key)
     serves both, its final vectors against its layer-`cl_layer` output.
     """
-    from gnnrec_jax.training import contrastive
+    from gnnrec_jax.objectives import contrastive
     cfg, num_users = self.config, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
     noise1, noise2 = jax.random.split(jax.random.fold_in(rng, 7))
@@ -500,7 +500,7 @@ class EmbeddingRecommender(Recommender):
 
   def _ranking_loss(self, final, ego, inputs, batch, neg_rng):
     """`config.loss` on the batch rows of `final` ([N, d_out]) and `ego` ([N, d])."""
-    from gnnrec_jax.training import contrastive, losses, sampling
+    from gnnrec_jax.objectives import contrastive, losses, sampling
     cfg, num_users, num_items = self.config, self.num_users, self.num_items
     u, p = batch["user"], batch["item"] + num_users
     mask = batch["mask"]
@@ -551,7 +551,7 @@ class EmbeddingRecommender(Recommender):
   def _friend_term(self, loss, aux, final, ego, inputs, batch, rng):
     """Adds `losses.friendship_loss` over B train friendships drawn (with replacement, both
     directions alike) from `inputs["friends"]` and `num_negatives` random users per row."""
-    from gnnrec_jax.training import losses
+    from gnnrec_jax.objectives import losses
     cfg = self.config
     pairs = inputs["friends"]  # [2m, 2] directed train friendships
     size = batch["user"].shape[0]  # static: as many friendships per step as item rows

@@ -409,7 +409,7 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
       # The users' train items: a padded [U, L] table for the full softmax's [B, I] mask, a CSR
       # for sampled negatives (the base class leaves None, or a CSR for `neg_resample`).
       from gnnrec_jax.models.closed_form import user_histories
-      from gnnrec_jax.training.sampling import train_csr
+      from gnnrec_jax.objectives.sampling import train_csr
       if full:
         inputs["seen"] = jnp.asarray(user_histories(self.exp.trained, num_users=self.num_users,
                                                     num_items=self.num_items))
@@ -468,7 +468,7 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
 
   def _target_out_loss(self, params, inputs, batch, rng):
     """The `target_out` objective (see `loss`)."""
-    from gnnrec_jax.training import sampling
+    from gnnrec_jax.objectives import sampling
     cfg, model, u = self.config, self.module, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
     hs = model.apply({"params": params}, inputs["graph"], inputs["features"],
