@@ -202,7 +202,7 @@ class Config:
   loss: str = option("bpr", "bpr (the LightGCN paper), softmax (sampled softmax / InfoNCE), "
                      "full_softmax (every item a negative), directau or ccl "
                      "(objectives/contrastive.py)",
-                     choices=("gnnrec_jax.models.embedding:LOSSES",))
+                     choices=("gnnrec_jax.objectives.select:LOSSES",))
   l2: float = option(1e-4, "LightGCN's 1e-4 on the batch's layer-0 embeddings", range="[0, inf)")
   num_negatives: int = option(1, "per positive (BPR averages its pairwise term over them)",
                               range="[1, 65536]")
@@ -230,7 +230,7 @@ class Config:
   cl: str = option("", "empty: none; simgcl (Yu et al., SIGIR 2022: InfoNCE between two noisy "
                    "forward passes); xsimgcl (Yu et al., TKDE 2023: one noisy pass, its final "
                    "vectors against its layer-cl_layer output)",
-                   choices=("gnnrec_jax.models.embedding:CL_TERMS",))
+                   choices=("gnnrec_jax.objectives.select:CL_TERMS",))
   cl_weight: float = option(0.2, "lambda; XSimGCL's published value (SimGCL's: 0.5)",
                             range="[0, inf)")
   cl_eps: float = option(0.1, "the noise radius; SimGCL's published value (XSimGCL's: 0.2)",

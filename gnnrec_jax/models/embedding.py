@@ -39,6 +39,8 @@ from gnnrec_jax.models.layers import (
   activation_fn,
 )
 from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.objectives import contrastive, sampling
+from gnnrec_jax.objectives import select as objective
 from gnnrec_jax.precision import EXACT
 
 COMBINES = ("mean", "sum", "last", "concat")
@@ -58,8 +60,6 @@ def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
 
 
 SCORES = ("dot", "cosine", "pearson")
-LOSSES = ("bpr", "softmax", "full_softmax", "directau", "ccl")  # `EmbeddingRecommender.loss`
-CL_TERMS = ("", "simgcl", "xsimgcl")  # the contrastive term `EmbeddingRecommender.loss` adds
 INITIAL_ALPHAS = ("weights", "none")         # `SoftmaxGNN.initial_alpha`
 
 
@@ -150,8 +150,7 @@ def _perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
   h itself when eps is 0 (a static Python float: the clean model draws nothing)."""
   if not eps:
     return h
-  from gnnrec_jax.objectives.contrastive import perturb
-  return perturb(module.make_rng("noise"), h, eps=eps)
+  return contrastive.perturb(module.make_rng("noise"), h, eps=eps)
 
 
 class _LayerStack(_Recommender):
@@ -409,8 +408,7 @@ class EmbeddingRecommender(Recommender):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
       if self.config.neg_resample:
-        from gnnrec_jax.objectives.sampling import train_csr
-        inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
+        inputs["seen"] = tuple(jnp.asarray(a) for a in sampling.train_csr(
             exp.split.train, num_users=exp.num_users, num_items=exp.num_items))
       if self.config.social_weight and exp.friends is not None:  # both directions of each pair
         f = exp.friends.train
@@ -470,7 +468,6 @@ class EmbeddingRecommender(Recommender):
     same dropout key, each its noise key); with `cl="xsimgcl"` one noisy pass (view 1's key)
     serves both, its final vectors against its layer-`cl_layer` output.
     """
-    from gnnrec_jax.objectives import contrastive
     cfg, num_users = self.config, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
     noise1, noise2 = jax.random.split(jax.random.fold_in(rng, 7))
@@ -480,10 +477,12 @@ class EmbeddingRecommender(Recommender):
       final, ego, hs = view(noise_rng=noise1, return_layers=True)
     else:
       final, ego = self.forward(params, inputs, train=True, rng=drop_rng)
-    loss, aux = self._ranking_loss(final, ego, inputs, batch, neg_rng)
+    loss, aux = objective.ranking_loss(cfg, final, ego, inputs, batch, neg_rng,
+                                       num_users=num_users, num_items=self.num_items)
     if cfg.social_weight:  # additive; its own key, so runs without it draw what they drew before
-      loss, aux = self._friend_term(loss, aux, final, ego, inputs, batch,
-                                    jax.random.fold_in(rng, 13))
+      term, faux = objective.friend_term(cfg, final, ego, inputs["friends"], batch,
+                                         jax.random.fold_in(rng, 13), num_users=num_users)
+      loss, aux = loss + term, {**aux, **faux}
     if not cfg.cl:
       return loss, aux
     if cfg.cl == "simgcl":
@@ -497,73 +496,6 @@ class EmbeddingRecommender(Recommender):
         users=u, items=p, temperature=cfg.cl_temperature, weight=cfg.cl_weight,
         mask=batch["mask"])
     return loss + cl, {**aux, **cl_aux}
-
-  def _ranking_loss(self, final, ego, inputs, batch, neg_rng):
-    """`config.loss` on the batch rows of `final` ([N, d_out]) and `ego` ([N, d])."""
-    from gnnrec_jax.objectives import contrastive, losses, sampling
-    cfg, num_users, num_items = self.config, self.num_users, self.num_items
-    u, p = batch["user"], batch["item"] + num_users
-    mask = batch["mask"]
-    if cfg.loss == "full_softmax":
-      return losses.full_softmax_loss(
-          user=final[u], items=final[num_users:num_users + num_items],
-          pos_item=batch["item"], user_ego=ego[u], pos_ego=ego[p], l2=cfg.l2,
-          temperature=cfg.softmax_temperature, mask=mask)
-    if cfg.loss == "directau":
-      unique = cfg.directau_unique
-      return contrastive.directau_loss(
-          user=final[u], item=final[p], gamma=cfg.directau_gamma, mask=mask,
-          users=u if unique else None, items=p if unique else None, user_ego=ego[u],
-          item_ego=ego[p], l2=cfg.l2)
-    pool = inputs.get("neg_pool")
-    size = num_items if pool is None else pool.shape[0]  # static: the pool's length
-    ccl_weight = cfg.ccl_negative_weight or None  # 0: w = K
-    if cfg.loss == "ccl" and cfg.ccl_shared_negatives:
-      # K negatives for the whole batch, a [B, K] matmul (the whole pool when K >= its size);
-      # drawn with replacement, as the per-row negatives are.
-      k = cfg.ccl_shared_negatives
-      items = (jnp.arange(size, dtype=jnp.int32) if k >= size else
-               jax.random.randint(neg_rng, (k,), 0, size, dtype=jnp.int32))
-      n = (items if pool is None else pool[items]) + num_users  # [K]
-      return contrastive.cosine_contrastive_loss(
-          user=final[u], pos=final[p], neg=final[n], margin=cfg.ccl_margin,
-          negative_weight=ccl_weight, mask=mask, user_ego=ego[u], pos_ego=ego[p],
-          neg_ego=ego[n], l2=cfg.l2)
-    neg = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=size,
-                                    num_negatives=cfg.num_negatives)  # [B, K]
-    if cfg.neg_resample:  # redraw negatives among the user's train items
-      indptr, indices = inputs["seen"]
-      neg = sampling.resample_if_seen(jax.random.fold_in(neg_rng, 1), neg,
-                                      batch_users=batch["user"], num_items=size, indptr=indptr,
-                                      indices=indices, num_retries=cfg.neg_resample, pool=pool)
-    if pool is not None:
-      neg = pool[neg]
-    n = neg + num_users
-    common = dict(user=final[u], pos=final[p], neg=final[n],  # [B, K, d]
-                  user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n], l2=cfg.l2, mask=mask)
-    if cfg.loss == "bpr":
-      return losses.bpr_loss(**common)
-    if cfg.loss == "ccl":
-      return contrastive.cosine_contrastive_loss(**common, margin=cfg.ccl_margin,
-                                                 negative_weight=ccl_weight)
-    return losses.sampled_softmax_loss(**common, temperature=cfg.softmax_temperature)
-
-  def _friend_term(self, loss, aux, final, ego, inputs, batch, rng):
-    """Adds `losses.friendship_loss` over B train friendships drawn (with replacement, both
-    directions alike) from `inputs["friends"]` and `num_negatives` random users per row."""
-    from gnnrec_jax.objectives import losses
-    cfg = self.config
-    pairs = inputs["friends"]  # [2m, 2] directed train friendships
-    size = batch["user"].shape[0]  # static: as many friendships per step as item rows
-    pick_rng, neg_rng = jax.random.split(rng)
-    rows = pairs[jax.random.randint(pick_rng, (size,), 0, pairs.shape[0])]  # [B, 2]
-    neg = jax.random.randint(neg_rng, (size, cfg.num_negatives), 0, self.num_users)  # [B, K]
-    a, f = rows[:, 0], rows[:, 1]
-    term, faux = losses.friendship_loss(
-        user=final[a], friend=final[f], neg=final[neg], weight=cfg.social_weight,
-        kind=cfg.social_loss, temperature=cfg.softmax_temperature, user_ego=ego[a],
-        friend_ego=ego[f], neg_ego=ego[neg], l2=cfg.l2)
-    return loss + term, {**aux, **faux}
 
   def score_params(self, params):
     return self.embed(params, self.inputs)

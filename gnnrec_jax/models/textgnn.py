@@ -49,6 +49,8 @@ from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.graph.propagate import normalize_per_receiver, resolve_backend, weighted_sum
 from gnnrec_jax.models import embedding
 from gnnrec_jax.models.layers import LightGCNConv, SoftmaxEdgeConv
+from gnnrec_jax.objectives import sampling
+from gnnrec_jax.objectives import select as objective
 
 USER_INPUTS = ("history", "text", "table")
 CONVS = ("lightgcn", "softmax")
@@ -409,12 +411,11 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
       # The users' train items: a padded [U, L] table for the full softmax's [B, I] mask, a CSR
       # for sampled negatives (the base class leaves None, or a CSR for `neg_resample`).
       from gnnrec_jax.models.closed_form import user_histories
-      from gnnrec_jax.objectives.sampling import train_csr
       if full:
         inputs["seen"] = jnp.asarray(user_histories(self.exp.trained, num_users=self.num_users,
                                                     num_items=self.num_items))
       else:
-        inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
+        inputs["seen"] = tuple(jnp.asarray(a) for a in sampling.train_csr(
             self.exp.trained, num_users=self.num_users, num_items=self.num_items))
     return inputs
 
@@ -468,7 +469,6 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
 
   def _target_out_loss(self, params, inputs, batch, rng):
     """The `target_out` objective (see `loss`)."""
-    from gnnrec_jax.objectives import sampling
     cfg, model, u = self.config, self.module, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
     hs = model.apply({"params": params}, inputs["graph"], inputs["features"],
@@ -496,15 +496,8 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
       neg = jnp.einsum("bd,bkd->bk", user, items[cand])
       indptr, indices = inputs["seen"]
       mask = sampling.is_seen(batch["user"], cand, indptr=indptr, indices=indices)
-    neg = jnp.where(mask, -jnp.inf, neg)
-    if cfg.loss == "bpr":
-      valid = jnp.isfinite(neg)
-      rank = jnp.sum(jnp.where(valid, jax.nn.softplus(neg - pos), 0.0), -1) / jnp.maximum(
-          valid.sum(-1), 1)
-      nll = rank
-    else:
-      logits = jnp.concatenate([pos, neg], axis=-1) / cfg.softmax_temperature
-      nll = -jax.nn.log_softmax(logits, axis=-1)[:, 0]  # [B]
+    nll = objective.masked_ranking_nll(cfg.loss, pos, neg, mask,
+                                       temperature=cfg.softmax_temperature)  # [B]
     m = batch["mask"]
     loss = jnp.sum(m * nll) / jnp.maximum(jnp.sum(m), 1.0)
     reg = jnp.zeros((), loss.dtype)
