@@ -30,6 +30,7 @@ import numpy as np
 
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph.propagate import resolve_backend
+from gnnrec_jax.models import explain_terms
 from gnnrec_jax.models.base import Recommender
 from gnnrec_jax.models.layers import (
   GATConv,
@@ -104,6 +105,8 @@ class _Recommender(nn.Module):
   backend: str = "auto"          # gnnrec_jax.graph.propagate.weighted_sum backend
   score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
   embed_dropout: float = 0.0     # elementwise dropout on the layer-0 vectors while training
+
+  edge_weight_name = "norm"  # what an explanation calls its layers' edge weights (not a field)
 
   @property
   def n(self) -> int:
@@ -202,6 +205,8 @@ class SoftmaxGNN(_LayerStack):
   `receiver_scale` are the layer's remedies for attention that stays uniform and forgets degree
   (see layers/softmax_edge.py).
   """
+
+  edge_weight_name = "alpha"  # the learned attention (not a field)
 
   heads: int = 1
   temperature: float = 1.0
@@ -507,9 +512,8 @@ class EmbeddingRecommender(Recommender):
     return np.asarray(item_emb) @ query
 
   def explain_terms(self, params, *, user, history, items):
-    from gnnrec_jax.evaluation import explain
     if history is not None:
-      return explain.new_user_terms(self, params, history, items)
+      return explain_terms.new_user_terms(self, params, history, items)
     if isinstance(self.module, (LightGCN, SoftmaxGNN)):
-      return explain.propagation_terms(self, params, user, items)
-    return explain.similarity_terms(self, params, user, items)
+      return explain_terms.propagation_terms(self, params, user, items)
+    return explain_terms.similarity_terms(self, params, user, items)

@@ -47,7 +47,7 @@ import numpy as np
 from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.graph.propagate import normalize_per_receiver, resolve_backend, weighted_sum
-from gnnrec_jax.models import embedding
+from gnnrec_jax.models import embedding, explain_terms
 from gnnrec_jax.models.layers import LightGCNConv, SoftmaxEdgeConv
 from gnnrec_jax.objectives import sampling
 from gnnrec_jax.objectives import select as objective
@@ -560,11 +560,10 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     return np.asarray(item_emb) @ np.asarray(final)
 
   def explain_terms(self, params, *, user, history, items):
-    from gnnrec_jax.evaluation import explain
     if history is None and self.module.user_input != "table":
       # A user in the graph is its train history: leave-one-out through `history_scores`
       # (which reproduces its scores exactly) is exact per item.
-      history = explain.train_history(self.exp, user)
+      history = explain_terms.train_history(self.exp, user)
     if history is not None and len(history):
-      return explain.leave_one_out_terms(self, params, history, items)
-    return explain.similarity_terms(self, params, user, items)
+      return explain_terms.leave_one_out_terms(self, params, history, items)
+    return explain_terms.similarity_terms(self, params, user, items)
