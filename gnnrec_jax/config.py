@@ -63,7 +63,7 @@ class Config:
                           range="[1, 65536]")
   num_layers: int = option(3, "LightGCN's best depth on Gowalla/ml-100k", range="[0, 64]")
   layer_combine: str = option("mean", "how layer outputs combine (LightGCN: mean)",
-                              choices=("gnnrec_jax.models.embedding:COMBINES",))
+                              choices=("gnnrec_jax.models.readout:COMBINES",))
   init_std: float = option(0.1, "LightGCN's normal(0, 0.1) init (RecBole uses xavier; both fine)",
                            range="(0, inf)")
   # softmax_gnn / gat
@@ -213,7 +213,7 @@ class Config:
                                       range="(0, inf)")
   score: str = option("dot", "dot: final vectors as they are; cosine: L2-normalised; pearson: "
                       "centred, then L2-normalised (train and rank alike)",
-                      choices=("gnnrec_jax.models.embedding:SCORES",))
+                      choices=("gnnrec_jax.models.readout:SCORES",))
   # loss=directau (Wang et al., KDD 2022): alignment + gamma * uniformity, no negatives.
   directau_gamma: float = option(1.0, "the authors' default (their MF encoder); they tune 0.01-10 "
                                  "(loss=directau)", range="[0, inf)")

@@ -20,7 +20,7 @@ The SoftmaxGNN and GAT layers `sow` their alphas into the "intermediates" collec
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,9 +29,11 @@ import jraph
 import numpy as np
 
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph.build import num_nodes
 from gnnrec_jax.graph.propagate import resolve_backend
 from gnnrec_jax.models import explain_terms
 from gnnrec_jax.models.base import Recommender
+from gnnrec_jax.models.inductive import embed_new_user, train_presence
 from gnnrec_jax.models.layers import (
   GATConv,
   LightGCNConv,
@@ -40,56 +42,12 @@ from gnnrec_jax.models.layers import (
   activation_fn,
 )
 from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.models.readout import COMBINES, check_score, combine_layers, score_space
 from gnnrec_jax.objectives import contrastive, sampling
 from gnnrec_jax.objectives import select as objective
 from gnnrec_jax.precision import EXACT
 
-COMBINES = ("mean", "sum", "last", "concat")
-
-
-def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
-  """Combines layer outputs h^0..h^L ([N, d] each): mean | sum | last | concat ([N, d (L+1)])."""
-  if how == "mean":
-    return jnp.mean(jnp.stack(hs), axis=0)
-  if how == "sum":
-    return jnp.sum(jnp.stack(hs), axis=0)
-  if how == "last":
-    return hs[-1]
-  if how == "concat":
-    return jnp.concatenate(hs, axis=-1)
-  raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
-
-
-SCORES = ("dot", "cosine", "pearson")
-INITIAL_ALPHAS = ("weights", "none")         # `SoftmaxGNN.initial_alpha`
-
-
-def check_score(score: str) -> None:
-  if score not in SCORES:
-    raise ConfigError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
-
-
-def score_space(final: jax.Array, score: str) -> jax.Array:
-  """The vectors whose dot products are the scores, so that training, ranking and
-  recommendation all score by `score` without knowing it.
-
-  dot: `final` itself. cosine: `final` scaled to unit length (a zero vector stays zero).
-  pearson: each vector centred on its own mean over the d coordinates, then scaled to unit
-  length, so that x . y = Pearson's r between the coordinates of the two final vectors,
-  r = sum_k (x_k - mean x)(y_k - mean y) / (|x - mean x| |y - mean y|); a constant vector
-  (zero after centring) stays zero.
-
-  Args:
-    final: [..., d] vectors.
-    score: one of SCORES.
-  """
-  check_score(score)
-  if score == "dot":
-    return final
-  if score == "pearson":
-    final = final - jnp.mean(final, axis=-1, keepdims=True)
-  sq = jnp.sum(jnp.square(final), axis=-1, keepdims=True)
-  return final * jnp.where(sq > 0, jax.lax.rsqrt(jnp.maximum(sq, 1e-30)), 0.0)
+INITIAL_ALPHAS = ("weights", "none")  # `SoftmaxGNN.initial_alpha`
 
 
 class _Recommender(nn.Module):
@@ -106,7 +64,14 @@ class _Recommender(nn.Module):
   score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
   embed_dropout: float = 0.0     # elementwise dropout on the layer-0 vectors while training
 
-  edge_weight_name = "norm"  # what an explanation calls its layers' edge weights (not a field)
+  # Not fields: what the model answers about itself (see `explain_terms`, `inductive`).
+  edge_weight_name = "norm"   # what an explanation calls its layers' edge weights
+  explanation = "similarity"  # "propagation": an exact split through the layers exists
+
+  def new_user_layers(self) -> tuple[int, str] | None:
+    """(num_layers, layer_combine) of the closed form by which a user outside the graph is
+    embedded from its history (`inductive.embed_new_user`), or None when there is none."""
+    return None
 
   @property
   def n(self) -> int:
@@ -137,6 +102,9 @@ class MF(_Recommender):
   With `noise_eps` > 0 (SimGCL's view of a model without layers) the noise is added to the
   layer-0 vectors themselves; `ego`, which the L2 term reads, stays clean.
   """
+
+  def new_user_layers(self):
+    return 0, "mean"
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
@@ -190,6 +158,11 @@ class LightGCN(_LayerStack):
   (eq. 4, `layer_combine="mean"`).
   """
 
+  explanation = "propagation"
+
+  def new_user_layers(self):
+    return self.num_layers, self.layer_combine
+
   def _layer(self, k, h, graph, train):
     del train  # parameter-free and deterministic
     return LightGCNConv(self.n, backend=self._backend, name=f"conv_{k}")(h, graph)
@@ -207,6 +180,7 @@ class SoftmaxGNN(_LayerStack):
   """
 
   edge_weight_name = "alpha"  # the learned attention (not a field)
+  explanation = "propagation"
 
   heads: int = 1
   temperature: float = 1.0
@@ -381,7 +355,6 @@ class EmbeddingRecommender(Recommender):
 
   def __init__(self, exp):
     super().__init__(exp)
-    from gnnrec_jax.graph.build import num_nodes
     feature_dim = None if exp.features is None else int(exp.features.shape[1])
     # A graph padded for sharding (`training.parallel.pad_graph_for_mesh`) has extra nodes.
     self.module = create_model(self.config, num_users=exp.num_users, num_items=exp.num_items,
@@ -399,7 +372,6 @@ class EmbeddingRecommender(Recommender):
   @property
   def inputs(self) -> dict[str, Any]:
     if self._inputs is None:  # moved to the device once, on first use
-      from gnnrec_jax.models.inductive import train_presence
       exp = self.exp
       inputs = {"graph": jax.tree.map(jnp.asarray, exp.graph),
                 "features": None if exp.features is None else jnp.asarray(exp.features),
@@ -506,7 +478,6 @@ class EmbeddingRecommender(Recommender):
     return self.embed(params, self.inputs)
 
   def history_scores(self, params, history):
-    from gnnrec_jax.models.inductive import embed_new_user
     query = embed_new_user(self, params, history)  # [d]
     _, item_emb = self.score_params(params)
     return np.asarray(item_emb) @ query
@@ -514,6 +485,6 @@ class EmbeddingRecommender(Recommender):
   def explain_terms(self, params, *, user, history, items):
     if history is not None:
       return explain_terms.new_user_terms(self, params, history, items)
-    if isinstance(self.module, (LightGCN, SoftmaxGNN)):
+    if self.module.explanation == "propagation":
       return explain_terms.propagation_terms(self, params, user, items)
     return explain_terms.similarity_terms(self, params, user, items)

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.models.layers import activation_fn
 
 

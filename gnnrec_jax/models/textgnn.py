@@ -44,13 +44,17 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.graph.propagate import normalize_per_receiver, resolve_backend, weighted_sum
-from gnnrec_jax.models import embedding, explain_terms
+from gnnrec_jax.models import embedding, explain_terms, inductive
+from gnnrec_jax.models.closed_form import user_histories
 from gnnrec_jax.models.layers import LightGCNConv, SoftmaxEdgeConv
+from gnnrec_jax.models.readout import COMBINES, combine_layers, score_space
 from gnnrec_jax.objectives import sampling
 from gnnrec_jax.objectives import select as objective
+from gnnrec_jax.text.node_texts import user_history_vectors
 
 USER_INPUTS = ("history", "text", "table")
 CONVS = ("lightgcn", "softmax")
@@ -184,7 +188,7 @@ class TextGNN(nn.Module):
     mask = None if feature_mask is None else feature_mask[u:u + i]
     h0 = self.map_text(features[u:u + i], mask)  # [I, d]
     hs = [h0] + [jnp.zeros_like(h0)] * self.num_layers
-    return embedding.score_space(embedding.combine_layers(hs, self.layer_combine), self.score)
+    return score_space(combine_layers(hs, self.layer_combine), self.score)
 
   def user_text(self, z: jax.Array, has_text: jax.Array | None) -> jax.Array:
     """AlphaRec's user rule (`user_input="text"`): the mapped user LM vector."""
@@ -224,8 +228,8 @@ class TextGNN(nn.Module):
     if features is None:
       raise ConfigError("textgnn needs text features (set text_features)")
     hs = self.layers(graph, features, feature_mask, has_id, train=train)
-    final = embedding.combine_layers(hs, self.layer_combine)
-    return embedding.score_space(final, self.score), hs[0]
+    final = combine_layers(hs, self.layer_combine)
+    return score_space(final, self.score), hs[0]
 
 
 def edge_position(graph: jraph.GraphsTuple, receivers: jax.Array, senders: jax.Array) -> jax.Array:
@@ -282,7 +286,7 @@ def target_out_users(hs: list[jax.Array], graph: jraph.GraphsTuple, users: jax.A
     out[0] = jnp.where(n_u > 1, rest / jnp.maximum(n_u - 1, 1), 0.0)
   for k in range(1, len(hs)):
     out.append(hs[k][users] - norm * hs[k - 1][targets])
-  return embedding.score_space(embedding.combine_layers(out, combine), score)
+  return score_space(combine_layers(out, combine), score)
 
 
 def create_textgnn(config, *, num_users: int, num_items: int, feature_dim: int | None,
@@ -292,9 +296,9 @@ def create_textgnn(config, *, num_users: int, num_items: int, feature_dim: int |
   if feature_dim is None:
     raise ConfigError("textgnn needs text features: set text_features=history (items are "
                       "their text)")
-  if c.layer_combine not in embedding.COMBINES:
+  if c.layer_combine not in COMBINES:
     raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
-                      f"{', '.join(embedding.COMBINES)}")
+                      f"{', '.join(COMBINES)}")
   if c.user_input not in USER_INPUTS:
     raise ConfigError(f"unknown user_input {c.user_input!r}; choose one of "
                       f"{', '.join(USER_INPUTS)}")
@@ -393,7 +397,7 @@ def _users_final(model: TextGNN, params, inputs, user_graph, user_z, user_has_te
     conv = model.conv_layer(k, n, "segment", parent=None)
     res = conv.apply({"params": params.get(f"convs_{k}", {})}, x, user_graph)
     out.append((res[0] if model.conv == "softmax" else res)[:num_users])
-  return embedding.score_space(embedding.combine_layers(out, model.layer_combine), model.score)
+  return score_space(combine_layers(out, model.layer_combine), model.score)
 
 
 class TextGNNRecommender(embedding.EmbeddingRecommender):
@@ -410,7 +414,6 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     if self.config.target_out and (seen is None or full != hasattr(seen, "shape")):
       # The users' train items: a padded [U, L] table for the full softmax's [B, I] mask, a CSR
       # for sampled negatives (the base class leaves None, or a CSR for `neg_resample`).
-      from gnnrec_jax.models.closed_form import user_histories
       if full:
         inputs["seen"] = jnp.asarray(user_histories(self.exp.trained, num_users=self.num_users,
                                                     num_items=self.num_items))
@@ -474,7 +477,7 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     hs = model.apply({"params": params}, inputs["graph"], inputs["features"],
                      inputs["feature_mask"], inputs.get("has_id"), train=True,
                      rngs={"dropout": drop_rng}, method=TextGNN.layers)
-    final = embedding.score_space(embedding.combine_layers(hs, model.layer_combine), model.score)
+    final = score_space(combine_layers(hs, model.layer_combine), model.score)
     items = final[u:u + self.num_items]  # [I, d]
     user = target_out_users(hs, inputs["graph"], batch["user"], batch["item"] + u,
                             num_users=u, combine=model.layer_combine, score=model.score,
@@ -521,7 +524,6 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
 
     A user of the train graph given its train items gets its own vector back exactly.
     """
-    from gnnrec_jax.text.node_texts import user_history_vectors
     exp = self.exp
     num_users = exp.num_users if num_users is None else num_users
     u = exp.num_users
@@ -541,7 +543,6 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
   def at_test_time(self, extra):
     """This model with every user re-embedded from its train items plus `extra` (the valid
     items: `test_history="train+valid"`) by its new-user rule; items stay as trained."""
-    from gnnrec_jax.data.types import Interactions
     copy = type(self).__new__(type(self))
     copy.__dict__.update(self.__dict__)
     copy.history = Interactions.concat([
@@ -550,11 +551,9 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     return copy
 
   def history_scores(self, params, history):
-    from gnnrec_jax.data.types import Interactions
-    from gnnrec_jax.models.inductive import _check_history, _pad_len
-    history = _check_history(history, self.num_items)
+    history = inductive.check_history(history, self.num_items)
     h = Interactions(np.zeros(len(history), np.int32), history)
-    pad = _pad_len(len(history)) + 1  # + the self-loop
+    pad = inductive.pad_len(len(history)) + 1  # + the self-loop
     final = self.user_vectors(params, h, num_users=1, pad_edges=pad)[0]
     _, item_emb = self.embed(params, self.inputs)
     return np.asarray(item_emb) @ np.asarray(final)
