@@ -32,25 +32,16 @@ from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph.build import num_nodes
 from gnnrec_jax.graph.propagate import resolve_backend
 from gnnrec_jax.models import explain_terms
+from gnnrec_jax.models import model_class
 from gnnrec_jax.models.base import Recommender
 from gnnrec_jax.models.inductive import embed_new_user, train_presence
-from gnnrec_jax.models.layers import (
-  GATConv,
-  LightGCNConv,
-  NGCFConv,
-  SoftmaxEdgeConv,
-  activation_fn,
-)
 from gnnrec_jax.models.node_inputs import NodeInputs
 from gnnrec_jax.models.readout import COMBINES, check_score, combine_layers, score_space
 from gnnrec_jax.objectives import contrastive, sampling
 from gnnrec_jax.objectives import select as objective
 from gnnrec_jax.precision import EXACT
 
-INITIAL_ALPHAS = ("weights", "none")  # `SoftmaxGNN.initial_alpha`
-
-
-class _Recommender(nn.Module):
+class EmbeddingModel(nn.Module):
   """Fields and layer-0 inputs shared by every model (not used on its own)."""
 
   num_users: int
@@ -72,6 +63,33 @@ class _Recommender(nn.Module):
     """(num_layers, layer_combine) of the closed form by which a user outside the graph is
     embedded from its history (`inductive.embed_new_user`), or None when there is none."""
     return None
+
+  @classmethod
+  def recommender_class(cls):
+    """The `Recommender` that `gnnrec_jax.models.create` wraps this module in."""
+    return EmbeddingRecommender
+
+  @classmethod
+  def from_config(cls, config, *, num_users: int, num_items: int, feature_dim: int | None,
+                  num_nodes: int | None) -> "EmbeddingModel":
+    """The module of `config`; a model module overrides it to read its own fields, passing
+    `cls.common_fields(...)` on. This default reads the common fields only (MF's case)."""
+    return cls(**cls.common_fields(config, num_users=num_users, num_items=num_items,
+                                   feature_dim=feature_dim, num_nodes=num_nodes))
+
+  @staticmethod
+  def common_fields(config, *, num_users: int, num_items: int, feature_dim: int | None,
+                    num_nodes: int | None) -> dict[str, Any]:
+    """The fields every embedding model reads, checked (`check_sizes`, and some input)."""
+    c = config
+    check_sizes(c, num_users=num_users, num_items=num_items, num_nodes=num_nodes)
+    if not c.use_id_embedding and feature_dim is None and not c.side_features:
+      raise ConfigError("use_id_embedding=False needs text or side features (set text_features "
+                        "or side_features)")
+    return dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
+                num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
+                id_dropout=c.id_dropout, backend=c.propagation, score=c.score,
+                embed_dropout=c.embed_dropout)
 
   @property
   def n(self) -> int:
@@ -96,27 +114,7 @@ class _Recommender(nn.Module):
     return nn.Dropout(self.embed_dropout, deterministic=not train, name="embed_dropout")(ego)
 
 
-class MF(_Recommender):
-  """Matrix factorisation (BPR-MF, Rendle et al. 2009): score = e_u . e_i, no propagation.
-
-  With `noise_eps` > 0 (SimGCL's view of a model without layers) the noise is added to the
-  layer-0 vectors themselves; `ego`, which the L2 term reads, stays clean.
-  """
-
-  def new_user_layers(self):
-    return 0, "mean"
-
-  @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               side=None, side_mask=None, train: bool = False, noise_eps: float = 0.0,
-               return_layers: bool = False):
-    ego = self._ego(features, feature_mask, has_id, train, side, side_mask)
-    h = _perturb(self, self._dropped(ego, train), noise_eps)
-    final = score_space(h, self.score)
-    return (final, ego, [h]) if return_layers else (final, ego)
-
-
-def _perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
+def perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
   """SimGCL's noise (`contrastive.perturb`, norm eps per row) from the "noise" rng collection;
   h itself when eps is 0 (a static Python float: the clean model draws nothing)."""
   if not eps:
@@ -124,7 +122,7 @@ def _perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
   return contrastive.perturb(module.make_rng("noise"), h, eps=eps)
 
 
-class _LayerStack(_Recommender):
+class LayerStack(EmbeddingModel):
   """A stack of `num_layers` message-passing layers over the layer-0 vectors.
 
   Subclasses define `_layer(k, h, graph, train) -> [N, d]`, the output of layer k from its input
@@ -146,113 +144,33 @@ class _LayerStack(_Recommender):
     ego = self._ego(features, feature_mask, has_id, train, side, side_mask)
     hs = [self._dropped(ego, train)]
     for k in range(self.num_layers):
-      hs.append(_perturb(self, self._layer(k, hs[-1], graph, train), noise_eps))
+      hs.append(perturb(self, self._layer(k, hs[-1], graph, train), noise_eps))
     final = score_space(combine_layers(hs, self.layer_combine), self.score)
     return (final, ego, hs) if return_layers else (final, ego)
 
 
-class LightGCN(_LayerStack):
-  """LightGCN (He et al., SIGIR 2020).
-
-  E^(k+1) = D^-1/2 A D^-1/2 E^(k) (eq. 3) for k < L, final = sum_k a_k E^(k) with a_k = 1/(L+1)
-  (eq. 4, `layer_combine="mean"`).
-  """
-
-  explanation = "propagation"
-
-  def new_user_layers(self):
-    return self.num_layers, self.layer_combine
-
-  def _layer(self, k, h, graph, train):
-    del train  # parameter-free and deterministic
-    return LightGCNConv(self.n, backend=self._backend, name=f"conv_{k}")(h, graph)
+def check_sizes(config, *, num_users: int, num_items: int, num_nodes: int | None) -> None:
+  """What every embedding model's builder checks before any jit: the node count, the
+  propagation backend and the score (ConfigError naming the value at fault)."""
+  base = num_users + num_items
+  if num_nodes is not None and num_nodes < base:
+    raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
+  resolve_backend(config.propagation, num_nodes or base)  # fail here, not inside jit
+  check_score(config.score)  # likewise
 
 
-class SoftmaxGNN(_LayerStack):
-  """The seed's GNN: `num_layers` SoftmaxEdgeConv layers (see layers/softmax_edge.py).
-
-  Layer k computes alpha_ij = softmax_{j in N(i)}(q(h_i^(k)) . k(h_j^(k)) / tau) and
-  h_i^(k+1) = sigma(sum_j alpha_ij h_j^(k)) (seed §4.1); with `initial_alpha="weights"` layer 0
-  uses the interaction weights normalised per receiver instead. Outputs h^0..h^L are combined
-  by `layer_combine`. `attention_logits`, `learn_temperature`, `norm_prior` and
-  `receiver_scale` are the layer's remedies for attention that stays uniform and forgets degree
-  (see layers/softmax_edge.py).
-  """
-
-  edge_weight_name = "alpha"  # the learned attention (not a field)
-  explanation = "propagation"
-
-  heads: int = 1
-  temperature: float = 1.0
-  scale_logits: bool = True
-  qk_proj: bool = False
-  activation: str = "identity"
-  attention_mix: float = 1.0
-  initial_alpha: str = "weights"  # "weights" | "none"
-  attention_logits: str = "dot"   # SoftmaxEdgeConv's options (layers/softmax_edge.py)
-  learn_temperature: bool = False
-  norm_prior: float = 0.0
-  receiver_scale: bool = False
-
-  def _layer(self, k, h, graph, train):
-    del train  # no dropout in this layer
-    h, alpha = SoftmaxEdgeConv(
-        self.n, heads=self.heads, temperature=self.temperature,
-        scale_logits=self.scale_logits, qk_proj=self.qk_proj, activation=self.activation,
-        attention_mix=self.attention_mix,
-        alpha_from_weights=(k == 0 and self.initial_alpha == "weights"),
-        logits=self.attention_logits, learn_temperature=self.learn_temperature,
-        norm_prior=self.norm_prior, receiver_scale=self.receiver_scale,
-        backend=self._backend, name=f"conv_{k}")(h, graph)
-    self.sow("intermediates", f"alpha_{k}", alpha)
-    return h
-
-
-class NGCF(_LayerStack):
-  """NGCF (Wang et al., SIGIR 2019) as RecBole implements it.
-
-  E^(k+1) = normalize(dropout(LeakyReLU(W1^k (L + I) E^(k) + W2^k (L E^(k) ⊙ E^(k))))) (eq. 7),
-  final = E^(0) || E^(1) || ... || E^(L) (eq. 9), so d_out = d (L + 1). `dropout` is the message
-  dropout; RecBole's node dropout (dropping adjacency entries, default 0) is not implemented.
-  """
-
-  layer_combine: str = "concat"
-  dropout: float = 0.1
-
-  def _layer(self, k, h, graph, train):
-    return NGCFConv(self.n, self.embed_dim, dropout=self.dropout, backend=self._backend,
-                    name=f"conv_{k}")(h, graph, train=train)
-
-
-class GAT(_LayerStack):
-  """A stack of multi-head GAT layers (Veličković et al., ICLR 2018, eqs. 1-5).
-
-  Each layer keeps width d (heads concatenated, d / heads each), applies `activation` (the paper
-  uses ELU; "identity" keeps the model linear in the propagated vectors like LightGCN), and the
-  outputs h^0..h^L are combined by `layer_combine`.
-  """
-
-  heads: int = 1
-  dropout: float = 0.1
-  activation: str = "identity"
-
-  def _layer(self, k, h, graph, train):
-    h, alpha = GATConv(self.n, self.embed_dim, heads=self.heads, concat_heads=True,
-                       dropout=self.dropout, backend=self._backend,
-                       name=f"conv_{k}")(h, graph, train=train)
-    self.sow("intermediates", f"alpha_{k}", alpha)
-    return activation_fn(self.activation)(h)
+def check_combine(how: str) -> None:
+  if how not in COMBINES:
+    raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
 
 
 def create_model(config, *, num_users: int, num_items: int, feature_dim: int | None = None,
-                 num_nodes: int | None = None) -> _Recommender:
-  """Builds the Linen model named by `config.model`.
+                 num_nodes: int | None = None) -> nn.Module:
+  """Builds the Linen model named by `config.model`: the registered class's `from_config`
+  (`gnnrec_jax.models.REGISTRY`).
 
   Args:
-    config: a `gnnrec_jax.config.Config` (read: model, embed_dim, num_layers, layer_combine,
-      init_std, activation, heads, scale_logits, temperature, qk_proj, initial_alpha,
-      attention_mix, attention_logits, learn_temperature, norm_prior, receiver_scale, dropout,
-      use_id_embedding, id_dropout, propagation).
+    config: a `gnnrec_jax.config.Config` (each model reads its own fields, see its module).
     num_users: U.
     num_items: I.
     feature_dim: F when text features are fed to the model, else None (only validated: Dense
@@ -263,58 +181,11 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
     The (unbound) module.
 
   Raises:
-    ConfigError: unknown model, activation, combine or backend; "ease" (closed form, see
-      `gnnrec_jax.models.ease.fit_ease`); or no input at all (no IDs and no features).
+    ConfigError: unknown model, activation, combine or backend; a closed-form model (no
+      parameters to train); or no input at all (no IDs and no features).
   """
-  c = config
-  base = num_users + num_items
-  if num_nodes is not None and num_nodes < base:
-    raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
-  if (not c.use_id_embedding and feature_dim is None and not c.side_features
-      and c.model != "textgnn"):
-    raise ConfigError("use_id_embedding=False needs text or side features (set text_features "
-                      "or side_features)")
-  backend = c.propagation
-  resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
-  check_score(c.score)  # likewise
-  common = dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
-                num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
-                id_dropout=c.id_dropout, backend=backend, score=c.score,
-                embed_dropout=c.embed_dropout)
-  if c.model in ("lightgcn", "softmax_gnn", "gat") and c.layer_combine not in COMBINES:
-    raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
-                      f"{', '.join(COMBINES)}")
-  if c.model in ("softmax_gnn", "gat"):
-    activation_fn(c.activation)
-    if c.embed_dim % c.heads:
-      raise ConfigError(f"embed_dim {c.embed_dim} is not divisible by heads {c.heads}")
-  if c.model == "mf":
-    return MF(**common)
-  if c.model == "lightgcn":
-    return LightGCN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine)
-  if c.model == "softmax_gnn":
-    return SoftmaxGNN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
-                      heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
-                      qk_proj=c.qk_proj, activation=c.activation,
-                      attention_mix=c.attention_mix, initial_alpha=c.initial_alpha,
-                      attention_logits=c.attention_logits,
-                      learn_temperature=c.learn_temperature, norm_prior=c.norm_prior,
-                      receiver_scale=c.receiver_scale)
-  if c.model == "ngcf":
-    # NGCF concatenates its layers by definition (eq. 9); layer_combine is not read.
-    return NGCF(**common, num_layers=c.num_layers, dropout=c.dropout)
-  if c.model == "gat":
-    return GAT(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
-               heads=c.heads, dropout=c.dropout, activation=c.activation)
-  if c.model == "textgnn":
-    from gnnrec_jax.models.textgnn import create_textgnn
-    return create_textgnn(c, num_users=num_users, num_items=num_items, feature_dim=feature_dim,
-                          num_nodes=num_nodes)
-  if c.model == "ease":
-    raise ConfigError("ease is a closed-form model without parameters to train; "
-                      "fit it with gnnrec_jax.models.ease.fit_ease")
-  raise ConfigError(f"unknown model {c.model!r}; choose one of "
-                    "softmax_gnn, lightgcn, ngcf, gat, mf, textgnn (ease: gnnrec_jax.models.ease)")
+  return model_class(config.model).from_config(config, num_users=num_users, num_items=num_items,
+                                               feature_dim=feature_dim, num_nodes=num_nodes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,6 +222,7 @@ class EmbeddingRecommender(Recommender):
   """
 
   trainable = True
+  rescorable = True
   score_fn = staticmethod(dot_scores)
 
   def __init__(self, exp):
@@ -403,7 +275,7 @@ class EmbeddingRecommender(Recommender):
     """`(final [N, d_out], ego [N, d])` of every node; see the module docstring.
 
     `rng` feeds dropout; `noise_rng` and `noise_eps` (> 0) add SimGCL's noise after every layer
-    (`_LayerStack`); `return_layers=True` (in `apply_kw`) also returns [h^0, ..., h^L].
+    (`LayerStack`); `return_layers=True` (in `apply_kw`) also returns [h^0, ..., h^L].
     """
     rngs = {}
     if rng is not None:

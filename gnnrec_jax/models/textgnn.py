@@ -45,13 +45,13 @@ import jraph
 import numpy as np
 
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.graph.propagate import normalize_per_receiver, resolve_backend, weighted_sum
 from gnnrec_jax.models import embedding, explain_terms, inductive
 from gnnrec_jax.models.closed_form import user_histories
-from gnnrec_jax.models.layers import LightGCNConv, SoftmaxEdgeConv
-from gnnrec_jax.models.readout import COMBINES, combine_layers, score_space
+from gnnrec_jax.models.layers import LightGCNConv, SoftmaxEdgeConv, check_heads
+from gnnrec_jax.models.readout import combine_layers, score_space
 from gnnrec_jax.objectives import sampling
 from gnnrec_jax.objectives import select as objective
 from gnnrec_jax.text.node_texts import user_history_vectors
@@ -76,7 +76,7 @@ class TextMLP(nn.Module):
 
 
 class TextGNN(nn.Module):
-  """The text-first GNN of the module docstring; the call contract of `embedding.create_model`.
+  """The text-first GNN of the module docstring; the call contract of `embedding.EmbeddingModel`.
 
   Attributes:
     num_users: U.
@@ -126,6 +126,41 @@ class TextGNN(nn.Module):
   @property
   def n(self) -> int:
     return self.num_nodes or self.num_users + self.num_items
+
+  @classmethod
+  def recommender_class(cls):
+    return TextGNNRecommender
+
+  @classmethod
+  def from_config(cls, config, *, num_users: int, num_items: int, feature_dim: int | None,
+                  num_nodes: int | None) -> "TextGNN":
+    """The `TextGNN` of `config` (`embedding.create_model` for model "textgnn")."""
+    c = config
+    embedding.check_sizes(c, num_users=num_users, num_items=num_items, num_nodes=num_nodes)
+    if feature_dim is None:
+      raise ConfigError("textgnn needs text features: set text_features=history (items are "
+                        "their text)")
+    embedding.check_combine(c.layer_combine)
+    if c.user_input not in USER_INPUTS:
+      raise ConfigError(f"unknown user_input {c.user_input!r}; choose one of "
+                        f"{', '.join(USER_INPUTS)}")
+    if c.conv not in CONVS:
+      raise ConfigError(f"unknown conv {c.conv!r}; choose one of {', '.join(CONVS)}")
+    if c.side_features:
+      raise ConfigError("textgnn does not read side_features (its nodes are their text)")
+    if c.target_out and c.conv != "lightgcn":
+      raise ConfigError("target_out needs conv=lightgcn (the softmax rule's alphas would need "
+                        "renormalising without the target edge)")
+    if c.conv == "softmax":
+      check_heads(c.embed_dim, c.heads)
+    return cls(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
+               num_nodes=num_nodes, mlp_hidden=c.mlp_hidden, num_layers=c.num_layers,
+               layer_combine=c.layer_combine, user_input=c.user_input, conv=c.conv,
+               heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
+               qk_proj=c.qk_proj, activation=c.activation, attention_mix=c.attention_mix,
+               initial_alpha=c.initial_alpha, use_id_embedding=c.use_id_embedding,
+               id_dropout=c.id_dropout, warm_text=c.warm_text, init_std=c.init_std,
+               backend=c.propagation, score=c.score)
 
   def conv_layer(self, k: int, num_nodes: int, backend: str, **kw):
     """Layer k's conv for a graph of `num_nodes` nodes (the model's own, or with `parent=None`
@@ -287,38 +322,6 @@ def target_out_users(hs: list[jax.Array], graph: jraph.GraphsTuple, users: jax.A
   for k in range(1, len(hs)):
     out.append(hs[k][users] - norm * hs[k - 1][targets])
   return score_space(combine_layers(out, combine), score)
-
-
-def create_textgnn(config, *, num_users: int, num_items: int, feature_dim: int | None,
-                   num_nodes: int | None) -> TextGNN:
-  """The `TextGNN` of `config` (called by `embedding.create_model` for model "textgnn")."""
-  c = config
-  if feature_dim is None:
-    raise ConfigError("textgnn needs text features: set text_features=history (items are "
-                      "their text)")
-  if c.layer_combine not in COMBINES:
-    raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
-                      f"{', '.join(COMBINES)}")
-  if c.user_input not in USER_INPUTS:
-    raise ConfigError(f"unknown user_input {c.user_input!r}; choose one of "
-                      f"{', '.join(USER_INPUTS)}")
-  if c.conv not in CONVS:
-    raise ConfigError(f"unknown conv {c.conv!r}; choose one of {', '.join(CONVS)}")
-  if c.side_features:
-    raise ConfigError("textgnn does not read side_features (its nodes are their text)")
-  if c.target_out and c.conv != "lightgcn":
-    raise ConfigError("target_out needs conv=lightgcn (the softmax rule's alphas would need "
-                      "renormalising without the target edge)")
-  if c.conv == "softmax" and c.embed_dim % c.heads:
-    raise ConfigError(f"embed_dim {c.embed_dim} is not divisible by heads {c.heads}")
-  return TextGNN(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
-                 num_nodes=num_nodes, mlp_hidden=c.mlp_hidden, num_layers=c.num_layers,
-                 layer_combine=c.layer_combine, user_input=c.user_input, conv=c.conv,
-                 heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
-                 qk_proj=c.qk_proj, activation=c.activation, attention_mix=c.attention_mix,
-                 initial_alpha=c.initial_alpha, use_id_embedding=c.use_id_embedding,
-                 id_dropout=c.id_dropout, warm_text=c.warm_text, init_std=c.init_std, backend=c.propagation,
-                 score=c.score)
 
 
 # ------------------------------------------------------------------------------------------------
