@@ -4,13 +4,38 @@
 1e-5-1e-6; on GPUs a float32 matmul defaults to TF32 (errors ~1e-4) and on TPUs to bfloat16
 passes. The library's own policy (gnnrec_jax/precision.py) is tested with this pin lifted
 (tests/test_precision.py).
+
+One JAX persistent compilation cache per test session: a new empty folder that this process and
+every process a test starts (CLI runs, the 8-device children, notebook kernels: they inherit
+`os.environ`) share, removed when the session ends. Many tests compile the same programs again
+(the same small model in another process, or a model built again in this one); they now load
+them. Nothing is kept across sessions, so a fresh clone pays every first compile, as before.
+A test that sets its own cache (tests/test_resume.py) keeps it. With pytest-xdist the workers
+share the controller's folder.
 """
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+_OWN_CACHE = "PYTEST_XDIST_WORKER" not in os.environ
+if _OWN_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gnnrec-tests-xla-cache-")
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # cache every program
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def pytest_unconfigure(config):
+  del config
+  if _OWN_CACHE:
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture
