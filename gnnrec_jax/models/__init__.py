@@ -9,6 +9,7 @@ function), and the registry that names them.
   inductive.py     cold nodes and new users scored without retraining
   closed_form.py   linear item models, scores = x_u F (`LinearItemRecommender`)
   ease.py          EASE (Steck 2019), a closed-form linear item model
+  l3ae.py          L3AE (Moon et al. 2025): EASE pulled toward a text item model (Woodbury)
   graph_filters.py training-free graph filters GF-CF, BSPM, ChebyCF (linear item models applied
                    as sparse products and low-rank factors, never an [I, I] matrix)
   baselines.py     random, popularity and content-kNN score functions
@@ -28,6 +29,7 @@ REGISTRY = {
     "gat": "embedding:EmbeddingRecommender",
     "mf": "embedding:EmbeddingRecommender",
     "ease": "ease:EASE",
+    "l3ae": "l3ae:L3AE",
     "gfcf": "graph_filters:GFCF",
     "bspm": "graph_filters:BSPM",
     "chebycf": "graph_filters:ChebyCF",
