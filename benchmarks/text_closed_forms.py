@@ -12,7 +12,7 @@ Item vectors: the cached all-MiniLM-L6-v2 vectors of `text_features` (unit rows)
 Every weight is chosen on valid over the grid printed with the results (each grid point's valid
 figure is in the JSON line); test is read once, at the chosen point. Each fit is the library's
 own (`gnnrec_jax.models.l3ae`, `graph_filters`), scored by the library's evaluator
-(`evaluation.protocol.evaluate_split`), with the interaction inverse and the text model
+(`evaluation.protocol.evaluate_split`; with `--cold`, its cold/warm blocks), with the interaction inverse and the text model
 reused across the grid (the fits are the same functions `gnnrec-jax train --model l3ae` calls).
 
 Prints a human table, then ONE JSON line last.
@@ -53,6 +53,9 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--dataset", choices=tuple(GRIDS), default="scientific")
   p.add_argument("--models", default="ease,text,l3ae,additive,collective,gfcf,chebycf")
+  p.add_argument("--cold", action="store_true",
+                 help="ml-100k: benchmarks/cold_start.py's split (20%% of the items, seed 2020, "
+                 "never in train), selection on the mean of valid COLD and WARM NDCG@20")
   p.add_argument("--grid", action="append", default=[], metavar="MODEL:KEY=V1,V2",
                  help="replace one axis of a model's grid (repeatable)")
   args = p.parse_args(argv)
@@ -77,13 +80,19 @@ def main(argv=None) -> int:
     common = dict(split="predefined", topk=(10, 20, 50), select_metric="ndcg@10",
                   test_history="train+valid")
     shown = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50")
+  elif args.cold:
+    common = dict(split="cold_item", cold_fraction=0.2, split_seed=2020)
+    shown = ("recall@20", "ndcg@20", "cold/recall@20", "cold/ndcg@20", "warm/recall@20",
+             "warm/ndcg@20")
   else:
     common = {}
     shown = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50")
   cfg = configs.get_config("ease").replace(model="l3ae", text_features="none", **common)
   exp = experiment.prepare(cfg, ds)
   rec = models.create(exp)
-  select = cfg.select_metric
+  select = "mean(cold,warm)/ndcg@20" if args.cold else cfg.select_metric
+  score = ((lambda m: 0.5 * (m["cold/ndcg@20"] + m["warm/ndcg@20"])) if args.cold else
+           (lambda m: m[select]))
   f = np.asarray(exp.features[exp.num_users:], np.float64)
   x = interaction_matrix(exp.split.train, num_users=exp.num_users, num_items=exp.num_items)
   print(f"{args.dataset}: {exp.num_users} users, {exp.num_items} items, {f.shape[1]}-d item "
@@ -160,7 +169,7 @@ def main(argv=None) -> int:
       t1 = time.perf_counter()
       model, params = fit_point(name, point)
       params = {k: (jnp.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in params.items()}
-      valid = evaluate_split(model, params, "valid")[select]
+      valid = score(evaluate_split(model, params, "valid"))
       tried.append({**point, "valid": valid, "s": time.perf_counter() - t1})
       print(f"  {name} {point}: valid {select} {valid:.4f} ({tried[-1]['s']:.1f} s)", flush=True)
       if best is None or valid > best[0]:

@@ -105,12 +105,13 @@ class Config:
                              "main form); additive, collective: the fusions of its Table 3; "
                              "text: C alone (no [I, I] matrix)",
                              choices=("gnnrec_jax.models.l3ae:VARIANTS",))
-  l3ae_reg_x: float = option(30.0, "lambda_X, EASE's weight (may be < 0 in l3ae as long as "
-                             "lambda_X + lambda_E > 0; the authors use -50..-100)",
-                             range="[-1e12, 1e12]")
-  l3ae_reg_f: float = option(10.0, "lambda_F, the text-side EASE weight over unit MiniLM vectors",
-                             range="(0, inf)")
-  l3ae_reg_e: float = option(100.0, "lambda_E, the pull of B toward C (l3ae)", range="[0, inf)")
+  l3ae_reg_x: float = option(-650.0, "lambda_X, EASE's weight, chosen on ml-100k's valid "
+                             "(configs/l3ae.py); may be < 0 as long as lambda_X + lambda_E > 0 "
+                             "(the authors use -50..-100)", range="[-1e12, 1e12]")
+  l3ae_reg_f: float = option(30.0, "lambda_F, the text-side EASE weight over unit MiniLM vectors "
+                             "(ml-100k's valid)", range="(0, inf)")
+  l3ae_reg_e: float = option(1000.0, "lambda_E, the pull of B toward C (l3ae; ml-100k's valid)",
+                             range="[0, inf)")
   l3ae_alpha: float = option(0.2, "alpha: C's share (additive) or the text rows' scale "
                              "(collective)", range="[0, inf)")
   # training-free graph filters (gfcf, bspm, chebycf; models/graph_filters.py)

@@ -98,6 +98,7 @@ def test_small_text_share_refuses_and_partial_share_is_a_counted_warning(data, t
 @pytest.mark.parametrize("name,sets", [
     ("textgnn_scientific", ("epochs=1", "eval_every=1", "embed_dim=8", "mlp_hidden=8")),
     ("l3ae_scientific", ()),
+    ("chebycf_text", ("svd_rank=4",)),
     ("textgnn_cold", ("epochs=1", "eval_every=1", "embed_dim=8", "mlp_hidden=8")),
 ])
 def test_each_named_recipe_trains_through_the_cli(data, tmp_path, name, sets):

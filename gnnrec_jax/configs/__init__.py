@@ -12,7 +12,7 @@ from gnnrec_jax.errors import ConfigError
 NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "gfcf", "bspm", "chebycf",
          "textgnn", "l3ae", "test",
          # named text recipes, each measured (benchmarks/RESULTS.md, issue 25)
-         "textgnn_scientific", "textgnn_cold", "l3ae_scientific")
+         "textgnn_scientific", "textgnn_cold", "l3ae_scientific", "chebycf_text")
 # (model, dataset) -> the named config `train --model M --dataset D` starts from when no
 # --config is given: the best recipe measured for that case.
 RECIPES = {("textgnn", "scientific"): "textgnn_scientific",
