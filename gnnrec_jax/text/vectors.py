@@ -514,6 +514,9 @@ def _atomic(path: pathlib.Path, write) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       write(f)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from the user's group
     os.replace(tmp, path)
   except BaseException:
     try:
