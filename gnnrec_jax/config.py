@@ -99,7 +99,24 @@ class Config:
   # ease
   ease_l2: float = option(250.0, "RecBole's EASE reg_weight on ml-100k (> 0: the Gram matrix "
                           "of a small catalogue can be singular)", range="(0, inf)")
+  # l3ae (models/l3ae.py; symbols of the authors' code: reg_X, reg_F, reg_E, alpha)
+  l3ae_variant: str = option("l3ae", "l3ae: EASE regularised toward the text model C (the paper's "
+                             "main form); additive, collective: the fusions of its Table 3; "
+                             "text: C alone (no [I, I] matrix)",
+                             choices=("gnnrec_jax.models.l3ae:VARIANTS",))
+  l3ae_reg_x: float = option(-650.0, "lambda_X, EASE's weight, chosen on ml-100k's valid "
+                             "(configs/l3ae.py); may be < 0 as long as lambda_X + lambda_E > 0 "
+                             "(the authors use -50..-100)", range="[-1e12, 1e12]")
+  l3ae_reg_f: float = option(30.0, "lambda_F, the text-side EASE weight over unit MiniLM vectors "
+                             "(ml-100k's valid)", range="(0, inf)")
+  l3ae_reg_e: float = option(1000.0, "lambda_E, the pull of B toward C (l3ae; ml-100k's valid)",
+                             range="[0, inf)")
+  l3ae_alpha: float = option(0.2, "alpha: C's share (additive) or the text rows' scale "
+                             "(collective)", range="[0, inf)")
   # training-free graph filters (gfcf, bspm, chebycf; models/graph_filters.py)
+  filter_text_weight: float = option(0.0, "w in L' = (1 - w) R~^T R~ + w S: the item vectors' "
+                                     "normalised similarity mixed into the item graph (0: off; "
+                                     "needs text_features)", range="[0, 1]")
   filter_alpha: float = option(0.3, "weight of the ideal low-pass term: GF-CF's alpha (0.3 on "
                                "Gowalla), BSPM's idl_beta, ChebyCF's alpha (gfcf, bspm, chebycf)",
                                range="[0, inf)")
@@ -615,6 +632,12 @@ _RULES = (
     lambda c: None if c.text_features or not (c.item_vectors or c.user_vectors) else
     "invalid config: item_vectors/user_vectors need text_features (the users' rule), e.g. "
     "text_features=history",
+    lambda c: None if c.model != "l3ae" or c.text_features else
+    "invalid config: l3ae needs item vectors, e.g. text_features=none (items' text, no users)",
+    lambda c: None if c.filter_text_weight == 0 or (
+        c.model in ("gfcf", "bspm", "chebycf") and c.text_features) else
+    "invalid config: filter_text_weight > 0 needs a graph filter (gfcf, bspm, chebycf) and "
+    "text_features (e.g. text_features=none)",
     lambda c: None if c.model != "textgnn" or c.text_features else
     "invalid config: textgnn needs text_features (its items are their text), e.g. "
     "text_features=history",

@@ -14,6 +14,7 @@ function), and the registry that names them.
   explain_terms.py the maths of explanations: each model family's split of a score
   closed_form.py   linear item models, scores = x_u F (`LinearItemRecommender`)
   ease.py          EASE (Steck 2019), a closed-form linear item model
+  l3ae.py          L3AE (Moon et al. 2025): EASE pulled toward a text item model (Woodbury)
   graph_filters.py training-free graph filters GF-CF, BSPM, ChebyCF (linear item models applied
                    as sparse products and low-rank factors, never an [I, I] matrix)
   baselines.py     random, popularity and content-kNN score functions
@@ -41,6 +42,7 @@ REGISTRY = {
     "gat": "gat:GAT",
     "mf": "mf:MF",
     "ease": "ease:EASE",
+    "l3ae": "l3ae:L3AE",
     "gfcf": "graph_filters:GFCF",
     "bspm": "graph_filters:BSPM",
     "chebycf": "graph_filters:ChebyCF",
