@@ -159,6 +159,15 @@ class Config:
       choices=("", "gnnrec_jax.text.node_texts:USER_MODES"))
   text_model: str = option("all-MiniLM-L6-v2", "a small, fast sentence encoder (384 dims)",
                            allowed="a Hugging Face Flax-loadable model name or folder")
+  # precomputed vectors (issue 24; gnnrec_jax/text/vectors.py): any encoder's output, by id
+  item_vectors: str = option("", "empty = encode the item texts with text_model; a file gives "
+                             "the items' vectors, matched by id (needs text_features)",
+                             allowed="a .npz, .npy (ids in NAME.ids.txt) or .safetensors file")
+  user_vectors: str = option("", "empty = users per text_features; a file gives the users' "
+                             "vectors, matched by id (needs text_features)",
+                             allowed="a .npz, .npy (ids in NAME.ids.txt) or .safetensors file")
+  strict_vectors: bool = option(False, "catalogue ids missing from a vectors file get zero "
+                                "vectors and a counted warning (true: refused)")
   use_id_embedding: bool = option(True, "learned ID vectors beside text (false needs "
                                   "text_features)")
   id_dropout: float = option(0.0, "DropoutNet-style: drop ID vectors so text alone must carry "
@@ -620,6 +629,9 @@ _RULES = (
     lambda c: None if c.cl != "xsimgcl" or (c.model != "ngcf" and c.layer_combine != "concat")
     else "invalid config: cl=xsimgcl needs final vectors of a layer's width; ngcf and "
     "layer_combine=concat concatenate the layers (use cl=simgcl)",
+    lambda c: None if c.text_features or not (c.item_vectors or c.user_vectors) else
+    "invalid config: item_vectors/user_vectors need text_features (the users' rule), e.g. "
+    "text_features=history",
     lambda c: None if c.model != "l3ae" or c.text_features else
     "invalid config: l3ae needs item vectors, e.g. text_features=none (items' text, no users)",
     lambda c: None if c.filter_text_weight == 0 or (

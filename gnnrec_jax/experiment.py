@@ -19,6 +19,7 @@ from gnnrec_jax.data import splits
 from gnnrec_jax.data.types import Dataset, Interactions, Split
 from gnnrec_jax.errors import DataError
 from gnnrec_jax.graph import build as graph_lib
+from gnnrec_jax.text import vectors as vectors_lib
 
 
 @dataclasses.dataclass
@@ -43,6 +44,8 @@ class Experiment:
       the friendship objective (`social_weight > 0`).
     side: the encoded metadata columns of `config.side_features`
       (`gnnrec_jax.data.side_features.SideFeatures`: values [U+I, S], mask [U+I]), or None.
+    vectors: what run.json records of the vectors files (`config.item_vectors`,
+      `config.user_vectors`): {"items"/"users": {file, sha256, shape, dtype[, encoder]}}, or None.
   """
 
   config: Config
@@ -55,6 +58,7 @@ class Experiment:
   fitted_on: Interactions | None = None
   friends: friends_lib.FriendSplit | None = None
   side: side_lib.SideFeatures | None = None
+  vectors: dict | None = None
 
   @property
   def trained(self) -> Interactions:
@@ -73,7 +77,11 @@ class Experiment:
 # Fields that do not change what is learned: a run may be resumed or re-evaluated with new values.
 # `epochs` only while the learning rate is constant: a decaying schedule's horizon is the
 # number of epochs, so changing it on resume would change every later step.
-_RUNTIME_FIELDS = ("epochs", "checkpoint_every", "eval_batch_size", "patience", "test_history")
+# `strict_vectors` only refuses a file; a run it lets through has the same features without it.
+_RUNTIME_FIELDS = ("epochs", "checkpoint_every", "eval_batch_size", "patience", "test_history",
+                   "strict_vectors")
+# Config fields naming a vectors file: the fingerprint holds the file's sha256, not its path.
+_VECTOR_FIELDS = {"item_vectors": "items", "user_vectors": "users"}
 
 
 def _hash_arrays(h, inter: Interactions) -> None:
@@ -108,17 +116,27 @@ def uses_friends(config: Config) -> bool:
 
 def fingerprint(config: Config, dataset: Dataset, split: Split,
                 friends: friends_lib.FriendSplit | None = None,
-                side: side_lib.SideFeatures | None = None) -> str:
+                side: side_lib.SideFeatures | None = None,
+                vectors: dict[str, vectors_lib.VectorsFile] | None = None) -> str:
   """sha256 over the dataset identity, the split's arrays, the learning-relevant config,
   when the model reads text features, the item/user metadata they are computed from, when
-  training reads friendships, the train friendships, and the encoded side features."""
+  training reads friendships, the train friendships, and the encoded side features.
+
+  A vectors file (`item_vectors`, `user_vectors`) enters by its content's sha256 (and its ids
+  file's), not its path: one changed byte changes the fingerprint, a moved file does not.
+  `vectors`: the opened files (`open_vectors`), else they are opened here."""
   h = hashlib.sha256()
   h.update(json.dumps({"name": dataset.name, "users": dataset.num_users,
                        "items": dataset.num_items}, sort_keys=True).encode())
   h.update(json.dumps(split.sizes(), sort_keys=True).encode())  # bytes alone lack boundaries
   for part in (split.train, split.valid, split.test):
     _hash_arrays(h, part)
-  h.update(json.dumps(learning_config(config), sort_keys=True, default=str).encode())
+  learned = learning_config(config)
+  opened = vectors if vectors is not None else open_vectors(config)
+  for key, part in _VECTOR_FIELDS.items():
+    if key in learned:
+      learned[key] = {"sha256": opened[part].sha256()}
+  h.update(json.dumps(learned, sort_keys=True, default=str).encode())
   if config.text_features:
     _hash_meta(h, dataset.item_meta)
     _hash_meta(h, dataset.user_meta)
@@ -149,16 +167,31 @@ def split_fingerprint(dataset: Dataset, split: Split) -> dict:
   return out
 
 
-def text_features_for(config: Config, dataset: Dataset, train: Interactions):
+def open_vectors(config: Config) -> dict[str, vectors_lib.VectorsFile]:
+  """The config's vectors files, opened (memory-mapped, checked): {"items"/"users": file}."""
+  return {part: vectors_lib.read_vectors(getattr(config, key))
+          for key, part in _VECTOR_FIELDS.items() if getattr(config, key)}
+
+
+def text_features_for(config: Config, dataset: Dataset, train: Interactions,
+                      vectors: dict[str, vectors_lib.VectorsFile] | None = None):
   """Language-model vectors of every node (cached on disk): `(features [U+I, D], has_text [U+I])`.
 
   Users get the mean vector of their *train* items (never valid/test items: that would leak
-  the targets), their profile sentence, both, or none, per `config.text_features`.
+  the targets), their profile sentence, both, or none, per `config.text_features`. Items (users)
+  take their rows of `config.item_vectors` (`user_vectors`) instead when set, matched by id.
   """
   from gnnrec_jax.text.encoder import EncoderSpec  # the BERT weights load only when encoding
   from gnnrec_jax.text.node_texts import node_features
+  vectors = open_vectors(config) if vectors is None else vectors
+  aligned = {}
+  for part, kind, vocab in (("items", "item", dataset.items), ("users", "user", dataset.users)):
+    if part in vectors:
+      aligned[part] = vectors_lib.align(vectors[part], vocab.tokens, kind=kind,
+                                        strict=config.strict_vectors)
   return node_features(dataset, train, EncoderSpec(config.text_model),
-                       users=config.text_features, progress=False)
+                       users=config.text_features, progress=False,
+                       item_vectors=aligned.get("items"), user_vectors=aligned.get("users"))
 
 
 def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experiment:
@@ -184,13 +217,15 @@ def prepare(config: Config, dataset: Dataset, *, text_features=None) -> Experime
                          numeric=config.side_numeric_impute,
                          categorical=config.side_categorical_impute)
           if config.side_features else None)
-  graph, features, mask = _inputs(config, dataset, split.train, friends, text_features)
+  vectors = open_vectors(config) if config.text_features else {}
+  graph, features, mask = _inputs(config, dataset, split.train, friends, text_features, vectors)
   return Experiment(config, dataset, split, graph, features, mask,
-                    fingerprint(config, dataset, split, friends, side), friends=friends,
-                    side=side)
+                    fingerprint(config, dataset, split, friends, side, vectors), friends=friends,
+                    side=side, vectors={k: v.info() for k, v in vectors.items()} or None)
 
 
-def _inputs(config: Config, dataset: Dataset, train: Interactions, friends, text_features=None):
+def _inputs(config: Config, dataset: Dataset, train: Interactions, friends, text_features=None,
+            vectors=None):
   """(graph, features, feature_mask) built from the interactions `train`."""
   # Only the train friendships: valid/test pairs are what friend ranking must find.
   social = friends.train if config.social else None
@@ -200,10 +235,15 @@ def _inputs(config: Config, dataset: Dataset, train: Interactions, friends, text
   features = mask = None
   if config.text_features:
     if text_features is None:
-      # Checked before the encoder loads: a run without text should fail in a second.
-      from gnnrec_jax.text.node_texts import item_texts
-      check_text_coverage(config, dataset, item_texts(dataset)[1])
-      text_features = text_features_for(config, dataset, train)
+      vectors = open_vectors(config) if vectors is None else vectors
+      if "items" in vectors:  # the file says which items have a vector
+        text_features = text_features_for(config, dataset, train, vectors)
+        check_text_coverage(config, dataset, text_features[1][dataset.num_users:])
+      else:
+        # Checked before the encoder loads: a run without text should fail in a second.
+        from gnnrec_jax.text.node_texts import item_texts
+        check_text_coverage(config, dataset, item_texts(dataset)[1])
+        text_features = text_features_for(config, dataset, train, vectors)
     else:
       check_text_coverage(config, dataset, np.asarray(text_features[1])[dataset.num_users:])
     features, mask = text_features

@@ -594,6 +594,10 @@ TEXT_COLD_START = [
 
     `text_features="history"` is all it takes: `experiment.prepare` writes the texts, encodes them
     (through the same disk cache as above) and lays the vectors out in node order.
+    Vectors from any other encoder (OpenAI, Qwen3, a 7B model on a TPU) come in the same way:
+    `item_vectors="items.npz"` (or `.npy` with `items.ids.txt`, or `.safetensors`; the dataset's
+    ids beside the rows, `gnnrec_jax.text.vectors`) replaces the encoder, and
+    `gnnrec-jax encode --dataset ml-100k --out items.npz` writes ours in that format.
     '''),
     code('''
     import pathlib

@@ -22,6 +22,16 @@ def add_config_arguments(p, *, model_required: bool = False) -> None:
                       "(fields it omits take its model's defaults)")
   p.add_argument("--set", dest="overrides", action="append", nargs="+", default=[],
                  metavar="KEY=VALUE", help=SET_HELP)
+  g = p.add_argument_group("precomputed vectors (any encoder's output, matched by id)")
+  g.add_argument("--item-vectors", default=None, metavar="FILE",
+                 help="the items' vectors: .npz (ids, vectors[, encoder]), .npy with NAME.ids.txt "
+                      "(one id per line) or .safetensors (gnnrec-jax encode --out writes them); "
+                      "sets text_features=history unless given")
+  g.add_argument("--user-vectors", default=None, metavar="FILE",
+                 help="the users' vectors, same formats (default: users per text_features)")
+  g.add_argument("--strict-vectors", action="store_true", default=None,
+                 help="refuse catalogue ids missing from a vectors file (default: a counted "
+                      "warning, and zero vectors as for nodes without text)")
 
 
 def is_config_file(value: str | None) -> bool:
@@ -42,7 +52,25 @@ def config_from_args(args):
         args.model or "lightgcn", getattr(args, "dataset", None)))
   if args.model:
     config = config.replace(model=args.model)
-  return apply_overrides(config, args.overrides)
+  return _with_vectors(args, apply_overrides(config, args.overrides))
+
+
+def _with_vectors(args, config):
+  """`--item-vectors/--user-vectors/--strict-vectors` into the config; paths saved absolute, so
+  that `evaluate` and `recommend` find the files from any folder."""
+  from gnnrec_jax.config import validate
+  flags = {"item_vectors": getattr(args, "item_vectors", None),
+           "user_vectors": getattr(args, "user_vectors", None)}
+  changes = {k: os.path.abspath(v) for k, v in flags.items() if v}
+  changes.update({k: os.path.abspath(getattr(config, k)) for k in flags
+                  if k not in changes and getattr(config, k)})
+  if getattr(args, "strict_vectors", None):
+    changes["strict_vectors"] = True
+  if any(flags.values()) and not config.text_features:
+    changes["text_features"] = "history"  # users: the mean of their train items' vectors
+  if not changes:
+    return config
+  return validate(config.replace(**changes))
 
 
 def overridden_keys(args) -> set[str]:

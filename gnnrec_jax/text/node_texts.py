@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from gnnrec_jax.data.types import Dataset, Interactions
 from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.text import vectors as vectors_lib
 
 USER_MODES = ("history", "history_text", "profile", "both", "none")
 # `history_text`: titles joined by HISTORY_SEPARATOR. A title and its separator take at least two
@@ -326,8 +327,10 @@ def encode_present(encode: EncodeFn, texts: Sequence[str],
 
 
 def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
-                  users: str = "history",
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  users: str = "history", progress: bool = True,
+                  item_vectors: vectors_lib.Aligned | None = None,
+                  user_vectors: vectors_lib.Aligned | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
   """Text features of every graph node, users first, then items.
 
   Args:
@@ -341,27 +344,58 @@ def node_features(dataset: Dataset, train: Interactions, encoder_or_cache, *,
       "both" (the re-normalised mean of the two unit vectors, keeping D the same as the other
       modes; a user with only one of them gets that one), or "none" (zero rows, has_text False).
     progress: show the encoder's progress bar when texts are not cached.
+    item_vectors: the items' rows of a precomputed vectors file (`gnnrec_jax.text.vectors`)
+      instead of encoding their texts; items without a row are items without text.
+    user_vectors: the users' rows of a vectors file, instead of `users`' rule.
 
   Returns:
-    features: [U + I, D] float32, unit rows or zero rows.
+    features: [U + I, D] float32, unit rows or zero rows (a file's rows as written).
     has_text: [U + I] bool.
   """
   if users not in USER_MODES:
     raise ConfigError(f"unknown users mode {users!r}; expected one of {USER_MODES}")
   encode = _encode_fn(encoder_or_cache, progress)
-  texts, item_has = item_texts(dataset)
-  item_vecs = encode_present(encode, texts, item_has)  # [I, D]
-  num_users, dim = dataset.num_users, item_vecs.shape[1]
+  num_users, num_items = dataset.num_users, dataset.num_items
+  if item_vectors is None:
+    texts, item_has = item_texts(dataset)
+    encoded = encode_present(encode, texts, item_has)  # [I, D]
+    dim = encoded.shape[1]
+  else:
+    dim = item_vectors.source.dim
+  # Filled in place: a vectors file's rows are copied once, into the table the run uses.
+  features = np.zeros((num_users + num_items, dim), np.float32)  # [U + I, D]
+  item_vecs = features[num_users:]  # [I, D], a view
+  if item_vectors is None:
+    item_vecs[...] = encoded
+  else:
+    item_has = vectors_lib.fill(item_vectors, item_vecs)
+  if user_vectors is not None:
+    vectors_lib.check_dim(user_vectors.source, dim, "user",
+                          "the item vectors" if item_vectors is not None else
+                          "the text model's item vectors")
+    user_has = vectors_lib.fill(user_vectors, features[:num_users])
+    return features, np.concatenate([user_has, item_has])
   user_vecs = np.zeros((num_users, dim), np.float32)  # [U, D]
   user_has = np.zeros(num_users, bool)
   if users in ("history", "both"):
     user_vecs, user_has = user_history_vectors(item_vecs, train, num_users)
   if users == "history_text":
     history, user_has = user_history_texts(dataset, train)
-    user_vecs = encode_present(encode, history, user_has)  # [U, D]
+    user_vecs = _encoded_users(encode, history, user_has, dim, item_vectors)
   if users in ("profile", "both"):
     profiles, profile_has = user_profile_texts(dataset)
-    profile_vecs = encode_present(encode, profiles, profile_has)  # [U, D]
+    profile_vecs = _encoded_users(encode, profiles, profile_has, dim, item_vectors)
     user_vecs, user_has = _normalize_rows(user_vecs + profile_vecs)
-  return (np.concatenate([user_vecs, item_vecs]).astype(np.float32),
-          np.concatenate([user_has, item_has]))
+  features[:num_users] = user_vecs
+  return features, np.concatenate([user_has, item_has])
+
+
+def _encoded_users(encode: EncodeFn, texts: Sequence[str], has_text: np.ndarray, dim: int,
+                   item_vectors: vectors_lib.Aligned | None) -> np.ndarray:
+  """Users' texts encoded by the text model, which must give the items' dimension."""
+  vecs = encode_present(encode, texts, has_text)  # [U, D']
+  if vecs.shape[1] != dim and item_vectors is not None:
+    raise DataError(f"{item_vectors.source.path}: item vectors are {dim}-d but the text model "
+                    f"encodes the users' texts as {vecs.shape[1]}-d; give user vectors of the "
+                    f"same encoder (user_vectors) or text_features=history")
+  return vecs

@@ -221,7 +221,10 @@ class RunDir:
       fileio.write_json(os.path.join(workdir, "run.json"), {
           "format": RUN_FORMAT, "fingerprint": exp.fingerprint, "dataset": exp.dataset.name,
           "config": cfg.to_dict(), "num_users": exp.num_users, "num_items": exp.num_items,
-          "split_sizes": exp.split.sizes(), **(extra_meta or {})})
+          "split_sizes": exp.split.sizes(),
+          # file, sha256, shape, dtype, encoder of each vectors file (issue 24)
+          **({"vectors": exp.vectors} if getattr(exp, "vectors", None) else {}),
+          **(extra_meta or {})})
     except BaseException:
       lock.release()
       raise
@@ -366,8 +369,8 @@ def load(workdir: str, dataset=None):
   exp = prepare(config, dataset)
   if exp.fingerprint != run["fingerprint"]:
     raise CheckpointError(f"{workdir}: the data no longer matches this run's fingerprint "
-                          "(the dataset files, the split or the item/user metadata changed "
-                          "since training)")
+                          "(the dataset files, the split, the item/user metadata or a vectors "
+                          "file changed since training)")
   rec = models.create(exp)
   template = rec.template()
   saved, _ = checkpoint.load(workdir, "best", None if template is None else {"params": template},
