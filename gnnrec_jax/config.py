@@ -142,7 +142,9 @@ class Config:
       "one text), profile, both or none",
       choices=("", "gnnrec_jax.text.node_texts:USER_MODES"))
   text_model: str = option("all-MiniLM-L6-v2", "a small, fast sentence encoder (384 dims)",
-                           allowed="a Hugging Face Flax-loadable model name or folder")
+                           allowed="a Hugging Face model id or folder with safetensors weights: "
+                           "BERT, RoBERTa, XLM-R, Llama, Mistral, Qwen2 or Qwen3 (e.g. "
+                           "Qwen/Qwen3-Embedding-0.6B), run with its own pooling")
   use_id_embedding: bool = option(True, "learned ID vectors beside text (false needs "
                                   "text_features)")
   id_dropout: float = option(0.0, "DropoutNet-style: drop ID vectors so text alone must carry "
