@@ -16,8 +16,10 @@ Every trained model runs through the one loop (`training.fit.fit`), keeping the 
 valid NDCG@10; EASE's lambda is chosen on valid NDCG@10 from `--ease-l2`.
 
 Models: pop (train counts), ease, mf and lightgcn (their configs/, ID only), hybrid (LightGCN
-with ID vectors + projected MiniLM text: `text_features=history`), textgnn (configs/textgnn.py
-with the Scientific recipe below: no ID vectors at all). Published reference (VQ-Rec, on this
+with ID vectors + projected MiniLM text: `text_features=history`), textgnn
+(configs/textgnn_scientific.py, the measured recipe: no ID vectors at all), l3ae
+(configs/l3ae_scientific.py: EASE pulled toward the text-side EASE of the MiniLM vectors; its
+weights chosen on valid by benchmarks/text_closed_forms.py). Published reference (VQ-Rec, on this
 split): Recall@10 .1211, NDCG@10 .0643, Recall@50 .2369, NDCG@50 .0897.
 
 Prints a human table, then ONE JSON line last.
@@ -33,23 +35,22 @@ import numpy as np
 
 KS = (10, 20, 50)
 SHOWN = tuple(f"{m}@{k}" for k in KS for m in ("recall", "ndcg"))
-# The recipe used here for textgnn, set by hand on valid NDCG@10 (RESULTS.md): a softmax over
-# the whole catalogue (4,385 items is cheap on a CPU), d 256, lr 2e-3 so that 12 epochs
-# suffice on 2 cores, and each row without its target edge (`target_out`: valid NDCG@10 .0889
-# against .0853 without, same recipe otherwise). configs/textgnn.py keeps AlphaRec's own.
-TEXTGNN = ("loss=full_softmax", "embed_dim=256", "softmax_temperature=0.1", "lr=2e-3",
-           "target_out=true", "epochs=12", "eval_every=3", "patience=2")
+# textgnn's recipe is the named config `textgnn_scientific` (configs/textgnn_scientific.py: its
+# fields, how they were set on valid and what they measured), which `gnnrec-jax train --model
+# textgnn --dataset scientific` starts from too.
 MODELS = {
     "mf": ("mf", ()),
     "lightgcn": ("lightgcn", ()),
     "hybrid": ("lightgcn", ("text_features=history",)),
-    "textgnn": ("textgnn", TEXTGNN),
+    "textgnn": ("textgnn_scientific", ()),
+    # L3AE at the weights chosen on valid by benchmarks/text_closed_forms.py (its grid there).
+    "l3ae": ("l3ae_scientific", ()),
 }
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--models", default="pop,ease,mf,lightgcn,hybrid,textgnn")
+  p.add_argument("--models", default="pop,ease,l3ae,mf,lightgcn,hybrid,textgnn")
   p.add_argument("--ease-l2", default="10,30,100,300")
   p.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                  help="an extra override for one model of --models (repeatable)")

@@ -24,7 +24,6 @@ from typing import Any
 
 from gnnrec_jax.data.behaviours import DEFAULT_BEHAVIOUR_WEIGHTS
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.models import MODELS  # the model registry owns the list of names
 
 
 def _parse_range(text: str) -> tuple[float, float, bool, bool]:
@@ -58,12 +57,12 @@ class Config:
   """Every setting of a run. Each field's doc gives the reason for its default."""
 
   # --- model ---------------------------------------------------------------------------------
-  model: str = option("lightgcn", "the model to train", choices=MODELS)
+  model: str = option("lightgcn", "the model to train", choices=("gnnrec_jax.models:REGISTRY",))
   embed_dim: int = option(64, "LightGCN/RecBole default; the published tables use 64",
                           range="[1, 65536]")
   num_layers: int = option(3, "LightGCN's best depth on Gowalla/ml-100k", range="[0, 64]")
   layer_combine: str = option("mean", "how layer outputs combine (LightGCN: mean)",
-                              choices=("gnnrec_jax.models.embedding:COMBINES",))
+                              choices=("gnnrec_jax.models.readout:COMBINES",))
   init_std: float = option(0.1, "LightGCN's normal(0, 0.1) init (RecBole uses xavier; both fine)",
                            range="(0, inf)")
   # softmax_gnn / gat
@@ -80,7 +79,7 @@ class Config:
                          "(softmax_gnn)")
   initial_alpha: str = option("weights", "weights: the first layer uses normalised interaction "
                               "weights (the seed); none: softmax from layer 1 (softmax_gnn)",
-                              choices=("gnnrec_jax.models.embedding:INITIAL_ALPHAS",))
+                              choices=("gnnrec_jax.models.softmax_gnn:INITIAL_ALPHAS",))
   attention_mix: float = option(1.0, "1.0: pure softmax alpha; <1 mixes with LightGCN's fixed "
                                 "norm (softmax_gnn)", range="[0, 1]")
   # softmax_gnn's remedies for uniform, degree-blind attention (models/layers/softmax_edge.py):
@@ -100,7 +99,24 @@ class Config:
   # ease
   ease_l2: float = option(250.0, "RecBole's EASE reg_weight on ml-100k (> 0: the Gram matrix "
                           "of a small catalogue can be singular)", range="(0, inf)")
+  # l3ae (models/l3ae.py; symbols of the authors' code: reg_X, reg_F, reg_E, alpha)
+  l3ae_variant: str = option("l3ae", "l3ae: EASE regularised toward the text model C (the paper's "
+                             "main form); additive, collective: the fusions of its Table 3; "
+                             "text: C alone (no [I, I] matrix)",
+                             choices=("gnnrec_jax.models.l3ae:VARIANTS",))
+  l3ae_reg_x: float = option(-650.0, "lambda_X, EASE's weight, chosen on ml-100k's valid "
+                             "(configs/l3ae.py); may be < 0 as long as lambda_X + lambda_E > 0 "
+                             "(the authors use -50..-100)", range="[-1e12, 1e12]")
+  l3ae_reg_f: float = option(30.0, "lambda_F, the text-side EASE weight over unit MiniLM vectors "
+                             "(ml-100k's valid)", range="(0, inf)")
+  l3ae_reg_e: float = option(1000.0, "lambda_E, the pull of B toward C (l3ae; ml-100k's valid)",
+                             range="[0, inf)")
+  l3ae_alpha: float = option(0.2, "alpha: C's share (additive) or the text rows' scale "
+                             "(collective)", range="[0, inf)")
   # training-free graph filters (gfcf, bspm, chebycf; models/graph_filters.py)
+  filter_text_weight: float = option(0.0, "w in L' = (1 - w) R~^T R~ + w S: the item vectors' "
+                                     "normalised similarity mixed into the item graph (0: off; "
+                                     "needs text_features)", range="[0, 1]")
   filter_alpha: float = option(0.3, "weight of the ideal low-pass term: GF-CF's alpha (0.3 on "
                                "Gowalla), BSPM's idl_beta, ChebyCF's alpha (gfcf, bspm, chebycf)",
                                range="[0, inf)")
@@ -203,19 +219,19 @@ class Config:
   # --- loss and sampling -----------------------------------------------------------------------
   loss: str = option("bpr", "bpr (the LightGCN paper), softmax (sampled softmax / InfoNCE), "
                      "full_softmax (every item a negative), directau or ccl "
-                     "(training/contrastive.py)",
-                     choices=("gnnrec_jax.models.embedding:LOSSES",))
+                     "(objectives/contrastive.py)",
+                     choices=("gnnrec_jax.objectives.select:LOSSES",))
   l2: float = option(1e-4, "LightGCN's 1e-4 on the batch's layer-0 embeddings", range="[0, inf)")
   num_negatives: int = option(1, "per positive (BPR averages its pairwise term over them)",
                               range="[1, 65536]")
   neg_resample: int = option(0, "rounds of redrawing sampled negatives that are among the "
-                             "user's train items (training/sampling.resample_if_seen); 0 keeps "
+                             "user's train items (objectives/sampling.resample_if_seen); 0 keeps "
                              "uniform draws (~5% false negatives on ml-100k)", range="[0, 64]")
   softmax_temperature: float = option(0.1, "tau of the sampled/full softmax losses",
                                       range="(0, inf)")
   score: str = option("dot", "dot: final vectors as they are; cosine: L2-normalised; pearson: "
                       "centred, then L2-normalised (train and rank alike)",
-                      choices=("gnnrec_jax.models.embedding:SCORES",))
+                      choices=("gnnrec_jax.models.readout:SCORES",))
   # loss=directau (Wang et al., KDD 2022): alignment + gamma * uniformity, no negatives.
   directau_gamma: float = option(1.0, "the authors' default (their MF encoder); they tune 0.01-10 "
                                  "(loss=directau)", range="[0, inf)")
@@ -228,11 +244,11 @@ class Config:
                                       "sum; loss=ccl)", range="[0, inf)")
   ccl_shared_negatives: int = option(0, "K negatives shared by the batch (>= #items: all); 0: "
                                      "per-row negatives (loss=ccl)", range="[0, 16777216]")
-  # A contrastive term added to `loss` (training/contrastive.py).
+  # A contrastive term added to `loss` (objectives/contrastive.py).
   cl: str = option("", "empty: none; simgcl (Yu et al., SIGIR 2022: InfoNCE between two noisy "
                    "forward passes); xsimgcl (Yu et al., TKDE 2023: one noisy pass, its final "
                    "vectors against its layer-cl_layer output)",
-                   choices=("gnnrec_jax.models.embedding:CL_TERMS",))
+                   choices=("gnnrec_jax.objectives.select:CL_TERMS",))
   cl_weight: float = option(0.2, "lambda; XSimGCL's published value (SimGCL's: 0.5)",
                             range="[0, inf)")
   cl_eps: float = option(0.1, "the noise radius; SimGCL's published value (XSimGCL's: 0.2)",
@@ -246,7 +262,7 @@ class Config:
       range="[0, inf)")
   social_loss: str = option("bpr", "the friendship term: bpr, or softmax over the friend and the "
                             "sampled users (softmax_temperature)",
-                            choices=("gnnrec_jax.training.losses:FRIEND_LOSSES",))
+                            choices=("gnnrec_jax.objectives.losses:FRIEND_LOSSES",))
   # --- optimisation ----------------------------------------------------------------------------
   optimizer: str = option("adam", "Adam, as LightGCN and RecBole",
                           choices=("gnnrec_jax.training.fit:OPTIMIZERS",))
@@ -354,8 +370,8 @@ class FieldSpec:
     return self.allowed or "any"
 
 
-@functools.cache
 def _resolve(ref: str) -> tuple[str, ...]:
+  # Not cached: the registry may grow (a model registered by a user's code or a test).
   module, name = ref.split(":")
   return tuple(getattr(importlib.import_module(module), name))
 
@@ -543,7 +559,8 @@ def load_config_file(path: str, *, base_for_model=None) -> Config:
                       f"JSON {type(raw).__name__}")
   base = None
   model = raw.get("model", "lightgcn")
-  if base_for_model is not None and isinstance(model, str) and model in MODELS:
+  if (base_for_model is not None and isinstance(model, str)
+      and model in field_specs()["model"].choice_names()):
     base = base_for_model(model)
   return config_from_dict(raw, source=f"config file {path}", base=base, strict=True)
 
@@ -605,6 +622,12 @@ _RULES = (
     lambda c: None if c.cl != "xsimgcl" or (c.model != "ngcf" and c.layer_combine != "concat")
     else "invalid config: cl=xsimgcl needs final vectors of a layer's width; ngcf and "
     "layer_combine=concat concatenate the layers (use cl=simgcl)",
+    lambda c: None if c.model != "l3ae" or c.text_features else
+    "invalid config: l3ae needs item vectors, e.g. text_features=none (items' text, no users)",
+    lambda c: None if c.filter_text_weight == 0 or (
+        c.model in ("gfcf", "bspm", "chebycf") and c.text_features) else
+    "invalid config: filter_text_weight > 0 needs a graph filter (gfcf, bspm, chebycf) and "
+    "text_features (e.g. text_features=none)",
     lambda c: None if c.model != "textgnn" or c.text_features else
     "invalid config: textgnn needs text_features (its items are their text), e.g. "
     "text_features=history",
@@ -636,7 +659,7 @@ def check_field(spec: FieldSpec, value) -> str | None:
     return f"{name} must be {spec.describe_allowed()}, got {shown}"
   if spec.choices is not None and value not in spec.choice_names():
     if name == "model":  # the message users have met since the first version
-      return f"unknown model {value!r}; choose one of {', '.join(MODELS)}"
+      return f"unknown model {value!r}; choose one of {', '.join(spec.choice_names())}"
     return f"{name} must be {spec.describe_allowed()}, got {shown}"
   # A free-form string may be empty only where empty is its default ("none", e.g. side_features).
   if spec.type is str and spec.choices is None and not value.strip() and spec.default != "":

@@ -200,9 +200,50 @@ def _inputs(config: Config, dataset: Dataset, train: Interactions, friends, text
   features = mask = None
   if config.text_features:
     if text_features is None:
+      # Checked before the encoder loads: a run without text should fail in a second.
+      from gnnrec_jax.text.node_texts import item_texts
+      check_text_coverage(config, dataset, item_texts(dataset)[1])
       text_features = text_features_for(config, dataset, train)
+    else:
+      check_text_coverage(config, dataset, np.asarray(text_features[1])[dataset.num_users:])
     features, mask = text_features
   return graph, features, mask
+
+
+# Below this share of items with a text vector, a model that needs text refuses to run: it would
+# score (nearly) every item from a zero vector, a text-less run under a text model's name.
+MIN_TEXT_COVERAGE = 0.2
+
+
+def needs_text(config: Config) -> str | None:
+  """What makes `config` a model that reads item text (None: text is an extra input)."""
+  if config.model == "textgnn":
+    return "textgnn (its items are their text)"
+  if config.model == "l3ae":
+    return "l3ae (its text side is fitted on the item vectors)"
+  if config.filter_text_weight > 0:
+    return f"{config.model} with filter_text_weight > 0"
+  return None
+
+
+def check_text_coverage(config: Config, dataset: Dataset, mask: np.ndarray) -> None:
+  """Refuses a text run with no item text (or too little for a model that needs it); a partial
+  coverage is a counted warning. `mask`: [I] bool, which items have a text."""
+  from gnnrec_jax.data.checks import warn
+  items = np.asarray(mask, bool)
+  have, total = int(items.sum()), int(items.shape[0])
+  share = have / max(total, 1)
+  need = needs_text(config)
+  where = dataset.source or dataset.name
+  if have == 0 or (need and share < MIN_TEXT_COVERAGE):
+    raise DataError(
+        f"{need or 'text_features=' + config.text_features} needs item text, but {have:,} of "
+        f"{total:,} items of {where} have any (below {MIN_TEXT_COVERAGE:.0%}): give item "
+        f"metadata with a title or text column (--item-meta FILE)"
+        + ("" if need else ", or unset text_features"))
+  if have < total:
+    warn(f"text_features: {total - have:,} of {total:,} items of {where} have no text; they get "
+         f"zero text vectors")
 
 
 def with_test_history(exp: Experiment, extra: Interactions | None = None) -> Experiment:

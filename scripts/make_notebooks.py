@@ -709,6 +709,7 @@ EXPLANATIONS = [
     from gnnrec_jax.training.fit import fit
     from gnnrec_jax import experiment
     from gnnrec_jax.evaluation import explain, ranking
+    from gnnrec_jax.models import explain_terms
     from gnnrec_jax.configs import get_config
     from gnnrec_jax.data import load_dataset
     from gnnrec_jax.data.synthetic import make_synthetic
@@ -776,12 +777,12 @@ EXPLANATIONS = [
     md('''
     ## Attention over the user's neighbourhood
 
-    `explain.layer_outputs` returns every layer's edge weights. For the user's incoming edges
+    `explain_terms.layer_outputs` returns every layer's edge weights. For the user's incoming edges
     (user ← item) they form one distribution per layer: layer 1 is the user's interaction weights
     normalised (`initial_alpha="weights"`), layer 2 the learned softmax of dot products.
     '''),
     code('''
-    final, hs, weights = explain.layer_outputs(rec.module, params, rec.inputs)
+    final, hs, weights = explain_terms.layer_outputs(rec.module, params, rec.inputs)
     graph = exp.graph
     mine = np.flatnonzero(np.asarray(graph.receivers) == u)  # edges user <- item
     nbrs = np.asarray(graph.senders)[mine] - exp.num_users

@@ -22,7 +22,7 @@ def test_choices_come_from_the_modules_that_own_them():
   from gnnrec_jax.data.splits import METHODS
   from gnnrec_jax.graph.propagate import BACKENDS
   from gnnrec_jax.models import MODELS
-  from gnnrec_jax.models.embedding import COMBINES, SCORES
+  from gnnrec_jax.models.readout import COMBINES, SCORES
   from gnnrec_jax.training.fit import LR_SCHEDULES, OPTIMIZERS
   specs = field_specs()
   assert specs["model"].choice_names() == MODELS

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from gnnrec_jax.training.contrastive import (
+from gnnrec_jax.objectives.contrastive import (
   alignment,
   cosine_contrastive_loss,
   cross_layer_view,
@@ -22,7 +22,7 @@ from gnnrec_jax.training.contrastive import (
   simgcl_loss,
   uniformity,
 )
-from gnnrec_jax.training.losses import l2_reg
+from gnnrec_jax.objectives.losses import l2_reg
 
 B, D, K = 6, 5, 4
 

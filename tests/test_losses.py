@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gnnrec_jax.data.types import Interactions
-from gnnrec_jax.training.losses import bpr_loss, l2_reg, sampled_softmax_loss
-from gnnrec_jax.training.sampling import (
+from gnnrec_jax.objectives.losses import bpr_loss, l2_reg, sampled_softmax_loss
+from gnnrec_jax.objectives.sampling import (
   is_seen,
   resample_if_seen,
   sample_negatives,

@@ -10,16 +10,14 @@ from gnnrec_jax.config import Config
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph.build import adjacency, build_graph, pad_graph
-from gnnrec_jax.models.embedding import (
-  GAT,
-  MF,
-  NGCF,
-  LightGCN,
-  SoftmaxGNN,
-  create_model,
-)
+from gnnrec_jax.models.embedding import create_model
+from gnnrec_jax.models.gat import GAT
+from gnnrec_jax.models.lightgcn import LightGCN
+from gnnrec_jax.models.mf import MF
+from gnnrec_jax.models.ngcf import NGCF
+from gnnrec_jax.models.softmax_gnn import SoftmaxGNN
 from gnnrec_jax.models.node_inputs import NodeInputs
-from gnnrec_jax.training.losses import bpr_loss
+from gnnrec_jax.objectives.losses import bpr_loss
 
 U, I, D = 4, 6, 4
 N = U + I

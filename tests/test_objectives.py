@@ -3,7 +3,7 @@
 `EmbeddingRecommender.loss` with loss=directau|ccl and cl=simgcl|xsimgcl: each trains on the
 planted-cluster set with a finite, decreasing loss; SimGCL's noise moves each layer's output by
 exactly eps; the loss through the model equals the pure functions of
-`gnnrec_jax/training/contrastive.py` on the same vectors.
+`gnnrec_jax/objectives/contrastive.py` on the same vectors.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.experiment import prepare
 from gnnrec_jax.graph.build import adjacency
-from gnnrec_jax.training import contrastive, losses, sampling
+from gnnrec_jax.objectives import contrastive, losses, sampling
 
 SMALL = dict(loss="softmax", embed_dim=8, num_layers=2, batch_size=32, lr=0.01, l2=1e-3, num_negatives=8,
              softmax_temperature=0.2)

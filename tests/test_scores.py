@@ -13,7 +13,7 @@ from gnnrec_jax import cli, models
 from gnnrec_jax.data.splits import split_random
 from gnnrec_jax.data.synthetic import make_synthetic
 from gnnrec_jax.evaluation import explain
-from gnnrec_jax.models.embedding import score_space
+from gnnrec_jax.models.readout import score_space
 from gnnrec_jax.training import workdir
 
 

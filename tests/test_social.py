@@ -220,7 +220,7 @@ def _friendship_reference(a, f, n, kind, tau, mask):
 
 @pytest.mark.parametrize("kind", ["bpr", "softmax"])
 def test_friendship_loss_matches_numpy(kind):
-  from gnnrec_jax.training import losses
+  from gnnrec_jax.objectives import losses
   rng = np.random.default_rng(0)
   a, f = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
   n = rng.normal(size=(6, 3, 4))
@@ -247,7 +247,7 @@ def test_the_model_loss_adds_the_friendship_term_exactly():
   """loss(social_weight=w) = loss(0) + w-weighted friendship_loss over the drawn friendships."""
   import jax
   from gnnrec_jax import models
-  from gnnrec_jax.training import losses
+  from gnnrec_jax.objectives import losses
   ds = make_synthetic(num_users=24, num_items=8)
   ds = social.with_friendships(ds, np.stack([np.arange(23), np.arange(1, 24)], 1))
   cfg = configs.get_config("test").replace(social=True, num_negatives=2, l2=1e-3)

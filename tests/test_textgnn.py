@@ -326,7 +326,7 @@ def test_target_out_sampled_softmax_masks_the_users_items():
   """NumPy, same negatives (the loss draws them from the second half of its key): logits are
   the positive and the sampled items the user does not have in train, over tau."""
   from gnnrec_jax.models.textgnn import TextGNN
-  from gnnrec_jax.training import sampling
+  from gnnrec_jax.objectives import sampling
   tau = 0.5
   exp = make_exp(target_out=True, loss="softmax", num_negatives=6, softmax_temperature=tau)
   rec, params = build(exp)

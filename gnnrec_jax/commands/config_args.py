@@ -37,7 +37,9 @@ def config_from_args(args):
   if is_config_file(args.config):
     config = load_config_file(args.config, base_for_model=configs.get_config)
   else:
-    config = configs.get_config(args.config or args.model or "lightgcn")
+    # No --config: the model's best measured recipe for the dataset, where there is one.
+    config = configs.get_config(args.config or configs.recipe_for(
+        args.model or "lightgcn", getattr(args, "dataset", None)))
   if args.model:
     config = config.replace(model=args.model)
   return apply_overrides(config, args.overrides)
@@ -47,3 +49,18 @@ def overridden_keys(args) -> set[str]:
   """The config keys named by `--set`."""
   from gnnrec_jax.config import parse_overrides
   return {o.split("=", 1)[0].strip() for o in parse_overrides(args.overrides)}
+
+
+def with_dataset_defaults(args, config, dataset):
+  """`config` with what the dataset prescribes where `--set` left it open: `split=predefined`
+  for a dataset with its own split, and the fields of its published protocol
+  (`gnnrec_jax.data.registry.PROTOCOLS`; not over a config file, which is complete)."""
+  from gnnrec_jax.config import validate
+  from gnnrec_jax.data.registry import PROTOCOLS
+  keys = overridden_keys(args)
+  changes = {}
+  if dataset.split is not None and "split" not in keys:
+    changes["split"] = "predefined"
+  if not is_config_file(args.config):
+    changes.update({k: v for k, v in PROTOCOLS.get(dataset.name, {}).items() if k not in keys})
+  return validate(config.replace(**changes)) if changes else config

@@ -68,14 +68,13 @@ def with_score(rec, score: str):
   from gnnrec_jax import models
   from gnnrec_jax.config import check_field, field_specs
   from gnnrec_jax.errors import ConfigError
-  from gnnrec_jax.models.embedding import EmbeddingRecommender
   msg = check_field(field_specs()["score"], score)
   if msg:
     raise ConfigError(f"--score: {msg}")
   trained = rec.config.score
   if score == trained:
     return rec
-  if not isinstance(rec, EmbeddingRecommender):
+  if not rec.rescorable:
     raise ConfigError(f"--score {score}: {rec.config.model} scores are not similarities of two "
                       "vectors (a closed-form item model), so there is nothing to switch")
   normalised = ("cosine", "pearson")

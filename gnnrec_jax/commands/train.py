@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import sys
 
-from gnnrec_jax.commands.config_args import add_config_arguments, config_from_args, overridden_keys
+from gnnrec_jax.commands.config_args import (add_config_arguments, config_from_args,
+                                             with_dataset_defaults)
 from gnnrec_jax.errors import ConfigError
 
 
@@ -63,8 +64,7 @@ def run(args) -> int:
     print(f"{dataset.name}: {dataset.num_users:,} users, {dataset.num_items:,} items, "
           f"{len(dataset.interactions):,} interactions; training {config.model} into "
           f"{args.workdir}", file=sys.stderr, flush=True)
-  if dataset.split is not None and "split" not in overridden_keys(args):
-    config = config.replace(split="predefined")
+  config = with_dataset_defaults(args, config, dataset)
   extra_meta = {"dataset_args": workdir.dataset_args_of(args, dataset), "devices": args.devices}
   if seeds is not None:
     return _run_seeds(args, dataset, config, seeds, extra_meta, show)

@@ -16,7 +16,8 @@ import json
 import os
 import sys
 
-from gnnrec_jax.commands.config_args import add_config_arguments, config_from_args, overridden_keys
+from gnnrec_jax.commands.config_args import (add_config_arguments, config_from_args,
+                                             overridden_keys, with_dataset_defaults)
 
 
 def add_arguments(p):
@@ -71,8 +72,7 @@ def run(args) -> int:
   if fixed:
     raise ConfigError(f"--set {', '.join(sorted(fixed))}: also in the search space {args.space}")
   dataset = dataset_from_args(args, config)
-  if dataset.split is not None and "split" not in overridden_keys(args):
-    config = config.replace(split="predefined")
+  config = with_dataset_defaults(args, config, dataset)
   show = not args.no_progress
   metric = config.select_metric
 

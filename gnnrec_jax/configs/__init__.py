@@ -10,7 +10,18 @@ from gnnrec_jax.config import Config, validate
 from gnnrec_jax.errors import ConfigError
 
 NAMES = ("lightgcn", "softmax_gnn", "seed", "ngcf", "gat", "mf", "ease", "gfcf", "bspm", "chebycf",
-         "textgnn", "test")
+         "textgnn", "l3ae", "test",
+         # named text recipes, each measured (benchmarks/RESULTS.md, issue 25)
+         "textgnn_scientific", "textgnn_cold", "l3ae_scientific", "chebycf_text")
+# (model, dataset) -> the named config `train --model M --dataset D` starts from when no
+# --config is given: the best recipe measured for that case.
+RECIPES = {("textgnn", "scientific"): "textgnn_scientific",
+           ("l3ae", "scientific"): "l3ae_scientific"}
+
+
+def recipe_for(model: str, dataset: str | None) -> str:
+  """The named config of `model` on `dataset`: its measured recipe, else the model's own."""
+  return RECIPES.get((model, dataset), model)
 
 # The training recipe of the embedding models, tuned for LightGCN on ml-100k (valid NDCG@20, see
 # benchmarks/ml100k_tuning.md: hand-run sweeps, before `gnnrec-jax tune` existed) and shared so

@@ -102,6 +102,10 @@ def _predefined(data_dir=None, *, train=None, valid=None, test=None, item_meta=N
                                  behaviour_weights=behaviour_weights, duplicates=duplicates)
 
 
+# The config fields of a dataset's published protocol, applied by `train` and `tune` where the
+# command line leaves them open (`commands/config_args.with_dataset_defaults`).
+PROTOCOLS: dict[str, dict] = {"scientific": scientific.PROTOCOL}
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "ml-100k": _ml100k,
     "atomic": _atomic,

@@ -6,7 +6,7 @@ Every experiment on such a dataset splits the friendships into disjoint train / 
 pairs (`gnnrec_jax.data.friends`, `Experiment.friends`, ratios `config.friend_split`); a model
 sees only the train pairs: as user–user edges of its propagation graph with `social=true`, and
 as positives of the friendship objective with `social_weight > 0`
-(`gnnrec_jax.training.losses.friendship_loss`).
+(`gnnrec_jax.objectives.losses.friendship_loss`).
 
 Friend recommendation (user–user link prediction): every user with a held-out friend ranks ALL
 users, itself and its train friends excluded (valid friends too at test time), exactly like

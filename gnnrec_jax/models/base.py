@@ -46,7 +46,21 @@ class Recommender(abc.ABC):
   """
 
   trainable: ClassVar[bool] = False
+  # True when scores are dot products of final vectors whose score space (dot, cosine,
+  # pearson) can be switched after training (`recommend --score`).
+  rescorable: ClassVar[bool] = False
   score_fn: ScoreFn
+
+  @classmethod
+  def recommender_class(cls) -> type["Recommender"]:
+    """What `gnnrec_jax.models.create` builds for a name registered with this class: itself."""
+    return cls
+
+  @classmethod
+  def from_config(cls, config, **sizes):
+    """A Linen module of `config`: none, this model has no parameters to train."""
+    raise ConfigError(f"{config.model} is a closed-form model without parameters to train; "
+                      f"fit it with {cls.__module__}.{cls.__qualname__} (its init is the fit)")
 
   def __init__(self, exp):
     self.exp = exp

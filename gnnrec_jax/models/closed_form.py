@@ -23,6 +23,7 @@ import numpy as np
 
 from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.models import explain_terms
 from gnnrec_jax.models.base import Recommender
 
 
@@ -119,8 +120,7 @@ class LinearItemRecommender(Recommender):
     return out[:, cols_items]
 
   def explain_terms(self, params, *, user, history, items):
-    from gnnrec_jax.evaluation import explain
-    return explain.linear_item_terms(self, params, user, history, items)
+    return explain_terms.linear_item_terms(self, params, user, history, items)
 
 
 @functools.partial(jax.jit, static_argnums=0)

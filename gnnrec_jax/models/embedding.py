@@ -20,7 +20,7 @@ The SoftmaxGNN and GAT layers `sow` their alphas into the "intermediates" collec
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,69 +29,19 @@ import jraph
 import numpy as np
 
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.graph.build import num_nodes
 from gnnrec_jax.graph.propagate import resolve_backend
+from gnnrec_jax.models import explain_terms
+from gnnrec_jax.models import model_class
 from gnnrec_jax.models.base import Recommender
-from gnnrec_jax.models.layers import (
-  GATConv,
-  LightGCNConv,
-  NGCFConv,
-  SoftmaxEdgeConv,
-  activation_fn,
-)
+from gnnrec_jax.models.inductive import embed_new_user, train_presence
 from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.models.readout import COMBINES, check_score, combine_layers, score_space
+from gnnrec_jax.objectives import contrastive, sampling
+from gnnrec_jax.objectives import select as objective
 from gnnrec_jax.precision import EXACT
 
-COMBINES = ("mean", "sum", "last", "concat")
-
-
-def combine_layers(hs: Sequence[jax.Array], how: str) -> jax.Array:
-  """Combines layer outputs h^0..h^L ([N, d] each): mean | sum | last | concat ([N, d (L+1)])."""
-  if how == "mean":
-    return jnp.mean(jnp.stack(hs), axis=0)
-  if how == "sum":
-    return jnp.sum(jnp.stack(hs), axis=0)
-  if how == "last":
-    return hs[-1]
-  if how == "concat":
-    return jnp.concatenate(hs, axis=-1)
-  raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
-
-
-SCORES = ("dot", "cosine", "pearson")
-LOSSES = ("bpr", "softmax", "full_softmax", "directau", "ccl")  # `EmbeddingRecommender.loss`
-CL_TERMS = ("", "simgcl", "xsimgcl")  # the contrastive term `EmbeddingRecommender.loss` adds
-INITIAL_ALPHAS = ("weights", "none")         # `SoftmaxGNN.initial_alpha`
-
-
-def check_score(score: str) -> None:
-  if score not in SCORES:
-    raise ConfigError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
-
-
-def score_space(final: jax.Array, score: str) -> jax.Array:
-  """The vectors whose dot products are the scores, so that training, ranking and
-  recommendation all score by `score` without knowing it.
-
-  dot: `final` itself. cosine: `final` scaled to unit length (a zero vector stays zero).
-  pearson: each vector centred on its own mean over the d coordinates, then scaled to unit
-  length, so that x . y = Pearson's r between the coordinates of the two final vectors,
-  r = sum_k (x_k - mean x)(y_k - mean y) / (|x - mean x| |y - mean y|); a constant vector
-  (zero after centring) stays zero.
-
-  Args:
-    final: [..., d] vectors.
-    score: one of SCORES.
-  """
-  check_score(score)
-  if score == "dot":
-    return final
-  if score == "pearson":
-    final = final - jnp.mean(final, axis=-1, keepdims=True)
-  sq = jnp.sum(jnp.square(final), axis=-1, keepdims=True)
-  return final * jnp.where(sq > 0, jax.lax.rsqrt(jnp.maximum(sq, 1e-30)), 0.0)
-
-
-class _Recommender(nn.Module):
+class EmbeddingModel(nn.Module):
   """Fields and layer-0 inputs shared by every model (not used on its own)."""
 
   num_users: int
@@ -104,6 +54,42 @@ class _Recommender(nn.Module):
   backend: str = "auto"          # gnnrec_jax.graph.propagate.weighted_sum backend
   score: str = "dot"             # "cosine": final vectors L2-normalised, so dot = cosine
   embed_dropout: float = 0.0     # elementwise dropout on the layer-0 vectors while training
+
+  # Not fields: what the model answers about itself (see `explain_terms`, `inductive`).
+  edge_weight_name = "norm"   # what an explanation calls its layers' edge weights
+  explanation = "similarity"  # "propagation": an exact split through the layers exists
+
+  def new_user_layers(self) -> tuple[int, str] | None:
+    """(num_layers, layer_combine) of the closed form by which a user outside the graph is
+    embedded from its history (`inductive.embed_new_user`), or None when there is none."""
+    return None
+
+  @classmethod
+  def recommender_class(cls):
+    """The `Recommender` that `gnnrec_jax.models.create` wraps this module in."""
+    return EmbeddingRecommender
+
+  @classmethod
+  def from_config(cls, config, *, num_users: int, num_items: int, feature_dim: int | None,
+                  num_nodes: int | None) -> "EmbeddingModel":
+    """The module of `config`; a model module overrides it to read its own fields, passing
+    `cls.common_fields(...)` on. This default reads the common fields only (MF's case)."""
+    return cls(**cls.common_fields(config, num_users=num_users, num_items=num_items,
+                                   feature_dim=feature_dim, num_nodes=num_nodes))
+
+  @staticmethod
+  def common_fields(config, *, num_users: int, num_items: int, feature_dim: int | None,
+                    num_nodes: int | None) -> dict[str, Any]:
+    """The fields every embedding model reads, checked (`check_sizes`, and some input)."""
+    c = config
+    check_sizes(c, num_users=num_users, num_items=num_items, num_nodes=num_nodes)
+    if not c.use_id_embedding and feature_dim is None and not c.side_features:
+      raise ConfigError("use_id_embedding=False needs text or side features (set text_features "
+                        "or side_features)")
+    return dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
+                num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
+                id_dropout=c.id_dropout, backend=c.propagation, score=c.score,
+                embed_dropout=c.embed_dropout)
 
   @property
   def n(self) -> int:
@@ -128,33 +114,15 @@ class _Recommender(nn.Module):
     return nn.Dropout(self.embed_dropout, deterministic=not train, name="embed_dropout")(ego)
 
 
-class MF(_Recommender):
-  """Matrix factorisation (BPR-MF, Rendle et al. 2009): score = e_u . e_i, no propagation.
-
-  With `noise_eps` > 0 (SimGCL's view of a model without layers) the noise is added to the
-  layer-0 vectors themselves; `ego`, which the L2 term reads, stays clean.
-  """
-
-  @nn.compact
-  def __call__(self, graph: jraph.GraphsTuple, features=None, feature_mask=None, has_id=None, *,
-               side=None, side_mask=None, train: bool = False, noise_eps: float = 0.0,
-               return_layers: bool = False):
-    ego = self._ego(features, feature_mask, has_id, train, side, side_mask)
-    h = _perturb(self, self._dropped(ego, train), noise_eps)
-    final = score_space(h, self.score)
-    return (final, ego, [h]) if return_layers else (final, ego)
-
-
-def _perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
+def perturb(module: nn.Module, h: jax.Array, eps: float) -> jax.Array:
   """SimGCL's noise (`contrastive.perturb`, norm eps per row) from the "noise" rng collection;
   h itself when eps is 0 (a static Python float: the clean model draws nothing)."""
   if not eps:
     return h
-  from gnnrec_jax.training.contrastive import perturb
-  return perturb(module.make_rng("noise"), h, eps=eps)
+  return contrastive.perturb(module.make_rng("noise"), h, eps=eps)
 
 
-class _LayerStack(_Recommender):
+class LayerStack(EmbeddingModel):
   """A stack of `num_layers` message-passing layers over the layer-0 vectors.
 
   Subclasses define `_layer(k, h, graph, train) -> [N, d]`, the output of layer k from its input
@@ -176,105 +144,33 @@ class _LayerStack(_Recommender):
     ego = self._ego(features, feature_mask, has_id, train, side, side_mask)
     hs = [self._dropped(ego, train)]
     for k in range(self.num_layers):
-      hs.append(_perturb(self, self._layer(k, hs[-1], graph, train), noise_eps))
+      hs.append(perturb(self, self._layer(k, hs[-1], graph, train), noise_eps))
     final = score_space(combine_layers(hs, self.layer_combine), self.score)
     return (final, ego, hs) if return_layers else (final, ego)
 
 
-class LightGCN(_LayerStack):
-  """LightGCN (He et al., SIGIR 2020).
-
-  E^(k+1) = D^-1/2 A D^-1/2 E^(k) (eq. 3) for k < L, final = sum_k a_k E^(k) with a_k = 1/(L+1)
-  (eq. 4, `layer_combine="mean"`).
-  """
-
-  def _layer(self, k, h, graph, train):
-    del train  # parameter-free and deterministic
-    return LightGCNConv(self.n, backend=self._backend, name=f"conv_{k}")(h, graph)
+def check_sizes(config, *, num_users: int, num_items: int, num_nodes: int | None) -> None:
+  """What every embedding model's builder checks before any jit: the node count, the
+  propagation backend and the score (ConfigError naming the value at fault)."""
+  base = num_users + num_items
+  if num_nodes is not None and num_nodes < base:
+    raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
+  resolve_backend(config.propagation, num_nodes or base)  # fail here, not inside jit
+  check_score(config.score)  # likewise
 
 
-class SoftmaxGNN(_LayerStack):
-  """The seed's GNN: `num_layers` SoftmaxEdgeConv layers (see layers/softmax_edge.py).
-
-  Layer k computes alpha_ij = softmax_{j in N(i)}(q(h_i^(k)) . k(h_j^(k)) / tau) and
-  h_i^(k+1) = sigma(sum_j alpha_ij h_j^(k)) (seed §4.1); with `initial_alpha="weights"` layer 0
-  uses the interaction weights normalised per receiver instead. Outputs h^0..h^L are combined
-  by `layer_combine`. `attention_logits`, `learn_temperature`, `norm_prior` and
-  `receiver_scale` are the layer's remedies for attention that stays uniform and forgets degree
-  (see layers/softmax_edge.py).
-  """
-
-  heads: int = 1
-  temperature: float = 1.0
-  scale_logits: bool = True
-  qk_proj: bool = False
-  activation: str = "identity"
-  attention_mix: float = 1.0
-  initial_alpha: str = "weights"  # "weights" | "none"
-  attention_logits: str = "dot"   # SoftmaxEdgeConv's options (layers/softmax_edge.py)
-  learn_temperature: bool = False
-  norm_prior: float = 0.0
-  receiver_scale: bool = False
-
-  def _layer(self, k, h, graph, train):
-    del train  # no dropout in this layer
-    h, alpha = SoftmaxEdgeConv(
-        self.n, heads=self.heads, temperature=self.temperature,
-        scale_logits=self.scale_logits, qk_proj=self.qk_proj, activation=self.activation,
-        attention_mix=self.attention_mix,
-        alpha_from_weights=(k == 0 and self.initial_alpha == "weights"),
-        logits=self.attention_logits, learn_temperature=self.learn_temperature,
-        norm_prior=self.norm_prior, receiver_scale=self.receiver_scale,
-        backend=self._backend, name=f"conv_{k}")(h, graph)
-    self.sow("intermediates", f"alpha_{k}", alpha)
-    return h
-
-
-class NGCF(_LayerStack):
-  """NGCF (Wang et al., SIGIR 2019) as RecBole implements it.
-
-  E^(k+1) = normalize(dropout(LeakyReLU(W1^k (L + I) E^(k) + W2^k (L E^(k) ⊙ E^(k))))) (eq. 7),
-  final = E^(0) || E^(1) || ... || E^(L) (eq. 9), so d_out = d (L + 1). `dropout` is the message
-  dropout; RecBole's node dropout (dropping adjacency entries, default 0) is not implemented.
-  """
-
-  layer_combine: str = "concat"
-  dropout: float = 0.1
-
-  def _layer(self, k, h, graph, train):
-    return NGCFConv(self.n, self.embed_dim, dropout=self.dropout, backend=self._backend,
-                    name=f"conv_{k}")(h, graph, train=train)
-
-
-class GAT(_LayerStack):
-  """A stack of multi-head GAT layers (Veličković et al., ICLR 2018, eqs. 1-5).
-
-  Each layer keeps width d (heads concatenated, d / heads each), applies `activation` (the paper
-  uses ELU; "identity" keeps the model linear in the propagated vectors like LightGCN), and the
-  outputs h^0..h^L are combined by `layer_combine`.
-  """
-
-  heads: int = 1
-  dropout: float = 0.1
-  activation: str = "identity"
-
-  def _layer(self, k, h, graph, train):
-    h, alpha = GATConv(self.n, self.embed_dim, heads=self.heads, concat_heads=True,
-                       dropout=self.dropout, backend=self._backend,
-                       name=f"conv_{k}")(h, graph, train=train)
-    self.sow("intermediates", f"alpha_{k}", alpha)
-    return activation_fn(self.activation)(h)
+def check_combine(how: str) -> None:
+  if how not in COMBINES:
+    raise ConfigError(f"unknown layer_combine {how!r}; choose one of {', '.join(COMBINES)}")
 
 
 def create_model(config, *, num_users: int, num_items: int, feature_dim: int | None = None,
-                 num_nodes: int | None = None) -> _Recommender:
-  """Builds the Linen model named by `config.model`.
+                 num_nodes: int | None = None) -> nn.Module:
+  """Builds the Linen model named by `config.model`: the registered class's `from_config`
+  (`gnnrec_jax.models.REGISTRY`).
 
   Args:
-    config: a `gnnrec_jax.config.Config` (read: model, embed_dim, num_layers, layer_combine,
-      init_std, activation, heads, scale_logits, temperature, qk_proj, initial_alpha,
-      attention_mix, attention_logits, learn_temperature, norm_prior, receiver_scale, dropout,
-      use_id_embedding, id_dropout, propagation).
+    config: a `gnnrec_jax.config.Config` (each model reads its own fields, see its module).
     num_users: U.
     num_items: I.
     feature_dim: F when text features are fed to the model, else None (only validated: Dense
@@ -285,58 +181,11 @@ def create_model(config, *, num_users: int, num_items: int, feature_dim: int | N
     The (unbound) module.
 
   Raises:
-    ConfigError: unknown model, activation, combine or backend; "ease" (closed form, see
-      `gnnrec_jax.models.ease.fit_ease`); or no input at all (no IDs and no features).
+    ConfigError: unknown model, activation, combine or backend; a closed-form model (no
+      parameters to train); or no input at all (no IDs and no features).
   """
-  c = config
-  base = num_users + num_items
-  if num_nodes is not None and num_nodes < base:
-    raise ConfigError(f"num_nodes {num_nodes} is smaller than num_users + num_items = {base}")
-  if (not c.use_id_embedding and feature_dim is None and not c.side_features
-      and c.model != "textgnn"):
-    raise ConfigError("use_id_embedding=False needs text or side features (set text_features "
-                      "or side_features)")
-  backend = c.propagation
-  resolve_backend(backend, num_nodes or base)  # fail here, not inside jit
-  check_score(c.score)  # likewise
-  common = dict(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
-                num_nodes=num_nodes, init_std=c.init_std, use_id_embedding=c.use_id_embedding,
-                id_dropout=c.id_dropout, backend=backend, score=c.score,
-                embed_dropout=c.embed_dropout)
-  if c.model in ("lightgcn", "softmax_gnn", "gat") and c.layer_combine not in COMBINES:
-    raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
-                      f"{', '.join(COMBINES)}")
-  if c.model in ("softmax_gnn", "gat"):
-    activation_fn(c.activation)
-    if c.embed_dim % c.heads:
-      raise ConfigError(f"embed_dim {c.embed_dim} is not divisible by heads {c.heads}")
-  if c.model == "mf":
-    return MF(**common)
-  if c.model == "lightgcn":
-    return LightGCN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine)
-  if c.model == "softmax_gnn":
-    return SoftmaxGNN(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
-                      heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
-                      qk_proj=c.qk_proj, activation=c.activation,
-                      attention_mix=c.attention_mix, initial_alpha=c.initial_alpha,
-                      attention_logits=c.attention_logits,
-                      learn_temperature=c.learn_temperature, norm_prior=c.norm_prior,
-                      receiver_scale=c.receiver_scale)
-  if c.model == "ngcf":
-    # NGCF concatenates its layers by definition (eq. 9); layer_combine is not read.
-    return NGCF(**common, num_layers=c.num_layers, dropout=c.dropout)
-  if c.model == "gat":
-    return GAT(**common, num_layers=c.num_layers, layer_combine=c.layer_combine,
-               heads=c.heads, dropout=c.dropout, activation=c.activation)
-  if c.model == "textgnn":
-    from gnnrec_jax.models.textgnn import create_textgnn
-    return create_textgnn(c, num_users=num_users, num_items=num_items, feature_dim=feature_dim,
-                          num_nodes=num_nodes)
-  if c.model == "ease":
-    raise ConfigError("ease is a closed-form model without parameters to train; "
-                      "fit it with gnnrec_jax.models.ease.fit_ease")
-  raise ConfigError(f"unknown model {c.model!r}; choose one of "
-                    "softmax_gnn, lightgcn, ngcf, gat, mf, textgnn (ease: gnnrec_jax.models.ease)")
+  return model_class(config.model).from_config(config, num_users=num_users, num_items=num_items,
+                                               feature_dim=feature_dim, num_nodes=num_nodes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,11 +222,11 @@ class EmbeddingRecommender(Recommender):
   """
 
   trainable = True
+  rescorable = True
   score_fn = staticmethod(dot_scores)
 
   def __init__(self, exp):
     super().__init__(exp)
-    from gnnrec_jax.graph.build import num_nodes
     feature_dim = None if exp.features is None else int(exp.features.shape[1])
     # A graph padded for sharding (`training.parallel.pad_graph_for_mesh`) has extra nodes.
     self.module = create_model(self.config, num_users=exp.num_users, num_items=exp.num_items,
@@ -395,7 +244,6 @@ class EmbeddingRecommender(Recommender):
   @property
   def inputs(self) -> dict[str, Any]:
     if self._inputs is None:  # moved to the device once, on first use
-      from gnnrec_jax.models.inductive import train_presence
       exp = self.exp
       inputs = {"graph": jax.tree.map(jnp.asarray, exp.graph),
                 "features": None if exp.features is None else jnp.asarray(exp.features),
@@ -409,8 +257,7 @@ class EmbeddingRecommender(Recommender):
         inputs["has_id"] = jnp.asarray(np.concatenate([user_in, item_in]))
         inputs["neg_pool"] = jnp.asarray(np.flatnonzero(item_in).astype(np.int32))
       if self.config.neg_resample:
-        from gnnrec_jax.training.sampling import train_csr
-        inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
+        inputs["seen"] = tuple(jnp.asarray(a) for a in sampling.train_csr(
             exp.split.train, num_users=exp.num_users, num_items=exp.num_items))
       if self.config.social_weight and exp.friends is not None:  # both directions of each pair
         f = exp.friends.train
@@ -428,7 +275,7 @@ class EmbeddingRecommender(Recommender):
     """`(final [N, d_out], ego [N, d])` of every node; see the module docstring.
 
     `rng` feeds dropout; `noise_rng` and `noise_eps` (> 0) add SimGCL's noise after every layer
-    (`_LayerStack`); `return_layers=True` (in `apply_kw`) also returns [h^0, ..., h^L].
+    (`LayerStack`); `return_layers=True` (in `apply_kw`) also returns [h^0, ..., h^L].
     """
     rngs = {}
     if rng is not None:
@@ -470,7 +317,6 @@ class EmbeddingRecommender(Recommender):
     same dropout key, each its noise key); with `cl="xsimgcl"` one noisy pass (view 1's key)
     serves both, its final vectors against its layer-`cl_layer` output.
     """
-    from gnnrec_jax.training import contrastive
     cfg, num_users = self.config, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
     noise1, noise2 = jax.random.split(jax.random.fold_in(rng, 7))
@@ -480,10 +326,12 @@ class EmbeddingRecommender(Recommender):
       final, ego, hs = view(noise_rng=noise1, return_layers=True)
     else:
       final, ego = self.forward(params, inputs, train=True, rng=drop_rng)
-    loss, aux = self._ranking_loss(final, ego, inputs, batch, neg_rng)
+    loss, aux = objective.ranking_loss(cfg, final, ego, inputs, batch, neg_rng,
+                                       num_users=num_users, num_items=self.num_items)
     if cfg.social_weight:  # additive; its own key, so runs without it draw what they drew before
-      loss, aux = self._friend_term(loss, aux, final, ego, inputs, batch,
-                                    jax.random.fold_in(rng, 13))
+      term, faux = objective.friend_term(cfg, final, ego, inputs["friends"], batch,
+                                         jax.random.fold_in(rng, 13), num_users=num_users)
+      loss, aux = loss + term, {**aux, **faux}
     if not cfg.cl:
       return loss, aux
     if cfg.cl == "simgcl":
@@ -498,86 +346,17 @@ class EmbeddingRecommender(Recommender):
         mask=batch["mask"])
     return loss + cl, {**aux, **cl_aux}
 
-  def _ranking_loss(self, final, ego, inputs, batch, neg_rng):
-    """`config.loss` on the batch rows of `final` ([N, d_out]) and `ego` ([N, d])."""
-    from gnnrec_jax.training import contrastive, losses, sampling
-    cfg, num_users, num_items = self.config, self.num_users, self.num_items
-    u, p = batch["user"], batch["item"] + num_users
-    mask = batch["mask"]
-    if cfg.loss == "full_softmax":
-      return losses.full_softmax_loss(
-          user=final[u], items=final[num_users:num_users + num_items],
-          pos_item=batch["item"], user_ego=ego[u], pos_ego=ego[p], l2=cfg.l2,
-          temperature=cfg.softmax_temperature, mask=mask)
-    if cfg.loss == "directau":
-      unique = cfg.directau_unique
-      return contrastive.directau_loss(
-          user=final[u], item=final[p], gamma=cfg.directau_gamma, mask=mask,
-          users=u if unique else None, items=p if unique else None, user_ego=ego[u],
-          item_ego=ego[p], l2=cfg.l2)
-    pool = inputs.get("neg_pool")
-    size = num_items if pool is None else pool.shape[0]  # static: the pool's length
-    ccl_weight = cfg.ccl_negative_weight or None  # 0: w = K
-    if cfg.loss == "ccl" and cfg.ccl_shared_negatives:
-      # K negatives for the whole batch, a [B, K] matmul (the whole pool when K >= its size);
-      # drawn with replacement, as the per-row negatives are.
-      k = cfg.ccl_shared_negatives
-      items = (jnp.arange(size, dtype=jnp.int32) if k >= size else
-               jax.random.randint(neg_rng, (k,), 0, size, dtype=jnp.int32))
-      n = (items if pool is None else pool[items]) + num_users  # [K]
-      return contrastive.cosine_contrastive_loss(
-          user=final[u], pos=final[p], neg=final[n], margin=cfg.ccl_margin,
-          negative_weight=ccl_weight, mask=mask, user_ego=ego[u], pos_ego=ego[p],
-          neg_ego=ego[n], l2=cfg.l2)
-    neg = sampling.sample_negatives(neg_rng, batch_users=batch["user"], num_items=size,
-                                    num_negatives=cfg.num_negatives)  # [B, K]
-    if cfg.neg_resample:  # redraw negatives among the user's train items
-      indptr, indices = inputs["seen"]
-      neg = sampling.resample_if_seen(jax.random.fold_in(neg_rng, 1), neg,
-                                      batch_users=batch["user"], num_items=size, indptr=indptr,
-                                      indices=indices, num_retries=cfg.neg_resample, pool=pool)
-    if pool is not None:
-      neg = pool[neg]
-    n = neg + num_users
-    common = dict(user=final[u], pos=final[p], neg=final[n],  # [B, K, d]
-                  user_ego=ego[u], pos_ego=ego[p], neg_ego=ego[n], l2=cfg.l2, mask=mask)
-    if cfg.loss == "bpr":
-      return losses.bpr_loss(**common)
-    if cfg.loss == "ccl":
-      return contrastive.cosine_contrastive_loss(**common, margin=cfg.ccl_margin,
-                                                 negative_weight=ccl_weight)
-    return losses.sampled_softmax_loss(**common, temperature=cfg.softmax_temperature)
-
-  def _friend_term(self, loss, aux, final, ego, inputs, batch, rng):
-    """Adds `losses.friendship_loss` over B train friendships drawn (with replacement, both
-    directions alike) from `inputs["friends"]` and `num_negatives` random users per row."""
-    from gnnrec_jax.training import losses
-    cfg = self.config
-    pairs = inputs["friends"]  # [2m, 2] directed train friendships
-    size = batch["user"].shape[0]  # static: as many friendships per step as item rows
-    pick_rng, neg_rng = jax.random.split(rng)
-    rows = pairs[jax.random.randint(pick_rng, (size,), 0, pairs.shape[0])]  # [B, 2]
-    neg = jax.random.randint(neg_rng, (size, cfg.num_negatives), 0, self.num_users)  # [B, K]
-    a, f = rows[:, 0], rows[:, 1]
-    term, faux = losses.friendship_loss(
-        user=final[a], friend=final[f], neg=final[neg], weight=cfg.social_weight,
-        kind=cfg.social_loss, temperature=cfg.softmax_temperature, user_ego=ego[a],
-        friend_ego=ego[f], neg_ego=ego[neg], l2=cfg.l2)
-    return loss + term, {**aux, **faux}
-
   def score_params(self, params):
     return self.embed(params, self.inputs)
 
   def history_scores(self, params, history):
-    from gnnrec_jax.models.inductive import embed_new_user
     query = embed_new_user(self, params, history)  # [d]
     _, item_emb = self.score_params(params)
     return np.asarray(item_emb) @ query
 
   def explain_terms(self, params, *, user, history, items):
-    from gnnrec_jax.evaluation import explain
     if history is not None:
-      return explain.new_user_terms(self, params, history, items)
-    if isinstance(self.module, (LightGCN, SoftmaxGNN)):
-      return explain.propagation_terms(self, params, user, items)
-    return explain.similarity_terms(self, params, user, items)
+      return explain_terms.new_user_terms(self, params, history, items)
+    if self.module.explanation == "propagation":
+      return explain_terms.propagation_terms(self, params, user, items)
+    return explain_terms.similarity_terms(self, params, user, items)

@@ -19,6 +19,12 @@ item–item graph built from the training matrix R ([U, I]):
     where L~ = I - 2 L is the Laplacian rescaled to [-1, 1] and the c_k interpolate a "plateau"
     low-pass response at K + 1 Chebyshev nodes.
 
+Text in the item graph (`filter_text_weight` w > 0; no paper does this that we know of): the
+linear filter L is replaced by L' = (1 - w) R~^T R~ + w S, S = G G^T the cosine matrix of the
+centred item vectors scaled to spectral norm 1 (`text_similarity_factors`), so every filter above
+runs unchanged on a graph whose eigenvalues stay in [0, 1]; the ideal low-pass V stays R~'s. G is
+[I, d]: still no [I, I] matrix.
+
 The equations and hyperparameters follow the papers' reference code (github.com/yshenaw/GF_CF,
 github.com/jeongwhanchoi/BSPM, github.com/chanwoo0806/ChebyCF), which is what their published
 numbers were produced with; where the code has a quirk, the docstring below says so.
@@ -303,6 +309,40 @@ def _degree_scale(item_degree: jax.Array, power) -> jax.Array:
   return jnp.where(item_degree > 0, jnp.maximum(item_degree, 1.0) ** power, 0.0)
 
 
+def text_similarity_factors(vectors: np.ndarray) -> np.ndarray:
+  """G [I, d] with S = G G^T the item vectors' similarity graph, its spectrum in [0, 1].
+
+  The item vectors (zero rows: no text) are centred on the mean of the items with text (the
+  direction every text shares says nothing about a preference: uncentred MiniLM cosines are
+  0.2-0.5 between unrelated products), re-normalised to unit rows, so G G^T is their cosine
+  matrix, and divided by G's largest singular value, so that S's eigenvalues lie in [0, 1] as
+  those of R~^T R~ do. A convex mix (1 - w) R~^T R~ + w S then keeps its eigenvalues in [0, 1]
+  (both are PSD with norm <= 1): ChebyCF's rescaled Laplacian I - 2 L' stays in [-1, 1] and
+  BSPM's ODEs stay stable.
+  """
+  f = np.asarray(vectors, np.float64)
+  has = np.linalg.norm(f, axis=1) > 0
+  if not has.any():
+    raise DataError("filter_text_weight > 0 but no item has a text vector")
+  f = np.where(has[:, None], f - f[has].mean(axis=0, keepdims=True), 0.0)
+  norm = np.linalg.norm(f, axis=1, keepdims=True)
+  f = np.where(norm > 0, f / np.maximum(norm, 1e-300), 0.0)
+  top = np.linalg.norm(f, ord=2)
+  return f / max(top, 1e-300)
+
+
+def with_text(params: Params, vectors: np.ndarray | None, weight: float) -> Params:
+  """`params` with the text similarity mixed into its item graph at weight w (0: unchanged)."""
+  if not 0.0 <= weight <= 1.0:
+    raise ConfigError(f"filter_text_weight must be in [0, 1], got {weight}")
+  if weight == 0.0:
+    return params
+  if vectors is None or np.asarray(vectors).shape[0] != params["item_degree"].shape[0]:
+    raise ConfigError("filter_text_weight > 0 needs one text vector per item (text_features)")
+  return {**params, "text": jnp.asarray(text_similarity_factors(vectors), jnp.float32),
+          "text_weight": jnp.asarray(weight, jnp.float32)}
+
+
 # --- device side: the shared operators (column layout: signals are [I, B]) ----------------------
 def _product(x: jax.Array, edges: Params, num_nodes: int) -> jax.Array:
   """out[r] = sum_e w_e x[s_e] over one of R~'s two edge lists; x [N, B] -> [N, B]."""
@@ -314,7 +354,8 @@ def _product(x: jax.Array, edges: Params, num_nodes: int) -> jax.Array:
 
 
 def _linear_filter(params: Params, x: jax.Array) -> jax.Array:
-  """L x = R~^T (R~ x) for x [I, B], as two sparse products (no [I, I] matrix).
+  """L x = R~^T (R~ x) for x [I, B], as two sparse products (no [I, I] matrix); with text
+  factors in `params` (`with_text`), L' x = (1 - w) R~^T R~ x + w G G^T x.
 
   The two index spaces (users, items) share one node range of size max(U, I), so both products
   are square weighted sums; rows past U or I carry zeros and receive nothing.
@@ -325,7 +366,12 @@ def _linear_filter(params: Params, x: jax.Array) -> jax.Array:
   x = jnp.pad(x, ((0, n - num_items), (0, 0)))
   y = _product(x, params["to_user"], n)       # [n, B], users in [0, U)
   z = _product(y, params["to_item"], n)       # [n, B], items in [0, I)
-  return z[:num_items]
+  if "text" not in params:
+    return z[:num_items]
+  # L' = (1 - w) R~^T R~ + w G G^T (`text_similarity_factors`): the text part through [I, d].
+  w, g = params["text_weight"], params["text"]
+  dot = lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+  return (1.0 - w) * z[:num_items] + w * dot(g, dot(g.T, x[:num_items]))
 
 
 _linear_filter_jit = jax.jit(_linear_filter)
@@ -623,13 +669,23 @@ class _GraphFilter(LinearItemRecommender):
     cfg = self.config
     return {"num_factors": cfg.svd_rank, "svd": cfg.svd_method, "seed": cfg.seed}
 
+  def _text(self, params: Params) -> Params:
+    """The fitted filter with `filter_text_weight` of the item vectors' similarity mixed in."""
+    w = self.config.filter_text_weight
+    if w == 0:
+      return params
+    if self.exp.features is None:
+      raise ConfigError("filter_text_weight > 0 needs item vectors: set text_features (e.g. "
+                        "--set text_features=none)")
+    return with_text(params, np.asarray(self.exp.features[self.num_users:]), w)
+
 
 class GFCF(_GraphFilter):
   """GF-CF as a model (config: `filter_alpha`, `svd_rank`, `svd_method`)."""
 
   def init(self, key):
     del key  # closed form; the randomized SVD takes the config's seed
-    return fit_gfcf(self._matrix(), alpha=self.config.filter_alpha, **self._svd())
+    return self._text(fit_gfcf(self._matrix(), alpha=self.config.filter_alpha, **self._svd()))
 
   apply_rows = staticmethod(apply_gfcf)
 
@@ -640,7 +696,7 @@ class BSPM(_GraphFilter):
   def init(self, key):
     del key
     cfg = self.config
-    return fit_bspm(
+    return self._text(fit_bspm(
         self._matrix(), beta=cfg.filter_alpha,
         idl_solver=cfg.bspm_idl_solver, idl_steps=cfg.bspm_idl_steps,
         idl_time=cfg.bspm_idl_time,
@@ -649,7 +705,7 @@ class BSPM(_GraphFilter):
         sharpen_solver=cfg.bspm_sharpen_solver, sharpen_steps=cfg.bspm_sharpen_steps,
         sharpen_time=cfg.bspm_sharpen_time,
         early_merge=cfg.bspm_early_merge, t_point_combination=cfg.bspm_t_point_combination,
-        **self._svd())
+        **self._svd()))
 
   apply_rows = staticmethod(apply_bspm)
 
@@ -660,8 +716,9 @@ class ChebyCF(_GraphFilter):
   def init(self, key):
     del key
     cfg = self.config
-    return fit_chebycf(self._matrix(), order=cfg.cheby_order, flatness=cfg.cheby_flatness,
-                       alpha=cfg.filter_alpha, beta=cfg.cheby_beta, **self._svd())
+    return self._text(fit_chebycf(self._matrix(), order=cfg.cheby_order,
+                                  flatness=cfg.cheby_flatness, alpha=cfg.filter_alpha,
+                                  beta=cfg.cheby_beta, **self._svd()))
 
   apply_rows = staticmethod(apply_chebycf)
 

@@ -29,8 +29,8 @@ from gnnrec_jax.data.types import Interactions
 from gnnrec_jax.errors import ConfigError, DataError
 from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.graph.propagate import weighted_sum
-from gnnrec_jax.models import embedding as models
 from gnnrec_jax.models.node_inputs import NodeInputs
+from gnnrec_jax.models.readout import combine_layers, score_space
 
 
 def train_presence(train: Interactions, num_users: int, num_items: int
@@ -62,7 +62,8 @@ def history_text_vector(item_features: np.ndarray, item_has_text: np.ndarray,
   return (total / norm).astype(np.float32), True
 
 
-def _check_history(history, num_items: int) -> np.ndarray:
+def check_history(history, num_items: int) -> np.ndarray:
+  """`history` as [m] int64 item indices; DataError when empty or outside [0, num_items)."""
   history = np.asarray(history, np.int64).reshape(-1)
   if len(history) == 0:
     raise DataError("a new user needs at least one history item")
@@ -73,8 +74,9 @@ def _check_history(history, num_items: int) -> np.ndarray:
   return history
 
 
-def _pad_len(m: int) -> int:
-  # Histories are padded to powers of two (>= 8) so that few lengths compile.
+def pad_len(m: int) -> int:
+  """The padded length of a history of m items: a power of two >= 8, so that few lengths
+  compile."""
   return max(8, 1 << int(np.ceil(np.log2(m))))
 
 
@@ -99,17 +101,14 @@ def embed_new_user(rec, params, history: np.ndarray) -> np.ndarray:
     ConfigError: a text model other than LightGCN / MF (no inductive form implemented).
   """
   exp, model, inputs = rec.exp, rec.module, rec.inputs
-  history = _check_history(history, exp.num_items)
+  history = check_history(history, exp.num_items)
   u, i = exp.num_users, exp.num_items
   if exp.features is None and exp.side is None:
     _, item_emb = rec.embed(params, inputs)
     return np.asarray(item_emb)[history].mean(axis=0)
   has_id = jnp.asarray(has_id_mask(exp.split.train, u, i))
-  if isinstance(model, models.MF):
-    num_layers, combine = 0, "mean"
-  elif isinstance(model, models.LightGCN):
-    num_layers, combine = model.num_layers, model.layer_combine
-  else:
+  layers = model.new_user_layers()  # (num_layers, combine) of its closed form, or None
+  if layers is None:
     raise ConfigError(f"embed_new_user: no inductive form for text model {type(model).__name__}"
                       " (supported: lightgcn, mf); train it ID-only or add the user and retrain")
   cfg = exp.config
@@ -128,11 +127,12 @@ def embed_new_user(rec, params, history: np.ndarray) -> np.ndarray:
   a = np.asarray(g.edges["mask"]) * (np.asarray(g.edges["weight"]) if weighted else 1.0)
   deg = np.bincount(np.asarray(g.receivers), weights=a, minlength=u + i)[u + history]
   deg_n = len(history) + (1.0 if cfg.self_loops else 0.0)
-  m = _pad_len(len(history))
+  m = pad_len(len(history))
   nodes = np.zeros(m, np.int32)
   nodes[:len(history)] = u + history
   coef = np.zeros(m, np.float32)  # padding rows get weight 0
   coef[:len(history)] = 1.0 / np.sqrt(deg_n * np.maximum(deg, 1.0))
+  num_layers, combine = layers
   out = _new_user_layers(
       _node_inputs_of(model), params, inputs, has_id, None if x is None else jnp.asarray(x),
       jnp.asarray(has_text), side_row, jnp.asarray(nodes), jnp.asarray(coef),
@@ -174,7 +174,7 @@ def _new_user_layers_impl(node_inputs, params, inputs, has_id, x, has_text, side
     hs_new.append(coef @ h[nodes] + self_weight * hs_new[-1])  # [d]
     h = weighted_sum(h, graph, graph.edges["norm"].astype(h.dtype), num_nodes=num_nodes,
                      backend=backend)  # [N, d]
-  return models.score_space(models.combine_layers(hs_new, combine), score)
+  return score_space(combine_layers(hs_new, combine), score)
 
 
 _new_user_layers = jax.jit(_new_user_layers_impl, static_argnames=(

@@ -44,11 +44,17 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
-from gnnrec_jax.errors import ConfigError, DataError
+from gnnrec_jax.data.types import Interactions
+from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph import build as graph_lib
 from gnnrec_jax.graph.propagate import normalize_per_receiver, resolve_backend, weighted_sum
-from gnnrec_jax.models import embedding
-from gnnrec_jax.models.layers import LightGCNConv, SoftmaxEdgeConv
+from gnnrec_jax.models import embedding, explain_terms, inductive
+from gnnrec_jax.models.closed_form import user_histories
+from gnnrec_jax.models.layers import LightGCNConv, SoftmaxEdgeConv, check_heads
+from gnnrec_jax.models.readout import combine_layers, score_space
+from gnnrec_jax.objectives import sampling
+from gnnrec_jax.objectives import select as objective
+from gnnrec_jax.text.node_texts import user_history_vectors
 
 USER_INPUTS = ("history", "text", "table")
 CONVS = ("lightgcn", "softmax")
@@ -70,7 +76,7 @@ class TextMLP(nn.Module):
 
 
 class TextGNN(nn.Module):
-  """The text-first GNN of the module docstring; the call contract of `embedding.create_model`.
+  """The text-first GNN of the module docstring; the call contract of `embedding.EmbeddingModel`.
 
   Attributes:
     num_users: U.
@@ -120,6 +126,41 @@ class TextGNN(nn.Module):
   @property
   def n(self) -> int:
     return self.num_nodes or self.num_users + self.num_items
+
+  @classmethod
+  def recommender_class(cls):
+    return TextGNNRecommender
+
+  @classmethod
+  def from_config(cls, config, *, num_users: int, num_items: int, feature_dim: int | None,
+                  num_nodes: int | None) -> "TextGNN":
+    """The `TextGNN` of `config` (`embedding.create_model` for model "textgnn")."""
+    c = config
+    embedding.check_sizes(c, num_users=num_users, num_items=num_items, num_nodes=num_nodes)
+    if feature_dim is None:
+      raise ConfigError("textgnn needs text features: set text_features=history (items are "
+                        "their text)")
+    embedding.check_combine(c.layer_combine)
+    if c.user_input not in USER_INPUTS:
+      raise ConfigError(f"unknown user_input {c.user_input!r}; choose one of "
+                        f"{', '.join(USER_INPUTS)}")
+    if c.conv not in CONVS:
+      raise ConfigError(f"unknown conv {c.conv!r}; choose one of {', '.join(CONVS)}")
+    if c.side_features:
+      raise ConfigError("textgnn does not read side_features (its nodes are their text)")
+    if c.target_out and c.conv != "lightgcn":
+      raise ConfigError("target_out needs conv=lightgcn (the softmax rule's alphas would need "
+                        "renormalising without the target edge)")
+    if c.conv == "softmax":
+      check_heads(c.embed_dim, c.heads)
+    return cls(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
+               num_nodes=num_nodes, mlp_hidden=c.mlp_hidden, num_layers=c.num_layers,
+               layer_combine=c.layer_combine, user_input=c.user_input, conv=c.conv,
+               heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
+               qk_proj=c.qk_proj, activation=c.activation, attention_mix=c.attention_mix,
+               initial_alpha=c.initial_alpha, use_id_embedding=c.use_id_embedding,
+               id_dropout=c.id_dropout, warm_text=c.warm_text, init_std=c.init_std,
+               backend=c.propagation, score=c.score)
 
   def conv_layer(self, k: int, num_nodes: int, backend: str, **kw):
     """Layer k's conv for a graph of `num_nodes` nodes (the model's own, or with `parent=None`
@@ -182,7 +223,7 @@ class TextGNN(nn.Module):
     mask = None if feature_mask is None else feature_mask[u:u + i]
     h0 = self.map_text(features[u:u + i], mask)  # [I, d]
     hs = [h0] + [jnp.zeros_like(h0)] * self.num_layers
-    return embedding.score_space(embedding.combine_layers(hs, self.layer_combine), self.score)
+    return score_space(combine_layers(hs, self.layer_combine), self.score)
 
   def user_text(self, z: jax.Array, has_text: jax.Array | None) -> jax.Array:
     """AlphaRec's user rule (`user_input="text"`): the mapped user LM vector."""
@@ -222,8 +263,8 @@ class TextGNN(nn.Module):
     if features is None:
       raise ConfigError("textgnn needs text features (set text_features)")
     hs = self.layers(graph, features, feature_mask, has_id, train=train)
-    final = embedding.combine_layers(hs, self.layer_combine)
-    return embedding.score_space(final, self.score), hs[0]
+    final = combine_layers(hs, self.layer_combine)
+    return score_space(final, self.score), hs[0]
 
 
 def edge_position(graph: jraph.GraphsTuple, receivers: jax.Array, senders: jax.Array) -> jax.Array:
@@ -280,39 +321,7 @@ def target_out_users(hs: list[jax.Array], graph: jraph.GraphsTuple, users: jax.A
     out[0] = jnp.where(n_u > 1, rest / jnp.maximum(n_u - 1, 1), 0.0)
   for k in range(1, len(hs)):
     out.append(hs[k][users] - norm * hs[k - 1][targets])
-  return embedding.score_space(embedding.combine_layers(out, combine), score)
-
-
-def create_textgnn(config, *, num_users: int, num_items: int, feature_dim: int | None,
-                   num_nodes: int | None) -> TextGNN:
-  """The `TextGNN` of `config` (called by `embedding.create_model` for model "textgnn")."""
-  c = config
-  if feature_dim is None:
-    raise ConfigError("textgnn needs text features: set text_features=history (items are "
-                      "their text)")
-  if c.layer_combine not in embedding.COMBINES:
-    raise ConfigError(f"unknown layer_combine {c.layer_combine!r}; choose one of "
-                      f"{', '.join(embedding.COMBINES)}")
-  if c.user_input not in USER_INPUTS:
-    raise ConfigError(f"unknown user_input {c.user_input!r}; choose one of "
-                      f"{', '.join(USER_INPUTS)}")
-  if c.conv not in CONVS:
-    raise ConfigError(f"unknown conv {c.conv!r}; choose one of {', '.join(CONVS)}")
-  if c.side_features:
-    raise ConfigError("textgnn does not read side_features (its nodes are their text)")
-  if c.target_out and c.conv != "lightgcn":
-    raise ConfigError("target_out needs conv=lightgcn (the softmax rule's alphas would need "
-                      "renormalising without the target edge)")
-  if c.conv == "softmax" and c.embed_dim % c.heads:
-    raise ConfigError(f"embed_dim {c.embed_dim} is not divisible by heads {c.heads}")
-  return TextGNN(num_users=num_users, num_items=num_items, embed_dim=c.embed_dim,
-                 num_nodes=num_nodes, mlp_hidden=c.mlp_hidden, num_layers=c.num_layers,
-                 layer_combine=c.layer_combine, user_input=c.user_input, conv=c.conv,
-                 heads=c.heads, temperature=c.temperature, scale_logits=c.scale_logits,
-                 qk_proj=c.qk_proj, activation=c.activation, attention_mix=c.attention_mix,
-                 initial_alpha=c.initial_alpha, use_id_embedding=c.use_id_embedding,
-                 id_dropout=c.id_dropout, warm_text=c.warm_text, init_std=c.init_std, backend=c.propagation,
-                 score=c.score)
+  return score_space(combine_layers(out, combine), score)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -391,7 +400,7 @@ def _users_final(model: TextGNN, params, inputs, user_graph, user_z, user_has_te
     conv = model.conv_layer(k, n, "segment", parent=None)
     res = conv.apply({"params": params.get(f"convs_{k}", {})}, x, user_graph)
     out.append((res[0] if model.conv == "softmax" else res)[:num_users])
-  return embedding.score_space(embedding.combine_layers(out, model.layer_combine), model.score)
+  return score_space(combine_layers(out, model.layer_combine), model.score)
 
 
 class TextGNNRecommender(embedding.EmbeddingRecommender):
@@ -408,13 +417,11 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     if self.config.target_out and (seen is None or full != hasattr(seen, "shape")):
       # The users' train items: a padded [U, L] table for the full softmax's [B, I] mask, a CSR
       # for sampled negatives (the base class leaves None, or a CSR for `neg_resample`).
-      from gnnrec_jax.models.closed_form import user_histories
-      from gnnrec_jax.training.sampling import train_csr
       if full:
         inputs["seen"] = jnp.asarray(user_histories(self.exp.trained, num_users=self.num_users,
                                                     num_items=self.num_items))
       else:
-        inputs["seen"] = tuple(jnp.asarray(a) for a in train_csr(
+        inputs["seen"] = tuple(jnp.asarray(a) for a in sampling.train_csr(
             self.exp.trained, num_users=self.num_users, num_items=self.num_items))
     return inputs
 
@@ -468,13 +475,12 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
 
   def _target_out_loss(self, params, inputs, batch, rng):
     """The `target_out` objective (see `loss`)."""
-    from gnnrec_jax.training import sampling
     cfg, model, u = self.config, self.module, self.num_users
     drop_rng, neg_rng = jax.random.split(rng)
     hs = model.apply({"params": params}, inputs["graph"], inputs["features"],
                      inputs["feature_mask"], inputs.get("has_id"), train=True,
                      rngs={"dropout": drop_rng}, method=TextGNN.layers)
-    final = embedding.score_space(embedding.combine_layers(hs, model.layer_combine), model.score)
+    final = score_space(combine_layers(hs, model.layer_combine), model.score)
     items = final[u:u + self.num_items]  # [I, d]
     user = target_out_users(hs, inputs["graph"], batch["user"], batch["item"] + u,
                             num_users=u, combine=model.layer_combine, score=model.score,
@@ -496,15 +502,8 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
       neg = jnp.einsum("bd,bkd->bk", user, items[cand])
       indptr, indices = inputs["seen"]
       mask = sampling.is_seen(batch["user"], cand, indptr=indptr, indices=indices)
-    neg = jnp.where(mask, -jnp.inf, neg)
-    if cfg.loss == "bpr":
-      valid = jnp.isfinite(neg)
-      rank = jnp.sum(jnp.where(valid, jax.nn.softplus(neg - pos), 0.0), -1) / jnp.maximum(
-          valid.sum(-1), 1)
-      nll = rank
-    else:
-      logits = jnp.concatenate([pos, neg], axis=-1) / cfg.softmax_temperature
-      nll = -jax.nn.log_softmax(logits, axis=-1)[:, 0]  # [B]
+    nll = objective.masked_ranking_nll(cfg.loss, pos, neg, mask,
+                                       temperature=cfg.softmax_temperature)  # [B]
     m = batch["mask"]
     loss = jnp.sum(m * nll) / jnp.maximum(jnp.sum(m), 1.0)
     reg = jnp.zeros((), loss.dtype)
@@ -528,7 +527,6 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
 
     A user of the train graph given its train items gets its own vector back exactly.
     """
-    from gnnrec_jax.text.node_texts import user_history_vectors
     exp = self.exp
     num_users = exp.num_users if num_users is None else num_users
     u = exp.num_users
@@ -548,7 +546,6 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
   def at_test_time(self, extra):
     """This model with every user re-embedded from its train items plus `extra` (the valid
     items: `test_history="train+valid"`) by its new-user rule; items stay as trained."""
-    from gnnrec_jax.data.types import Interactions
     copy = type(self).__new__(type(self))
     copy.__dict__.update(self.__dict__)
     copy.history = Interactions.concat([
@@ -557,21 +554,18 @@ class TextGNNRecommender(embedding.EmbeddingRecommender):
     return copy
 
   def history_scores(self, params, history):
-    from gnnrec_jax.data.types import Interactions
-    from gnnrec_jax.models.inductive import _check_history, _pad_len
-    history = _check_history(history, self.num_items)
+    history = inductive.check_history(history, self.num_items)
     h = Interactions(np.zeros(len(history), np.int32), history)
-    pad = _pad_len(len(history)) + 1  # + the self-loop
+    pad = inductive.pad_len(len(history)) + 1  # + the self-loop
     final = self.user_vectors(params, h, num_users=1, pad_edges=pad)[0]
     _, item_emb = self.embed(params, self.inputs)
     return np.asarray(item_emb) @ np.asarray(final)
 
   def explain_terms(self, params, *, user, history, items):
-    from gnnrec_jax.evaluation import explain
     if history is None and self.module.user_input != "table":
       # A user in the graph is its train history: leave-one-out through `history_scores`
       # (which reproduces its scores exactly) is exact per item.
-      history = explain.train_history(self.exp, user)
+      history = explain_terms.train_history(self.exp, user)
     if history is not None and len(history):
-      return explain.leave_one_out_terms(self, params, history, items)
-    return explain.similarity_terms(self, params, user, items)
+      return explain_terms.leave_one_out_terms(self, params, history, items)
+    return explain_terms.similarity_terms(self, params, user, items)

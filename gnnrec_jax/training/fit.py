@@ -24,7 +24,6 @@ than the checkpoint is rewritten by the replay, since the replay draws the same 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 import warnings
@@ -36,13 +35,14 @@ import optax
 from flax.training import train_state
 from tqdm.auto import tqdm
 
-from gnnrec_jax import models, precision
+from gnnrec_jax import models
 from gnnrec_jax.config import Config
 from gnnrec_jax.errors import CheckpointError, TrainingError
 from gnnrec_jax.evaluation.protocol import evaluate_split
 from gnnrec_jax.experiment import Experiment
 from gnnrec_jax.models.base import Recommender
 from gnnrec_jax.training import checkpoint, parallel
+from gnnrec_jax.training.step import make_train_step
 from gnnrec_jax.training.workdir import RunDir
 
 
@@ -82,24 +82,6 @@ def create_optimizer(config: Config, total_steps: int) -> optax.GradientTransfor
   if config.grad_clip > 0:
     opt = optax.chain(optax.clip_by_global_norm(config.grad_clip), opt)
   return opt
-
-
-def make_train_step(rec: Recommender):
-  """Returns `train_step(state, batch, inputs, rng) -> (state, metrics)`, jitted.
-
-  `batch` holds `user`, `item` ([B] int32) and `mask` ([B] float32, 0 for padding rows of the
-  last batch), so every step has the same shape and compiles once; `inputs` is `rec.inputs`.
-  """
-
-  @functools.partial(jax.jit, donate_argnums=(0,))
-  def train_step(state, batch, inputs, rng):
-    with precision.training(rec.config.matmul_precision):  # gnnrec_jax/precision.py
-      (loss, aux), grads = jax.value_and_grad(rec.loss, has_aux=True)(
-          state.params, inputs, batch, rng)
-    state = state.apply_gradients(grads=grads)
-    return state, {"loss": loss, **aux}
-
-  return train_step
 
 
 def epoch_batches(train, *, batch_size: int, seed: int, epoch: int):

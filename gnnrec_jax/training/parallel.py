@@ -13,17 +13,24 @@ With m = 1 (the default) embeddings are replicated and training is plain data pa
 edges and batch; with m = D every table and its optimizer state is row-sharded over all devices
 (FSDP/ZeRO-3 style), which is what a 10M-user table needs (see benchmarks/memory_estimate.py).
 
-Partitioning is GSPMD (sharding annotations on the jit inputs and outputs; XLA's SPMD partitioner
-inserts the collectives), not `jax.shard_map` with a hand-written `psum`. Why: every layer
-aggregates through `gnnrec_jax.graph.propagate.weighted_sum`, called deep inside Linen modules, and
-GAT/SoftmaxGNN also use `edge_softmax` (a segment max and a segment sum); a `psum` would need a
-hook in `propagate.py` and in every layer, forward and backward. With the edge arrays sharded,
-XLA partitions the gather `x[senders]` (replicated operand, sharded indices) into local gathers
-and the `segment_sum` (a scatter-add with sharded updates) into local scatter-adds into a zeroed
-[N, d] buffer followed by an all-reduce of the partial sums, i.e. exactly the psum one would
-write by hand, and it does the same for every model, for the backward pass (the gradient of the
-gather is a scatter-add, hence another all-reduce) and for the softmax's segment max (an
-all-reduce with max). `collectives` reads the compiled HLO so that tests can check it.
+Two ways of splitting the propagation, chosen by `for_mesh` from `propagation`:
+
+  * "partitioned" (the default: every choice but segment and dense) runs `jax.shard_map` with
+    one `all_to_all` per layer (`gnnrec_jax.graph.propagate`, backend "partitioned"). Nodes are
+    receiver-partitioned (`partition_graph`): device p owns R node rows and the edges into them,
+    and receives only the halo of sender rows its edges read, so it holds R + D M rows instead of
+    all N. Gradients come from JAX's transposes (all_to_all's is an all_to_all back).
+  * "segment" is GSPMD: sharding annotations on the jit inputs and outputs, and XLA's SPMD
+    partitioner inserts the collectives. With the edge arrays sharded, XLA partitions the gather
+    `x[senders]` (replicated operand, sharded indices) into local gathers and the `segment_sum`
+    into local scatter-adds into a zeroed [N, d] buffer followed by an all-reduce of the partial
+    sums; node activations are replicated. It needs no hook in the layers, forward or backward,
+    and the softmax's segment max becomes an all-reduce with max.
+
+The train step itself (`make_sharded_train_step`) is the single-device step of
+`gnnrec_jax.training.step` with its inputs' and outputs' shardings pinned, whichever way the
+layers propagate. `collectives` reads the compiled HLO so that tests can check which collectives
+run.
 
 Usage (one host, all local devices):
 
@@ -70,6 +77,7 @@ from jax.sharding import PartitionSpec as P
 
 from gnnrec_jax.errors import ConfigError
 from gnnrec_jax.graph import build as graph_lib
+from gnnrec_jax.training.step import make_train_step
 
 DATA, MODEL = "data", "model"
 ALL = (DATA, MODEL)  # edges and batch rows are split over every device
@@ -283,7 +291,7 @@ def shard_batch(batch, mesh: Mesh):
 
 
 def make_sharded_train_step(rec, mesh: Mesh):
-  """The single-device `fit.make_train_step` partitioned over `mesh` (same loss, same grads).
+  """The single-device `step.make_train_step` partitioned over `mesh` (same loss, same grads).
 
   The step's body is the trainer's own `train_step` (loss, negatives, optimizer update), so the
   two cannot drift apart; this function only pins the shardings of its inputs and outputs and
@@ -314,10 +322,7 @@ def make_sharded_train_step(rec, mesh: Mesh):
     raise ConfigError(f"sharded training needs propagation=segment or partitioned (the model "
                       f"resolves {getattr(model, 'backend', backend)!r} to {backend!r}: {why}); "
                       "--set propagation=segment")
-  from gnnrec_jax.training import (
-    fit,  # fit imports the whole stack; keep parallel importable alone
-  )
-  single = fit.make_train_step(rec)
+  single = make_train_step(rec)
 
   def step(state, batch, inputs, rng):
     wsc = jax.lax.with_sharding_constraint
@@ -387,7 +392,7 @@ def for_mesh(exp, mesh: Mesh):
 
 def distribute(rec, state, mesh: Mesh):
   """Places a model's inputs and train state on `mesh`; returns `(step, state)` where `step` is
-  `fit.make_train_step`'s signature with host batches (sharded here) and `rec.inputs` are now
+  `step.make_train_step`'s signature with host batches (sharded here) and `rec.inputs` are now
   the placed arrays (so that validation reads the same ones).
 
   Raises:

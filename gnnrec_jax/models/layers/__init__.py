@@ -15,7 +15,8 @@ from gnnrec_jax.models.layers.softmax_edge import (
            ACTIVATIONS,
            SoftmaxEdgeConv,
            activation_fn,
+           check_heads,
 )
 
 __all__ = ["ACTIVATIONS", "GATConv", "LightGCNConv", "NGCFConv", "SoftmaxEdgeConv",
-           "activation_fn"]
+           "activation_fn", "check_heads"]

@@ -82,6 +82,13 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
                       f"{', '.join(ACTIVATIONS)}") from None
 
 
+def check_heads(embed_dim: int, heads: int) -> None:
+  """The one check that attention heads split the width (every attention model's builder and
+  the layer itself call it): ConfigError otherwise."""
+  if embed_dim % heads:
+    raise ConfigError(f"embed_dim {embed_dim} is not divisible by heads {heads}")
+
+
 class SoftmaxEdgeConv(nn.Module):
   """One layer of the seed's softmax-edge-weight GNN (see the module docstring for equations).
 
@@ -132,8 +139,7 @@ class SoftmaxEdgeConv(nn.Module):
       attention_mix = 1.
     """
     n, d = h.shape
-    if d % self.heads:
-      raise ConfigError(f"embed_dim {d} is not divisible by heads {self.heads}")
+    check_heads(d, self.heads)
     dh = d // self.heads
     num_edges = graph.receivers.shape[0]
     if self.alpha_from_weights:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from gnnrec_jax.training.losses import l2_reg
+from gnnrec_jax.objectives.losses import l2_reg
 
 # A finite "minus infinity" for masked logits: exp underflows to exactly 0, and, unlike -inf, a
 # row whose entries are all masked gives finite values and gradients (never NaN).
