@@ -390,7 +390,7 @@ def _local_folders(name_or_path: str) -> tuple[pathlib.Path, pathlib.Path] | Non
   return (root, folder) if (folder / "config.json").is_file() else None
 
 
-def _resolve(name_or_path: str) -> tuple[pathlib.Path, pathlib.Path]:
+def _resolve_folders(name_or_path: str) -> tuple[pathlib.Path, pathlib.Path]:
   """(root, transformer folder): the folder holding config.json, tokenizer and weights."""
   if name_or_path in _MINILM_ALIASES:
     folder = bundled_minilm_dir()
@@ -406,6 +406,11 @@ def _resolve(name_or_path: str) -> tuple[pathlib.Path, pathlib.Path]:
     raise ConfigError(f"cannot load text model {name_or_path!r}: {folder} has no config.json "
                       f"(expected a Hugging Face model folder)")
   return root, folder
+
+
+def _resolve(name_or_path: str) -> pathlib.Path:
+  """The folder holding config.json, the tokenizer and the weights."""
+  return _resolve_folders(name_or_path)[1]
 
 
 def read_model_config(path: pathlib.Path) -> bert.BertConfig | llm.DecoderConfig:
@@ -551,7 +556,7 @@ class TextEncoder:
       mesh: a mesh with a 'model' axis to shard a decoder over; default: all devices when there
         are several, else none. BERT-family models always run on one device.
     """
-    root, folder = _resolve(spec.name_or_path)
+    root, folder = _resolve_folders(spec.name_or_path)
     config = read_model_config(folder / "config.json")
     tokenizer = load_tokenizer(folder)
     pipeline = pipeline or read_pipeline(root, folder, spec.name)
