@@ -158,7 +158,9 @@ class Config:
       "one text), profile, both or none",
       choices=("", "gnnrec_jax.text.node_texts:USER_MODES"))
   text_model: str = option("all-MiniLM-L6-v2", "a small, fast sentence encoder (384 dims)",
-                           allowed="a Hugging Face Flax-loadable model name or folder")
+                           allowed="a Hugging Face model id or folder with safetensors weights: "
+                           "BERT, RoBERTa, XLM-R, Llama, Mistral, Qwen2 or Qwen3 (e.g. "
+                           "Qwen/Qwen3-Embedding-0.6B), run with its own pooling")
   # precomputed vectors (issue 24; gnnrec_jax/text/vectors.py): any encoder's output, by id
   item_vectors: str = option("", "empty = encode the item texts with text_model; a file gives "
                              "the items' vectors, matched by id (needs text_features)",

@@ -33,14 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   g = parser.add_argument_group("text encoder")
   g.add_argument("--model", default="all-MiniLM-L6-v2",
                  help="bundled all-MiniLM-L6-v2, a Hugging Face id or a local model folder "
-                      "(BERT family, safetensors weights)")
+                      "(BERT, RoBERTa, XLM-R, Llama, Mistral, Qwen2, Qwen3; safetensors weights)")
   g.add_argument("--users", choices=("history", "profile", "both", "none"), default="history",
                  help="user features: mean of train-item vectors (nothing to encode now), "
                       "profile sentence, both, or none")
   # `train --set text_features=...` encodes (or finds in the cache) with the defaults below;
   # vectors made with another pooling, length or dtype are cached under another key.
-  g.add_argument("--pooling", choices=("mean", "cls"), default="mean",
-                 help="mean (default, what train uses) or cls")
+  g.add_argument("--pooling", choices=("auto", "mean", "cls", "last"), default="auto",
+                 help="auto (default, what train uses): the model's own pipeline "
+                      "(sentence-transformers' Pooling config, the model card's, else mean for "
+                      "BERT-family and last token for decoder LLMs); or force mean, cls, last")
+  g.add_argument("--instruction", default="",
+                 help="encode the texts as queries with this task description in the model's "
+                      "query template (default: as documents, without it)")
   g.add_argument("--max-length", type=int, default=256,
                  help="word pieces per text (truncated); train uses 256")
   g.add_argument("--batch-size", type=int, default=64, help="texts per jitted call")
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
   from gnnrec_jax.text.node_texts import item_texts, user_profile_texts
 
   spec = EncoderSpec(args.model, pooling=args.pooling, max_length=args.max_length,
-                     batch_size=args.batch_size, dtype=args.dtype)
+                     batch_size=args.batch_size, dtype=args.dtype,
+                     instruction=args.instruction)
   if args.texts:
     return _encode_texts(args, spec)
   if args.ids:

