@@ -15,12 +15,16 @@ share the controller's folder.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import tempfile
 
 import jax
 import pytest
+
+from gnnrec_jax import cli
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -36,6 +40,15 @@ def pytest_unconfigure(config):
   del config
   if _OWN_CACHE:
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+def run_cli(*argv):
+  """`gnnrec-jax ARGV` in this process: (exit code, stdout, stderr); asserts no traceback."""
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = cli.main([str(a) for a in argv])
+  assert "Traceback" not in err.getvalue()
+  return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -53,12 +53,7 @@ def events(tmp_path):
   return path
 
 
-def _main(*argv):
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.main([str(a) for a in argv])
-  assert "Traceback" not in err.getvalue()
-  return code, out.getvalue(), err.getvalue()
+from conftest import run_cli as _main  # noqa: E402 (the one helper, tests/conftest.py)
 
 
 def _pairs(ds, inter):

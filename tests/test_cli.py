@@ -48,13 +48,7 @@ def _data_args(d, train="train.tsv"):
           str(d / "test.tsv"), "--user-meta", str(d / "users.tsv")]
 
 
-def _main(*argv):
-  """cli.main with captured (code, stdout, stderr); asserts there is no traceback."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.main([str(a) for a in argv])
-  assert "Traceback" not in err.getvalue()
-  return code, out.getvalue(), err.getvalue()
+from conftest import run_cli as _main  # noqa: E402 (the one helper, tests/conftest.py)
 
 
 def _error(code, err, cmd, want_code=2):

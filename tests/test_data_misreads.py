@@ -27,13 +27,7 @@ DATA = Path(__file__).parent / "data"
 FAST = ["--config", "test", "--set", "epochs=1", "--no-progress"]
 
 
-def _main(*argv):
-  """cli.main with captured (code, stdout, stderr); asserts there is no traceback."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.main([str(a) for a in argv])
-  assert "Traceback" not in err.getvalue()
-  return code, out.getvalue(), err.getvalue()
+from conftest import run_cli as _main  # noqa: E402 (the one helper, tests/conftest.py)
 
 
 def _error(cmd, *argv):

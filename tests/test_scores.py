@@ -37,12 +37,7 @@ def test_pearson_of_a_constant_vector_is_zero_not_nan():
   np.testing.assert_allclose(v[1], np.array([-1, 0, 1]) / np.sqrt(2), atol=1e-6)
 
 
-def _main(*argv):
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    code = cli.main([str(a) for a in argv])
-  assert "Traceback" not in err.getvalue()
-  return code, out.getvalue(), err.getvalue()
+from conftest import run_cli as _main  # noqa: E402 (the one helper, tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
