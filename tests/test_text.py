@@ -338,7 +338,7 @@ def test_tokenizer_agrees_with_transformers_autotokenizer(tmp_path):
   sentences = [str(s) for s in np.load(FIXTURE)["sentences"]] + ["Hello, cats sat.", "zebra"]
   folders = [_write_tiny_model(tmp_path / "tiny")]
   if bundled_minilm_dir() is not None:
-    folders.append(_resolve("all-MiniLM-L6-v2")[1])
+    folders.append(_resolve("all-MiniLM-L6-v2"))
   for folder in folders:
     ours = TextEncoder.load(str(folder)).tokenize(sentences)
     theirs = transformers.AutoTokenizer.from_pretrained(str(folder))(
