@@ -21,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 VENV="${VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac  # later steps run from other folders
 start=$(date +%s)
 W=$(mktemp -d /tmp/gnnrec-wheel-XXXXXX)
 trap 'rm -rf "$W"' EXIT
