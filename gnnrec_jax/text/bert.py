@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 import re
 from typing import Any
@@ -93,10 +92,7 @@ class BertConfig:
   def from_json(cls, path: str | pathlib.Path) -> "BertConfig":
     """Reads a Hugging Face `config.json`; `ConfigError` naming the file when it is not a BERT."""
     path = pathlib.Path(path)
-    try:
-      raw = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-      raise ConfigError(f"{path}: cannot read the model config ({e})") from None
+    raw = weights.read_model_config(path)
     model_type = raw.get("model_type")
     if model_type not in MODEL_TYPES:
       raise ConfigError(f"{path}: model_type {model_type!r} is not supported; the BERT module "

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 import re
 from typing import Any
@@ -114,10 +113,7 @@ class DecoderConfig:
     (`rope_parameters` holding `rope_theta`, `rope_type` and the scaling fields).
     """
     path = pathlib.Path(path)
-    try:
-      raw = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-      raise ConfigError(f"{path}: cannot read the model config ({e})") from None
+    raw = weights.read_model_config(path)
     mt = raw.get("model_type")
     if mt not in MODEL_TYPES:
       raise ConfigError(f"{path}: model_type {mt!r} is not a decoder family we implement "

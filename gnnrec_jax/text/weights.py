@@ -91,3 +91,11 @@ def iter_tensors(folder: str | pathlib.Path) -> Iterator[tuple[str, np.ndarray, 
     f = SafetensorsFile(path)
     for name in f.keys():
       yield name, f.get(name), path
+
+
+def read_model_config(path: pathlib.Path) -> dict:
+  """A checkpoint's `config.json` as a dict; `ConfigError` naming the file when unreadable."""
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"{path}: cannot read the model config ({e})") from None
