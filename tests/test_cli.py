@@ -441,3 +441,13 @@ def test_a_run_fitted_by_a_script_needs_its_dataset(tmp_path):
 def jax_equal(a, b):
   import jax
   return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("bad, why", [("0", "needs at least 1 device, got 0"),
+                                      ("-1", "needs at least 1 device, got -1"),
+                                      ("two", "expected a whole number of devices, got 'two'")])
+def test_device_count_below_one_is_refused(data, tmp_path, bad, why):
+  workdir = tmp_path / "w"
+  code, _, err = _main("train", *_data_args(data), *FAST, "--devices", bad, "--workdir", workdir)
+  assert f"argument --devices: {why}" in _error(code, err, "train")
+  assert not workdir.exists()   # refused before anything of a run is written

@@ -14,12 +14,24 @@ table of the test metrics goes to stderr (unless --no-progress); stdout's last l
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 from gnnrec_jax.commands.config_args import (add_config_arguments, config_from_args,
                                              with_dataset_defaults)
 from gnnrec_jax.errors import ConfigError
+
+
+def _device_count(text: str) -> int:
+  """--devices: a whole number >= 1 (0 and negatives were accepted and recorded)."""
+  try:
+    n = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a whole number of devices, got {text!r}") from None
+  if n < 1:
+    raise argparse.ArgumentTypeError(f"needs at least 1 device, got {n}")
+  return n
 
 
 def add_arguments(p):
@@ -33,7 +45,7 @@ def add_arguments(p):
                       "± std of each metric; --resume continues an interrupted group")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar, no summary line and no table (for scripts)")
-  p.add_argument("--devices", type=int, default=1, metavar="N",
+  p.add_argument("--devices", type=_device_count, default=1, metavar="N",
                  help="train data-parallel over N devices (global batches split, propagation "
                  "receiver-partitioned; gnnrec_jax/training/parallel.py); default 1")
   p.add_argument("--shard-tables", action="store_true",
