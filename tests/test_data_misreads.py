@@ -299,6 +299,10 @@ def test_files_beyond_the_size_limit_unless_asked(tmp_path, monkeypatch):
   monkeypatch.setenv("GNNREC_JAX_MAX_FILE_SIZE", "none")
   assert _warnings(*_csv_args(f))[0]["interactions"] == 40
   assert "is not a size" in _error("data", *_csv_args(f), "--max-file-size", "lots")
+  for tiny in ("0.5", "0.0001K"):   # would have been a 0-byte limit, while "0" means none
+    monkeypatch.setenv("GNNREC_JAX_MAX_FILE_SIZE", tiny)
+    assert f"$GNNREC_JAX_MAX_FILE_SIZE: '{tiny}' is under one byte" in _error("data", *_csv_args(f))
+  assert "'0.5' is under one byte" in _error("data", *_csv_args(f), "--max-file-size", "0.5")
   monkeypatch.delenv("GNNREC_JAX_MAX_FILE_SIZE")
   assert files.max_file_size() == 1 << 30  # the stated default
 

@@ -44,6 +44,9 @@ def parse_size(text: str, source: str = "--max-file-size") -> int | None:
     value = -1.0
   if not np.isfinite(value) or value <= 0:
     raise ConfigError(f"{source}: {text!r} is not a size (e.g. 2G, 500M, 100000, or none)")
+  if value * scale < 1:
+    # int(0.5) would be a 0-byte limit that refuses every file, while "0" means no limit.
+    raise ConfigError(f"{source}: {text!r} is under one byte (0 or none: no limit)")
   return int(value * scale)
 
 
